@@ -1,0 +1,77 @@
+"""`plugin-streams origin`: flags (each with a DS_ORIGIN_* variable) → OriginConfig → serve."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from origin.config import OriginConfig
+from shared.aio.settings import Settings, port_number, positive_float, positive_int
+
+PREFIX = "DS_ORIGIN_"
+help = "run the origin: the authoritative, durable log"
+_settings: Settings | None = None
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    global _settings
+    d = OriginConfig()
+    s = Settings(parser, PREFIX)
+    s.add("--host", default=d.host, help="address to listen on")
+    s.add("--port", type=port_number, default=d.port, help="port to listen on (0: any free port)")
+    s.add("--data-dir", default=d.data_dir, help="directory of the embedded storage engine")
+    s.add("--engine", default=d.engine, choices=["file", "memory"], help="storage engine")
+    s.add(
+        "--fsync",
+        default=d.fsync,
+        choices=["always", "never"],
+        help="always: acknowledge appends only once on disk; never: once in the OS page cache "
+        "(survives a process crash, not a power loss)",
+    )
+    s.add("--long-poll-timeout", type=positive_float, default=d.long_poll_timeout, help="seconds a long-poll waits")
+    s.add("--sse-max-age", type=positive_float, default=d.sse_max_age, help="seconds before an SSE response ends")
+    s.add("--sse-keepalive", type=positive_float, default=d.sse_keepalive, help="seconds between SSE keep-alives")
+    s.add("--chunk-size", type=positive_int, default=d.chunk_size, help="catch-up chunk boundary in bytes")
+    s.add("--max-body", type=positive_int, default=d.max_body, help="largest request body in bytes (413 beyond)")
+    s.add("--sweep-interval", type=positive_float, default=d.sweep_interval, help="seconds between expiry sweeps")
+    s.add("--shutdown-grace", type=positive_float, default=d.shutdown_grace, help="seconds to drain on SIGTERM")
+    s.add("--access-log", type=_boolean, default=d.access_log, help="log one line per request")
+    _settings = s
+
+
+def _boolean(text: str | bool) -> bool:
+    if isinstance(text, bool):
+        return text
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError("expected true or false")
+
+
+def config_from_args(args: argparse.Namespace) -> OriginConfig:
+    return OriginConfig(
+        host=args.host,
+        port=args.port,
+        data_dir=os.path.abspath(args.data_dir),
+        engine=args.engine,
+        fsync=args.fsync,
+        long_poll_timeout=args.long_poll_timeout,
+        sse_max_age=args.sse_max_age,
+        sse_keepalive=args.sse_keepalive,
+        chunk_size=args.chunk_size,
+        max_body=args.max_body,
+        sweep_interval=args.sweep_interval,
+        shutdown_grace=args.shutdown_grace,
+        access_log=args.access_log,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from origin.app import build_app
+    from shared.aio.serve import serve
+
+    if _settings is not None:
+        _settings.check_environment()
+    config = config_from_args(args)
+    return serve(build_app(config), config.host, config.port, grace=config.shutdown_grace, access_log=config.access_log)

@@ -1,0 +1,22 @@
+"""OriginConfig: every setting of an origin process, built once from flags and environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class OriginConfig:
+    host: str = "127.0.0.1"
+    port: int = 4437
+    data_dir: str = "./data"
+    engine: str = "file"  # "file" (durable, default) or "memory" (nothing survives a restart)
+    fsync: str = "always"  # "always": fdatasync before acknowledging; "never": page cache only
+    long_poll_timeout: float = 30.0
+    sse_max_age: float = 60.0
+    sse_keepalive: float = 15.0
+    chunk_size: int = 64 * 1024
+    max_body: int = 64 * 1024 * 1024
+    sweep_interval: float = 1.0
+    shutdown_grace: float = 10.0
+    access_log: bool = False

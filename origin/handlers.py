@@ -1,0 +1,145 @@
+"""HTTP handlers: request → shared.parse → service → headers → response. No decisions here."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from origin.config import OriginConfig
+from origin.live import LiveReads
+from origin.positions import resolve_position
+from origin.reads import read
+from origin.service import AppendResult, StreamService
+from origin.stream import StreamState
+from shared import caching, content_types, parse
+from shared import headers as h
+from shared.aio.cors import preflight
+from shared.errors import MethodNotAllowed
+from shared.jsonmode import EMPTY_ARRAY
+from shared.offsets import NOW, START
+from shared.paths import validate_path
+
+
+def stream_headers(state: StreamState, position: int) -> CIMultiDict[str]:
+    out: CIMultiDict[str] = CIMultiDict()
+    out[h.CONTENT_TYPE] = state.config.content_type
+    out[h.STREAM_NEXT_OFFSET] = str(state.offset_at(position))
+    return out
+
+
+class StreamHandlers:
+    def __init__(self, service: StreamService, config: OriginConfig) -> None:
+        self.service = service
+        self.config = config
+        self.live = LiveReads(service, config)
+        self._methods: dict[str, Callable[[web.Request, str], Awaitable[web.StreamResponse]]] = {
+            "GET": self.get,
+            "HEAD": self.head,
+            "PUT": self.put,
+            "POST": self.post,
+            "DELETE": self.delete,
+        }
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "OPTIONS":
+            return await preflight(request)
+        method = self._methods.get(request.method)
+        if method is None:
+            raise MethodNotAllowed(
+                f"method {request.method} not allowed", {"Allow": "GET, HEAD, PUT, POST, DELETE, OPTIONS"}
+            )
+        return await method(request, validate_path(request.match_info["path"]))
+
+    async def put(self, request: web.Request, path: str) -> web.Response:
+        create = parse.parse_create(request.headers)
+        body = await request.read()
+        result = await self.service.create(path, create, body)
+        state = result.state
+        out = stream_headers(state, state.tail)
+        if state.closed:
+            out[h.STREAM_CLOSED] = "true"
+        if result.created:
+            out[h.LOCATION] = str(request.url.with_query(None))
+        return web.Response(status=201 if result.created else 200, headers=out)
+
+    async def post(self, request: web.Request, path: str) -> web.Response:
+        body = await request.read()
+        append = parse.parse_append(request.headers, body_empty=not body)
+        result = await self.service.append(path, append, body)
+        return web.Response(status=_append_status(result, bool(body)), headers=_append_headers(result))
+
+    async def delete(self, request: web.Request, path: str) -> web.Response:
+        await self.service.delete(path)
+        return web.Response(status=204)
+
+    async def head(self, request: web.Request, path: str) -> web.Response:
+        state = self.service.registry.live(path, self.service.clock_ms())
+        out = stream_headers(state, state.tail)
+        config = state.config
+        if config.ttl_seconds is not None:
+            out[h.STREAM_TTL] = str(config.ttl_seconds)
+        if config.expires is not None:
+            out[h.STREAM_EXPIRES_AT] = config.expires.text
+        if state.closed:
+            out[h.STREAM_CLOSED] = "true"
+        out[h.CACHE_CONTROL] = caching.NO_STORE
+        return web.Response(status=200, headers=out)
+
+    async def get(self, request: web.Request, path: str) -> web.StreamResponse:
+        query = request.query
+        read_request = parse.parse_read(query, query.getall(h.QUERY_OFFSET, []))
+        now = self.service.clock_ms()
+        state = self.service.registry.live(path, now)
+        self.service.touch(state, now)
+        if read_request.live == h.LIVE_SSE:
+            return await self.live.sse(request, state, read_request)
+        if read_request.live == h.LIVE_LONG_POLL:
+            return await self.live.long_poll(state, read_request)
+        if read_request.offset is NOW:
+            return _now_response(state)
+        position = resolve_position(state, read_request.offset)
+        result = await read(self.service.store, state, position, self.config.chunk_size)
+        out = stream_headers(state, result.end)
+        etag = caching.etag(str(state.offset_at(result.start)), out[h.STREAM_NEXT_OFFSET], closed=result.closed)
+        out[h.ETAG] = etag
+        out[h.CACHE_CONTROL] = caching.catch_up(
+            complete=result.complete, explicit_offset=read_request.offset is not START
+        )
+        if result.up_to_date:
+            out[h.STREAM_UP_TO_DATE] = "true"
+        if result.closed:
+            out[h.STREAM_CLOSED] = "true"
+        if caching.if_none_match(request.headers.get(h.IF_NONE_MATCH), etag):
+            return web.Response(status=304, headers={h.ETAG: etag, h.CACHE_CONTROL: out[h.CACHE_CONTROL]})
+        return web.Response(status=200, body=result.body, headers=out)
+
+
+def _now_response(state: StreamState) -> web.Response:
+    """`offset=now` catch-up: no data, the tail offset, never cached (PROTOCOL.md §8)."""
+    out = stream_headers(state, state.tail)
+    out[h.STREAM_UP_TO_DATE] = "true"
+    out[h.CACHE_CONTROL] = caching.NO_STORE
+    if state.closed:
+        out[h.STREAM_CLOSED] = "true"
+    body = EMPTY_ARRAY if content_types.is_json(state.config.content_type) else b""
+    return web.Response(status=200, body=body, headers=out)
+
+
+def _append_status(result: AppendResult, has_body: bool) -> int:
+    # PROTOCOL.md §5.2.1: a new append with producer headers is 200; duplicates and closes are 204.
+    if result.appended and result.producer_epoch is not None and has_body:
+        return 200
+    return 204
+
+
+def _append_headers(result: AppendResult) -> CIMultiDict[str]:
+    out: CIMultiDict[str] = CIMultiDict()
+    out[h.STREAM_NEXT_OFFSET] = str(result.state.offset_at(result.next_position))
+    if result.closed:
+        out[h.STREAM_CLOSED] = "true"
+    if result.producer_epoch is not None:
+        out[h.PRODUCER_EPOCH] = str(result.producer_epoch)
+        out[h.PRODUCER_SEQ] = str(result.producer_seq)
+    return out

@@ -1,0 +1,132 @@
+"""Live reads: long-poll and SSE, woken by commits (never by polling).
+
+Long-poll answers at once when data exists past the offset, or with an immediate 204 when the
+stream is closed at the tail; otherwise it waits up to the configured timeout. SSE writes each
+data event together with its control event in one write, sends a keep-alive comment while idle,
+ends after about a minute (so CDNs can collapse reconnections), and ends at once with a final
+control event when the stream closes or the server shuts down.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from origin.config import OriginConfig
+from origin.positions import resolve_position
+from origin.reads import ReadResult, read, wait_for_data
+from origin.service import StreamService
+from origin.stream import StreamState
+from shared import caching, content_types, cursor, sse
+from shared import headers as h
+from shared.errors import NotFound
+from shared.parse import ReadRequest
+
+
+class LiveReads:
+    def __init__(self, service: StreamService, config: OriginConfig) -> None:
+        self.service = service
+        self.config = config
+
+    def _cursor(self, state: StreamState, position: int, echoed: int | None) -> int:
+        return cursor.next_cursor(self.service.clock_ms(), echoed, f"{state.generation}:{position}")
+
+    async def _wait(self, state: StreamState, position: int, timeout: float) -> bool:
+        if self.service.stopping:
+            return False
+        woke = await wait_for_data(state, position, timeout)
+        return woke and not self.service.stopping
+
+    # -- long-poll --------------------------------------------------------------------------
+
+    async def long_poll(self, state: StreamState, request: ReadRequest) -> web.Response:
+        position = resolve_position(state, request.offset)
+        if position >= state.tail and not state.closed:
+            await self._wait(state, position, self.config.long_poll_timeout)
+            if state.removed:
+                raise NotFound("stream was deleted")
+            self.service.touch(state, self.service.clock_ms())
+        if position < state.tail:
+            result = await read(self.service.store, state, position, self.config.chunk_size)
+            return self._long_poll_data(state, result, request.cursor)
+        out: CIMultiDict[str] = CIMultiDict()
+        out[h.STREAM_NEXT_OFFSET] = str(state.offset_at(position))
+        out[h.STREAM_UP_TO_DATE] = "true"
+        out[h.CACHE_CONTROL] = caching.NO_STORE
+        if state.closed:
+            out[h.STREAM_CLOSED] = "true"
+        else:
+            out[h.STREAM_CURSOR] = str(self._cursor(state, position, request.cursor))
+        return web.Response(status=204, headers=out)
+
+    def _long_poll_data(self, state: StreamState, result: ReadResult, echoed: int | None) -> web.Response:
+        out: CIMultiDict[str] = CIMultiDict()
+        out[h.CONTENT_TYPE] = state.config.content_type
+        next_offset = str(state.offset_at(result.end))
+        out[h.STREAM_NEXT_OFFSET] = next_offset
+        out[h.ETAG] = caching.etag(str(state.offset_at(result.start)), next_offset, closed=result.closed)
+        out[h.CACHE_CONTROL] = (
+            caching.catch_up(complete=True, explicit_offset=True) if result.complete else caching.long_poll()
+        )
+        if result.up_to_date:
+            out[h.STREAM_UP_TO_DATE] = "true"
+        if result.closed:
+            out[h.STREAM_CLOSED] = "true"
+        else:
+            out[h.STREAM_CURSOR] = str(self._cursor(state, result.start, echoed))
+        return web.Response(status=200, body=result.body, headers=out)
+
+    # -- SSE --------------------------------------------------------------------------------
+
+    async def sse(self, http: web.Request, state: StreamState, request: ReadRequest) -> web.StreamResponse:
+        position = resolve_position(state, request.offset)
+        base64_mode = content_types.sse_is_base64(state.config.content_type)
+        response = web.StreamResponse(status=200)
+        response.headers[h.CONTENT_TYPE] = h.SSE_CONTENT_TYPE
+        response.headers[h.CACHE_CONTROL] = caching.SSE
+        response.headers["X-Accel-Buffering"] = "no"
+        if base64_mode:
+            response.headers[h.STREAM_SSE_DATA_ENCODING] = "base64"
+        await response.prepare(http)
+        deadline = time.monotonic() + self.config.sse_max_age
+        sent_control = False
+        try:
+            while not state.removed:
+                if position < state.tail:
+                    result = await read(self.service.store, state, position, self.config.chunk_size)
+                    position = result.end
+                    event = sse.encode_data(result.body, base64_mode=base64_mode)
+                    await response.write(
+                        event + self._control(state, position, request, result.up_to_date, result.closed)
+                    )
+                    sent_control = True
+                    if result.closed:
+                        break
+                    continue
+                if state.closed:
+                    await response.write(self._control(state, position, request, True, True))
+                    break
+                if not sent_control:
+                    await response.write(self._control(state, position, request, True, False))
+                    sent_control = True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.service.stopping:
+                    break
+                woke = await self._wait(state, position, min(remaining, self.config.sse_keepalive))
+                if not woke and not self.service.stopping and deadline > time.monotonic():
+                    await response.write(sse.KEEP_ALIVE)
+        except ConnectionResetError:
+            return response
+        await response.write_eof()
+        return response
+
+    def _control(
+        self, state: StreamState, position: int, request: ReadRequest, up_to_date: bool, closed: bool
+    ) -> bytes:
+        next_cursor = None if closed else self._cursor(state, position, request.cursor)
+        payload = sse.control_payload(
+            str(state.offset_at(position)), cursor=next_cursor, up_to_date=up_to_date, closed=closed
+        )
+        return sse.encode_control(payload)

@@ -1,0 +1,37 @@
+"""Offsets to positions and back, across a fork chain (PROTOCOL.md §8).
+
+An offset (generation, position) is valid for a stream when some member of its fork chain
+minted that generation and the position lies on a record boundary inside the part of that
+member the stream can see. Offsets of an incarnation that is gone answer 410, so a URL that a
+cache stored for an old incarnation can never be answered with a new one's bytes.
+"""
+
+from __future__ import annotations
+
+from origin.stream import StreamState
+from shared.errors import BadRequest, Gone
+from shared.offsets import NOW, START, Offset, RequestedOffset
+
+
+def resolve_position(state: StreamState, requested: RequestedOffset, *, for_fork: bool = False) -> int:
+    if requested is START:
+        return 0
+    if requested is NOW:
+        return state.tail
+    assert isinstance(requested, Offset)
+    if requested.is_zero:
+        return 0
+    chain = state.chain()
+    for member, upper in chain:
+        if member.generation != requested.generation:
+            continue
+        position = requested.position
+        if position > upper:
+            what = "fork offset" if for_fork else "offset"
+            raise BadRequest(f"{what} is beyond the end of the stream")
+        if position < member.base or not member.is_boundary(position, upper):
+            raise BadRequest("offset is not a position this stream handed out")
+        return position
+    if requested.generation < state.generation:
+        raise Gone("offset belongs to an earlier incarnation of this stream")
+    raise BadRequest("offset is beyond the end of the stream")

@@ -1,0 +1,89 @@
+"""Catch-up reads in deterministic chunks, and waiting at the tail for live reads.
+
+A read from position p returns whole records from p, stopping before the first record that
+would end past the next multiple of the chunk size (one oversized record is returned whole).
+Every reader walking a stream therefore asks for the same sequence of offsets, and a response
+that stopped because the next record crossed the boundary can never change: it is immutable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from bisect import bisect_left
+from dataclasses import dataclass
+
+from origin.storage.base import StorageError, Store, StreamMissing
+from origin.stream import StreamState
+from shared import content_types, jsonmode
+from shared.errors import NotFound, Unavailable
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    body: bytes
+    start: int
+    end: int
+    up_to_date: bool
+    closed: bool  # the stream is closed and this response reaches its final offset
+    complete: bool  # ended at a chunk boundary before the tail: the bytes never change
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    member: StreamState
+    first: int
+    last: int
+
+
+def _plan(state: StreamState, start: int, chunk_size: int) -> tuple[list[_Span], int, bool]:
+    """Which records a read from `start` returns, where it ends, and whether it is complete."""
+    boundary = (start // chunk_size + 1) * chunk_size
+    spans: list[_Span] = []
+    end = start
+    members = list(reversed(state.chain()))  # root first
+    for member, upper in members:
+        if end >= upper or end < member.base:
+            continue
+        first = bisect_left(member.starts, end)
+        index = first
+        while index < len(member.starts) and member.starts[index] < upper:
+            record_end = member.record_end(index)
+            if record_end > boundary and end > start:
+                if index > first:
+                    spans.append(_Span(member, first, index))
+                return spans, end, True
+            end = record_end
+            index += 1
+        if index > first:
+            spans.append(_Span(member, first, index))
+    return spans, end, False
+
+
+async def read(store: Store, state: StreamState, start: int, chunk_size: int) -> ReadResult:
+    spans, end, complete = _plan(state, start, chunk_size)
+    tail = state.tail
+    closed = state.closed
+    parts = []
+    try:
+        for span in spans:
+            parts.append(await store.read(span.member.generation, span.first, span.last))
+    except StreamMissing:
+        raise NotFound("stream not found") from None
+    except StorageError as exc:
+        raise Unavailable("could not read the stream") from exc
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
+    if content_types.is_json(state.config.content_type):
+        data = jsonmode.frame(data)
+    up_to_date = end >= tail and not complete
+    return ReadResult(data, start, end, up_to_date, closed and up_to_date, complete)
+
+
+async def wait_for_data(state: StreamState, position: int, timeout: float) -> bool:
+    """Wait until the stream has data past `position`, closes, or is removed; False on timeout."""
+    try:
+        async with asyncio.timeout(timeout):
+            while state.tail <= position and not state.closed and not state.removed:
+                await asyncio.shield(state.change_future())
+    except TimeoutError:
+        return False
+    return True

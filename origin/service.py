@@ -1,0 +1,297 @@
+"""StreamService: create, append, close and delete, with the protocol's rules applied in order.
+
+No HTTP here: requests arrive parsed (shared.parse) and results leave as plain values that the
+handlers turn into responses. Every decision about one stream is taken synchronously on the
+event loop against its validation view, then handed to the group committer; a result is
+reported only once what it reports is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from origin.commit import Committer
+from origin.forks import resolve_fork
+from origin.registry import Registry
+from origin.storage.base import Record, StorageError, Store, StreamConfig
+from origin.stream import StreamState
+from shared import content_types, jsonmode
+from shared.errors import (
+    BadRequest,
+    Conflict,
+    SequenceGap,
+    StaleEpoch,
+    StreamClosedConflict,
+    Unavailable,
+)
+from shared.headers import (
+    DEFAULT_CONTENT_TYPE,
+    PRODUCER_EPOCH,
+    PRODUCER_EXPECTED_SEQ,
+    PRODUCER_RECEIVED_SEQ,
+    STREAM_CLOSED,
+    STREAM_NEXT_OFFSET,
+)
+from shared.parse import AppendRequest, CreateRequest
+from shared.producer import Outcome, decide
+
+#: JSON bodies larger than this are validated on a worker thread, not on the event loop.
+OFF_LOOP_JSON_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CreateResult:
+    state: StreamState
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    state: StreamState
+    next_position: int
+    closed: bool
+    producer_epoch: int | None = None
+    producer_seq: int | None = None
+    appended: bool = True  # False: a duplicate or an idempotent close (204)
+
+
+class StreamService:
+    def __init__(
+        self,
+        store: Store,
+        clock_ms: Callable[[], int],
+        *,
+        executor: Executor | None = None,
+        committer: Committer | None = None,
+    ) -> None:
+        self.store = store
+        self.clock_ms = clock_ms
+        self.registry = Registry(store)
+        self.committer = committer or Committer(store)
+        self._executor = executor
+        self._creating: dict[str, asyncio.Future[None]] = {}
+
+    async def start(self) -> None:
+        self.registry.load(await self.store.open(), self.clock_ms())
+
+    def touch(self, state: StreamState, now_ms: int) -> None:
+        """A read or write resets the sliding TTL (PROTOCOL.md §5.1); HEAD does not."""
+        state.last_access_ms = now_ms
+        self.store.touch(state.generation, now_ms)
+
+    # -- create -----------------------------------------------------------------------------
+
+    async def create(self, path: str, request: CreateRequest, body: bytes) -> CreateResult:
+        while (in_progress := self._creating.get(path)) is not None:
+            await asyncio.shield(in_progress)
+        now = self.clock_ms()
+        existing = self.registry.visible(path, now)
+        if existing is not None:
+            return await self._recreate(existing, request)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._creating[path] = done
+        try:
+            return CreateResult(await self._create_new(path, request, body, now), created=True)
+        finally:
+            del self._creating[path]
+            done.set_result(None)
+
+    async def _recreate(self, state: StreamState, request: CreateRequest) -> CreateResult:
+        """PUT on an existing stream: 200 if the configuration matches, 409 otherwise."""
+        if state.soft_deleted:
+            raise Conflict("a deleted stream still feeding forks holds this path")
+        config = state.config
+        fork = config.fork
+        if request.fork is None:
+            same_fork = fork is None
+            wanted_type = request.content_type or DEFAULT_CONTENT_TYPE
+        else:
+            same_fork = (
+                fork is not None
+                and fork.source_path == request.fork.source
+                and fork.requested_offset == (str(request.fork.offset) if request.fork.offset else None)
+                and fork.requested_sub_offset == request.fork.sub_offset
+            )
+            wanted_type = request.content_type or config.content_type
+        inherited = fork is not None and request.ttl_seconds is None and request.expires is None
+        same_expiry = inherited or (
+            config.ttl_seconds == request.ttl_seconds
+            and (config.expires.at_ms if config.expires else None)
+            == (request.expires.at_ms if request.expires else None)
+        )
+        await state.durable()
+        if not (
+            same_fork
+            and same_expiry
+            and content_types.same(wanted_type, config.content_type)
+            and request.closed == state.v_closed
+        ):
+            raise Conflict("stream exists with a different configuration")
+        return CreateResult(state, created=False)
+
+    async def _create_new(self, path: str, request: CreateRequest, body: bytes, now: int) -> StreamState:
+        content_type = request.content_type or DEFAULT_CONTENT_TYPE
+        records: list[Record] = []
+        source = None
+        fork_link = None
+        ttl, expires = request.ttl_seconds, request.expires
+        if request.fork is not None:
+            resolved = await resolve_fork(self.registry, request.fork, request.content_type, now)
+            source, fork_link, content_type = resolved.source, resolved.link, resolved.content_type
+            if ttl is None and expires is None:
+                ttl, expires = source.config.ttl_seconds, source.config.expires
+            if resolved.prefix:
+                records.append(Record(resolved.prefix))
+        payload = await self._payload(content_type, body, allow_empty_array=True) if body else b""
+        if payload or request.closed:
+            records.append(Record(payload, closed=request.closed))
+        if source is not None:
+            source.refcount += 1  # held across the awaits below, so the source cannot vanish
+        try:
+            config = StreamConfig(
+                generation=await self.store.allocate_generation(),
+                path=path,
+                content_type=content_type,
+                ttl_seconds=ttl,
+                expires=expires,
+                created_ms=now,
+                fork=fork_link,
+            )
+            await self.store.create(config, records)
+        except StorageError as exc:
+            raise Unavailable(f"could not create the stream: {exc}") from exc
+        finally:
+            if source is not None:
+                source.refcount -= 1
+        state = StreamState(config, source, now)
+        for record in records:
+            state.accept(record)
+            state.commit(record)
+        self.registry.add(state)
+        return state
+
+    async def _payload(self, content_type: str, body: bytes, *, allow_empty_array: bool) -> bytes:
+        """The stored form of a request body: raw bytes, or validated comma-terminated JSON."""
+        if not content_types.is_json(content_type):
+            return body
+        if len(body) > OFF_LOOP_JSON_BYTES:
+            loop = asyncio.get_running_loop()
+            messages = await loop.run_in_executor(
+                self._executor, lambda: jsonmode.parse_messages(body, allow_empty_array=allow_empty_array)
+            )
+        else:
+            messages = jsonmode.parse_messages(body, allow_empty_array=allow_empty_array)
+        return jsonmode.encode_messages(messages)
+
+    # -- append and close -------------------------------------------------------------------
+
+    async def append(self, path: str, request: AppendRequest, body: bytes) -> AppendResult:
+        now = self.clock_ms()
+        state = self.registry.live(path, now)
+        self.touch(state, now)
+        self._check_closed_and_type(state, request, body)
+        payload = b""
+        if body:
+            payload = await self._payload(state.config.content_type, body, allow_empty_array=False)
+            # The stream may have changed while the body was validated: look again.
+            state = self.registry.live(path, self.clock_ms())
+            self._check_closed_and_type(state, request, body)
+        if state.v_closed:
+            # Only idempotent repeats reach here (see _check_closed_and_type).
+            await self._durable(state)
+            return AppendResult(
+                state,
+                state.tail,
+                closed=True,
+                producer_epoch=request.producer.epoch if request.producer else None,
+                producer_seq=request.producer.seq if request.producer else None,
+                appended=False,
+            )
+        producer = request.producer
+        if producer is not None:
+            decision = decide(state.v_producers.get(producer.producer_id), producer.epoch, producer.seq)
+            if decision.outcome is Outcome.DUPLICATE:
+                await self._durable(state)
+                assert decision.state is not None
+                return AppendResult(
+                    state,
+                    state.tail,
+                    closed=state.closed,
+                    producer_epoch=producer.epoch,
+                    producer_seq=decision.state.last_seq,
+                    appended=False,
+                )
+            if decision.outcome is Outcome.STALE_EPOCH:
+                assert decision.state is not None
+                raise StaleEpoch("stale producer epoch", {PRODUCER_EPOCH: str(decision.state.epoch)})
+            if decision.outcome is Outcome.BAD_EPOCH_SEQ:
+                raise BadRequest("a new producer epoch must start at Producer-Seq 0")
+            if decision.outcome is Outcome.SEQUENCE_GAP:
+                raise SequenceGap(
+                    "producer sequence gap",
+                    {PRODUCER_EXPECTED_SEQ: str(decision.expected_seq), PRODUCER_RECEIVED_SEQ: str(producer.seq)},
+                )
+        if request.stream_seq is not None and state.v_stream_seq is not None:
+            if request.stream_seq.encode() <= state.v_stream_seq.encode():
+                raise Conflict("Stream-Seq must increase")
+        record = Record(payload, closed=request.closed, producer=producer, stream_seq=request.stream_seq)
+        end = state.accept(record)
+        await self.committer.submit(state, record)
+        return AppendResult(
+            state,
+            end,
+            closed=request.closed,
+            producer_epoch=producer.epoch if producer else None,
+            producer_seq=producer.seq if producer else None,
+        )
+
+    def _check_closed_and_type(self, state: StreamState, request: AppendRequest, body: bytes) -> None:
+        """Error precedence of PROTOCOL.md §5.2: closed first, then content type."""
+        if state.v_closed:
+            producer = request.producer
+            repeat = producer == state.v_closed_by if producer is not None else (not body and request.closed)
+            if not repeat:
+                raise StreamClosedConflict(
+                    "stream is closed",
+                    {STREAM_CLOSED: "true", STREAM_NEXT_OFFSET: str(state.offset_at(state.v_tail))},
+                )
+            return
+        if body and request.content_type is not None:
+            if not content_types.same(request.content_type, state.config.content_type):
+                raise Conflict("Content-Type does not match the stream's")
+
+    @staticmethod
+    async def _durable(state: StreamState) -> None:
+        try:
+            await state.durable()
+        except Unavailable:
+            raise
+        except Exception as exc:
+            raise Unavailable("storage failure") from exc
+
+    # -- delete -----------------------------------------------------------------------------
+
+    async def delete(self, path: str) -> None:
+        state = self.registry.live(path, self.clock_ms())
+        await self.registry.delete(state)
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    stopping = False
+
+    def begin_shutdown(self) -> None:
+        """Wake every live reader so long-polls answer and SSE responses end."""
+        self.stopping = True
+        for state in self.registry.by_generation.values():
+            state.notify()
+
+    async def drain(self) -> None:
+        """Wait for every accepted append to become durable."""
+        for state in list(self.registry.by_generation.values()):
+            try:
+                await state.durable()
+            except Exception:
+                pass

@@ -1,0 +1,141 @@
+"""The one storage interface, its value types and its error tree.
+
+A store persists stream incarnations: an immutable configuration plus an append-only list of
+records. Each record carries its payload together with everything the protocol must remember
+about the write that made it (closure, producer tuple, Stream-Seq), so recovery rebuilds
+producer state from the log itself and a crash can never separate data from that state.
+
+Records of one stream are numbered 0, 1, 2... in append order. Stores know nothing of offsets,
+positions, HTTP or producer rules; the service above them owns those.
+
+Errors (every method may raise them):
+    StorageError
+    ├── StreamMissing    the generation is unknown (deleted, never created)
+    └── StorageFailure   the disk refused (ENOSPC, EIO...); nothing was acknowledged
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from shared.parse import Expiry
+from shared.producer import ProducerState, ProducerTuple
+
+
+class StorageError(Exception):
+    pass
+
+
+class StreamMissing(StorageError):
+    pass
+
+
+class StorageFailure(StorageError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ForkLink:
+    """Where a fork's own data starts, and the request that created it (for idempotent PUTs)."""
+
+    source_generation: int
+    source_path: str
+    position: int  # logical position of the fork point; own records start here
+    requested_offset: str | None  # Stream-Fork-Offset as sent (None: the source's tail)
+    requested_sub_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamConfig:
+    generation: int
+    path: str
+    content_type: str
+    ttl_seconds: int | None
+    expires: Expiry | None
+    created_ms: int
+    fork: ForkLink | None = None
+    soft_deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    payload: bytes
+    closed: bool = False
+    producer: ProducerTuple | None = None
+    stream_seq: str | None = None
+
+
+@dataclass(slots=True)
+class Summary:
+    """What a stream's log says, folded: record sizes, producers, Stream-Seq and closure."""
+
+    sizes: array[int] = field(default_factory=lambda: array("q"))
+    producers: dict[str, ProducerState] = field(default_factory=dict)
+    stream_seq: str | None = None
+    closed: bool = False
+    closed_by: ProducerTuple | None = None
+
+    def apply(self, size: int, record_meta: Record) -> None:
+        self.sizes.append(size)
+        producer = record_meta.producer
+        if producer is not None:
+            self.producers[producer.producer_id] = ProducerState(producer.epoch, producer.seq)
+        if record_meta.stream_seq is not None:
+            self.stream_seq = record_meta.stream_seq
+        if record_meta.closed:
+            self.closed = True
+            self.closed_by = producer
+
+
+def summarize(records: Iterable[Record]) -> Summary:
+    summary = Summary()
+    for record in records:
+        summary.apply(len(record.payload), record)
+    return summary
+
+
+@dataclass(slots=True)
+class LoadedStream:
+    config: StreamConfig
+    summary: Summary
+    last_access_ms: int
+
+
+class Store(Protocol):
+    """Durable home of stream incarnations. All methods run on the event loop."""
+
+    async def open(self) -> list[LoadedStream]:
+        """Recover and return every stream; idempotent. Raises StorageFailure."""
+
+    async def allocate_generation(self) -> int:
+        """A generation never returned before, even across restarts. Raises StorageFailure."""
+
+    async def create(self, config: StreamConfig, records: Sequence[Record]) -> None:
+        """Durably create a stream with its first records. Raises StorageFailure."""
+
+    async def append(self, generation: int, records: Sequence[Record]) -> None:
+        """Durably append records in order; returns once they survive a crash.
+
+        Raises StreamMissing, StorageFailure (then none of `records` is kept).
+        """
+
+    async def read(self, generation: int, first: int, last: int) -> bytes:
+        """Payloads of records [first, last) concatenated. Raises StreamMissing, StorageFailure."""
+
+    async def replace_config(self, config: StreamConfig) -> None:
+        """Durably replace a stream's configuration. Raises StreamMissing, StorageFailure."""
+
+    async def remove(self, generation: int) -> None:
+        """Durably remove a stream; its space is reclaimed, possibly later. Raises StorageFailure."""
+
+    def touch(self, generation: int, at_ms: int) -> None:
+        """Note the last access (sliding TTL); persisted by the next flush_access_times."""
+
+    async def flush_access_times(self) -> None:
+        """Persist noted access times (best effort, no fsync)."""
+
+    async def close(self) -> None:
+        """Release files and handles."""

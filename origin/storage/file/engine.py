@@ -1,0 +1,274 @@
+"""FileStore: the default, embedded, crash-safe engine.
+
+Layout under the data directory:
+    store.json                 generations reserved so far (never reused across restarts)
+    streams/<generation>/      one directory per stream incarnation
+        manifest.json          configuration; its presence commits the create
+        log                    framed records (segment.py), appended only
+    trash/                     removed incarnations awaiting deletion
+
+Appends are acknowledged after write + fdatasync. The service hands each stream's appends over
+in batches (group commit), one batch in flight per stream, so concurrent writers share one
+fdatasync; different streams sync in parallel on the I/O threads, never behind a global lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+from array import array
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Final, TypeVar
+
+from origin.storage.base import (
+    LoadedStream,
+    Record,
+    StorageFailure,
+    StreamConfig,
+    StreamMissing,
+)
+from origin.storage.file import manifest, segment
+from origin.storage.file.handles import HandlePool
+from origin.storage.file.recovery import LOG_FILE, LogIndex, recover_stream
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+GENERATION_BLOCK: Final = 1024
+IOV_MAX: Final = 1024
+STORE_FILE: Final = "store.json"
+
+
+class FileStore:
+    def __init__(
+        self,
+        data_dir: str,
+        *,
+        fsync: bool = True,
+        io_threads: int = 8,
+        max_open_files: int = 4096,
+    ) -> None:
+        self._root = os.path.abspath(data_dir)
+        self._streams_dir = os.path.join(self._root, "streams")
+        self._trash_dir = os.path.join(self._root, "trash")
+        self._fsync = fsync
+        self._executor = ThreadPoolExecutor(io_threads, thread_name_prefix="store-io")
+        self._handles = HandlePool(max_open_files, self._open_log)
+        self._index: dict[int, LogIndex] = {}
+        self._next_generation = 1
+        self._reserved_until = 0
+        self._access: dict[int, int] = {}
+        self.discarded_bytes = 0  # torn tails cut off by the last recovery
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except OSError as exc:
+            raise StorageFailure(f"{exc.strerror or exc}") from exc
+
+    def _dir(self, generation: int) -> str:
+        return os.path.join(self._streams_dir, f"{generation:016d}")
+
+    def _open_log(self, generation: int) -> int:
+        return os.open(os.path.join(self._dir(generation), LOG_FILE), os.O_RDWR)
+
+    # -- recovery and generations -----------------------------------------------------------
+
+    async def open(self) -> list[LoadedStream]:
+        loaded, reserved = await self._run(self._recover_all)
+        highest = max((item.config.generation for item in loaded), default=0)
+        self._next_generation = max(reserved, highest + 1, 1)
+        await self._reserve()
+        return loaded
+
+    def _recover_all(self) -> tuple[list[LoadedStream], int]:
+        os.makedirs(self._streams_dir, exist_ok=True)
+        os.makedirs(self._trash_dir, exist_ok=True)
+        for name in os.listdir(self._trash_dir):
+            shutil.rmtree(os.path.join(self._trash_dir, name), ignore_errors=True)
+        loaded: list[LoadedStream] = []
+        self.discarded_bytes = 0
+        for name in sorted(os.listdir(self._streams_dir)):
+            directory = os.path.join(self._streams_dir, name)
+            if not os.path.exists(os.path.join(directory, manifest.MANIFEST)):
+                # An unfinished create: it was never acknowledged.
+                shutil.rmtree(directory, ignore_errors=True)
+                continue
+            recovered = recover_stream(directory)
+            self.discarded_bytes += recovered.discarded_bytes
+            self._index[recovered.loaded.config.generation] = recovered.index
+            loaded.append(recovered.loaded)
+        reserved = 0
+        try:
+            with open(os.path.join(self._root, STORE_FILE), "rb") as f:
+                reserved = int(json.loads(f.read())["generations_reserved"])
+        except FileNotFoundError:
+            pass
+        return loaded, reserved
+
+    async def _reserve(self) -> None:
+        target = self._next_generation + GENERATION_BLOCK
+        await self._run(self._write_store_file, target)
+        self._reserved_until = target
+
+    def _write_store_file(self, reserved: int) -> None:
+        path = os.path.join(self._root, STORE_FILE)
+        with open(path + ".tmp", "wb") as f:
+            f.write(json.dumps({"generations_reserved": reserved}).encode())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(path + ".tmp", path)
+        manifest.fsync_directory(self._root)
+
+    async def allocate_generation(self) -> int:
+        while self._next_generation >= self._reserved_until:
+            await self._reserve()
+        generation = self._next_generation
+        self._next_generation += 1
+        return generation
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def create(self, config: StreamConfig, records: Sequence[Record]) -> None:
+        index = LogIndex(array("q"), array("q"), 0)
+        await self._run(self._create, config, records, index)
+        self._index[config.generation] = index
+
+    def _create(self, config: StreamConfig, records: Sequence[Record], index: LogIndex) -> None:
+        directory = self._dir(config.generation)
+        os.makedirs(directory)
+        fd = os.open(os.path.join(directory, LOG_FILE), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            _write_records(fd, 0, records, index, sync=True)
+        finally:
+            os.close(fd)
+        manifest.write_atomically(directory, config)  # the commit point
+        manifest.fsync_directory(self._streams_dir)
+
+    async def append(self, generation: int, records: Sequence[Record]) -> None:
+        index = self._index.get(generation)
+        if index is None:
+            raise StreamMissing(str(generation))
+        await self._run(self._append, generation, records, index)
+
+    def _append(self, generation: int, records: Sequence[Record], index: LogIndex) -> None:
+        fd = self._handles.borrow(generation)
+        try:
+            _write_records(fd, index.end, records, index, sync=self._fsync)
+        finally:
+            self._handles.give_back(generation)
+
+    async def replace_config(self, config: StreamConfig) -> None:
+        if config.generation not in self._index:
+            raise StreamMissing(str(config.generation))
+        await self._run(manifest.write_atomically, self._dir(config.generation), config)
+
+    async def remove(self, generation: int) -> None:
+        if self._index.pop(generation, None) is None:
+            return
+        self._access.pop(generation, None)
+        await self._run(self._remove, generation)
+
+    def _remove(self, generation: int) -> None:
+        self._handles.forget(generation)
+        trashed = os.path.join(self._trash_dir, f"{generation:016d}")
+        os.replace(self._dir(generation), trashed)
+        manifest.fsync_directory(self._streams_dir)
+        shutil.rmtree(trashed, ignore_errors=True)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def read(self, generation: int, first: int, last: int) -> bytes:
+        index = self._index.get(generation)
+        if index is None:
+            raise StreamMissing(str(generation))
+        if first >= last:
+            return b""
+        return await self._run(self._read, generation, first, last, index)
+
+    def _read(self, generation: int, first: int, last: int, index: LogIndex) -> bytes:
+        pos, lengths = index.payload_pos, index.payload_len
+        start = pos[first]
+        end = pos[last - 1] + lengths[last - 1]
+        fd = self._handles.borrow(generation)
+        try:
+            data = os.pread(fd, end - start, start)
+        finally:
+            self._handles.give_back(generation)
+        if len(data) != end - start:
+            raise OSError(f"short read in stream {generation}")
+        if last - first == 1:
+            return data
+        view = memoryview(data)
+        return b"".join(view[pos[i] - start : pos[i] - start + lengths[i]] for i in range(first, last))
+
+    # -- access times -----------------------------------------------------------------------
+
+    def touch(self, generation: int, at_ms: int) -> None:
+        if generation in self._index:
+            self._access[generation] = at_ms
+
+    async def flush_access_times(self) -> None:
+        if not self._access:
+            return
+        pending, self._access = self._access, {}
+        await self._run(self._utime_all, pending)
+
+    def _utime_all(self, pending: dict[int, int]) -> None:
+        for generation, at_ms in pending.items():
+            ns = at_ms * 1_000_000
+            try:
+                os.utime(os.path.join(self._dir(generation), manifest.MANIFEST), ns=(ns, ns))
+            except FileNotFoundError:
+                pass  # removed meanwhile
+
+    async def close(self) -> None:
+        await self.flush_access_times()
+        self._handles.close_all()
+        self._executor.shutdown(wait=True)
+
+
+def _write_records(fd: int, at: int, records: Sequence[Record], index: LogIndex, *, sync: bool) -> None:
+    """Blocking: write framed records at `at`, sync, then extend the index.
+
+    On any failure the file is cut back to `at`, so a failed batch leaves no trace.
+    """
+    buffers: list[bytes] = []
+    positions: list[tuple[int, int]] = []
+    cursor = at
+    for record in records:
+        header, header_len = segment.encode(record)
+        buffers.append(header)
+        positions.append((cursor + header_len, len(record.payload)))
+        if record.payload:
+            buffers.append(record.payload)
+        cursor += header_len + len(record.payload)
+    try:
+        written = at
+        for i in range(0, len(buffers), IOV_MAX):
+            chunk = buffers[i : i + IOV_MAX]
+            expected = sum(len(b) for b in chunk)
+            done = os.pwritev(fd, chunk, written)
+            while done < expected:  # short write: finish it byte-exactly
+                rest = b"".join(chunk)[done:]
+                done += os.pwrite(fd, rest, written + done)
+            written += expected
+        if sync:
+            os.fdatasync(fd)
+    except BaseException:
+        try:
+            os.ftruncate(fd, at)
+        except OSError:
+            logger.exception("could not cut back a failed append")
+        raise
+    for payload_start, payload_len in positions:
+        index.payload_pos.append(payload_start)
+        index.payload_len.append(payload_len)
+    index.end = cursor

@@ -1,0 +1,90 @@
+"""A stream's configuration on disk: `manifest.json`, replaced atomically (temp, fsync, rename).
+
+The manifest is the commit point of a create: a stream directory without one is an unfinished
+create and recovery removes it. Its mtime carries the last access time (sliding TTL), updated
+with utime so that a read never rewrites the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Final
+
+from origin.storage.base import ForkLink, StreamConfig
+from shared.parse import Expiry
+
+MANIFEST: Final = "manifest.json"
+FORMAT_VERSION: Final = 1
+
+
+def to_json(config: StreamConfig) -> bytes:
+    data: dict[str, Any] = {
+        "version": FORMAT_VERSION,
+        "generation": config.generation,
+        "path": config.path,
+        "content_type": config.content_type,
+        "ttl_seconds": config.ttl_seconds,
+        "expires": None if config.expires is None else [config.expires.at_ms, config.expires.text],
+        "created_ms": config.created_ms,
+        "soft_deleted": config.soft_deleted,
+        "fork": None,
+    }
+    if config.fork is not None:
+        fork = config.fork
+        data["fork"] = {
+            "source_generation": fork.source_generation,
+            "source_path": fork.source_path,
+            "position": fork.position,
+            "requested_offset": fork.requested_offset,
+            "requested_sub_offset": fork.requested_sub_offset,
+        }
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def from_json(raw: bytes) -> StreamConfig:
+    data = json.loads(raw)
+    if data.get("version") != FORMAT_VERSION:
+        raise ValueError(f"unknown manifest version {data.get('version')!r}")
+    fork = data["fork"]
+    expires = data["expires"]
+    return StreamConfig(
+        generation=int(data["generation"]),
+        path=str(data["path"]),
+        content_type=str(data["content_type"]),
+        ttl_seconds=data["ttl_seconds"],
+        expires=None if expires is None else Expiry(int(expires[0]), str(expires[1])),
+        created_ms=int(data["created_ms"]),
+        soft_deleted=bool(data["soft_deleted"]),
+        fork=None
+        if fork is None
+        else ForkLink(
+            source_generation=int(fork["source_generation"]),
+            source_path=str(fork["source_path"]),
+            position=int(fork["position"]),
+            requested_offset=fork["requested_offset"],
+            requested_sub_offset=int(fork["requested_sub_offset"]),
+        ),
+    )
+
+
+def write_atomically(directory: str, config: StreamConfig) -> None:
+    """Blocking: replace the manifest durably (caller runs it off the event loop)."""
+    final = os.path.join(directory, MANIFEST)
+    temp = final + ".tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, to_json(config))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, final)
+    fsync_directory(directory)
+
+
+def fsync_directory(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

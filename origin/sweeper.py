@@ -1,0 +1,34 @@
+"""Background upkeep: expire streams whose time is up (reclaiming their space), persist access times.
+
+Expiry is also decided on every request, to the millisecond; the sweeper only makes sure that
+streams nobody asks about still give their disk space back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from origin.registry import is_expired
+from origin.service import StreamService
+
+logger = logging.getLogger(__name__)
+
+
+async def sweep_once(service: StreamService) -> int:
+    now = service.clock_ms()
+    registry = service.registry
+    expired = [state for state in registry.by_path.values() if is_expired(state, now)]
+    for state in expired:
+        registry.expire(state)
+    await service.store.flush_access_times()
+    return len(expired)
+
+
+async def sweep_forever(service: StreamService, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await sweep_once(service)
+        except Exception:
+            logger.exception("expiry sweep failed")

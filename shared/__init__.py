@@ -1,0 +1,1 @@
+"""The Durable Streams protocol as pure functions over frozen values (no I/O, no clock)."""

@@ -1,0 +1,44 @@
+"""`plugin-streams`: one console script, one subcommand per process kind.
+
+Subcommands are discovered from the `plugin_streams.commands` entry-point group, so `shared`
+never imports `origin` or `edge`. Each entry point names a module attribute with
+`configure(parser)` and `run(args) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib.metadata import entry_points
+from typing import Protocol
+
+
+class Command(Protocol):
+    help: str
+
+    def configure(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="plugin-streams", description="Durable Streams server")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands: dict[str, Command] = {}
+    for entry in sorted(entry_points(group="plugin_streams.commands"), key=lambda e: e.name):
+        command: Command = entry.load()
+        commands[entry.name] = command
+        command.configure(sub.add_parser(entry.name, help=command.help, description=command.help))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    return commands[args.command].run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

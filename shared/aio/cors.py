@@ -1,0 +1,49 @@
+"""Browser-facing headers on every response: CORS (with preflight) and PROTOCOL.md §12.7.
+
+Set globally in on_response_prepare so errors, 304s and live responses carry them too.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiohttp import web
+
+from shared.headers import EXPOSED_HEADERS
+
+ALLOWED_METHODS: Final = "GET, HEAD, POST, PUT, DELETE, OPTIONS"
+ALLOWED_HEADERS: Final = (
+    "Authorization, Content-Type, If-None-Match, Stream-TTL, Stream-Expires-At, Stream-Seq, "
+    "Stream-Closed, Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset, "
+    "Producer-Id, Producer-Epoch, Producer-Seq"
+)
+_EXPOSE: Final = ", ".join(EXPOSED_HEADERS)
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Cross-Origin-Resource-Policy", "cross-origin")
+    origin = request.headers.get("Origin")
+    headers["Access-Control-Allow-Origin"] = origin or "*"
+    if origin:
+        headers.add("Vary", "Origin")
+    headers["Access-Control-Expose-Headers"] = _EXPOSE
+
+
+async def preflight(request: web.Request) -> web.Response:
+    requested = request.headers.get("Access-Control-Request-Headers", "")
+    allowed = ALLOWED_HEADERS + (", " + requested if requested else "")
+    return web.Response(
+        status=204,
+        headers={
+            "Access-Control-Allow-Methods": ALLOWED_METHODS,
+            "Access-Control-Allow-Headers": allowed,
+            "Access-Control-Max-Age": "86400",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def add_cors_routes(app: web.Application) -> None:
+    app.router.add_route("OPTIONS", "/{tail:.*}", preflight)

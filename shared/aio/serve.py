@@ -1,0 +1,53 @@
+"""Run an aiohttp application until SIGTERM/SIGINT, then drain and exit 0.
+
+Prints `SERVER_URL=http://host:port` once listening (with the real port when asked for port 0),
+which tests and scripts read from the child's stdout. On a stop signal the listening socket
+closes first, the app's on_shutdown hooks end live responses, in-flight requests get
+`grace` seconds, and cleanup_ctx resources close in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is a dependency; this keeps odd platforms working
+    uvloop = None  # type: ignore[assignment]
+
+
+def serve(app: web.Application, host: str, port: int, *, grace: float = 10.0, access_log: bool = False) -> int:
+    runner_factory = asyncio.Runner(loop_factory=uvloop.new_event_loop if uvloop else None)
+    with runner_factory as runner:
+        return runner.run(_serve(app, host, port, grace, access_log))
+
+
+async def _serve(app: web.Application, host: str, port: int, grace: float, access_log: bool) -> int:
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=grace,
+        access_log=logging.getLogger("aiohttp.access") if access_log else None,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=4096)
+    await site.start()
+    bound = runner.addresses[0]
+    print(f"SERVER_URL=http://{_host_for_url(host)}:{bound[1]}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print("stopping: draining live connections", file=sys.stderr, flush=True)
+    await runner.cleanup()
+    return 0
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

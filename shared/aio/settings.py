@@ -1,0 +1,70 @@
+"""Command-line flags with environment fallbacks, one prefix per process kind.
+
+Every `--some-flag` can also be set as `<PREFIX>SOME_FLAG`; the flag wins. A variable under the
+prefix that names no flag is an error at startup, so a typo in a unit file cannot be ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+class Settings:
+    def __init__(self, parser: argparse.ArgumentParser, prefix: str) -> None:
+        self.parser = parser
+        self.prefix = prefix
+        self._known: set[str] = set()
+
+    def env_name(self, flag: str) -> str:
+        return self.prefix + flag.lstrip("-").replace("-", "_").upper()
+
+    def add(
+        self,
+        flag: str,
+        *,
+        type: Callable[[str], Any] = str,
+        default: Any = None,
+        help: str,
+        choices: list[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = self.env_name(flag)
+        self._known.add(env)
+        environ = os.environ if environ is None else environ
+        if env in environ:
+            try:
+                default = type(environ[env])
+            except (TypeError, ValueError) as exc:
+                raise SystemExit(f"{env}: {exc}") from None
+        shown = "" if default is None else f" (default: {default})"
+        self.parser.add_argument(flag, type=type, default=default, choices=choices, help=f"{help}{shown} [env: {env}]")
+
+    def check_environment(self, environ: Mapping[str, str] | None = None) -> None:
+        environ = os.environ if environ is None else environ
+        unknown = sorted(name for name in environ if name.startswith(self.prefix) and name not in self._known)
+        if unknown:
+            raise SystemExit(f"unknown setting(s) in the environment: {', '.join(unknown)}")
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def port_number(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be 0..65535")
+    return value

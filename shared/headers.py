@@ -1,0 +1,70 @@
+"""The protocol's vocabulary: every header, query parameter and SSE field name.
+
+Header names are lower-case here because HTTP header names are case-insensitive and both
+aiohttp's CIMultiDict and our own lookups treat them so; responses are written with these
+names and clients must not care about case.
+"""
+
+from typing import Final
+
+CONTENT_TYPE: Final = "Content-Type"
+STREAM_NEXT_OFFSET: Final = "Stream-Next-Offset"
+STREAM_UP_TO_DATE: Final = "Stream-Up-To-Date"
+STREAM_CLOSED: Final = "Stream-Closed"
+STREAM_CURSOR: Final = "Stream-Cursor"
+STREAM_SEQ: Final = "Stream-Seq"
+STREAM_TTL: Final = "Stream-TTL"
+STREAM_EXPIRES_AT: Final = "Stream-Expires-At"
+STREAM_FORKED_FROM: Final = "Stream-Forked-From"
+STREAM_FORK_OFFSET: Final = "Stream-Fork-Offset"
+STREAM_FORK_SUB_OFFSET: Final = "Stream-Fork-Sub-Offset"
+STREAM_SSE_DATA_ENCODING: Final = "Stream-SSE-Data-Encoding"
+PRODUCER_ID: Final = "Producer-Id"
+PRODUCER_EPOCH: Final = "Producer-Epoch"
+PRODUCER_SEQ: Final = "Producer-Seq"
+PRODUCER_EXPECTED_SEQ: Final = "Producer-Expected-Seq"
+PRODUCER_RECEIVED_SEQ: Final = "Producer-Received-Seq"
+
+ETAG: Final = "ETag"
+IF_NONE_MATCH: Final = "If-None-Match"
+CACHE_CONTROL: Final = "Cache-Control"
+LOCATION: Final = "Location"
+RETRY_AFTER: Final = "Retry-After"
+
+QUERY_OFFSET: Final = "offset"
+QUERY_LIVE: Final = "live"
+QUERY_CURSOR: Final = "cursor"
+LIVE_LONG_POLL: Final = "long-poll"
+LIVE_SSE: Final = "sse"
+
+OFFSET_START: Final = "-1"
+OFFSET_NOW: Final = "now"
+
+SSE_EVENT_DATA: Final = "data"
+SSE_EVENT_CONTROL: Final = "control"
+SSE_NEXT_OFFSET: Final = "streamNextOffset"
+SSE_CURSOR: Final = "streamCursor"
+SSE_UP_TO_DATE: Final = "upToDate"
+SSE_CLOSED: Final = "streamClosed"
+
+DEFAULT_CONTENT_TYPE: Final = "application/octet-stream"
+JSON_CONTENT_TYPE: Final = "application/json"
+SSE_CONTENT_TYPE: Final = "text/event-stream"
+
+#: Headers a browser client must be allowed to read (CORS exposes none of them by default).
+EXPOSED_HEADERS: Final = (
+    STREAM_NEXT_OFFSET,
+    STREAM_UP_TO_DATE,
+    STREAM_CLOSED,
+    STREAM_CURSOR,
+    STREAM_TTL,
+    STREAM_EXPIRES_AT,
+    STREAM_SSE_DATA_ENCODING,
+    PRODUCER_EPOCH,
+    PRODUCER_SEQ,
+    PRODUCER_EXPECTED_SEQ,
+    PRODUCER_RECEIVED_SEQ,
+    ETAG,
+    LOCATION,
+    RETRY_AFTER,
+)

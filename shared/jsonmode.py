@@ -1,0 +1,63 @@
+"""JSON mode (PROTOCOL.md §9.1): validation, one-level flattening, and read framing.
+
+A JSON stream stores each message as compact JSON followed by a comma, so a read of any range
+of whole messages is `[` + the stored bytes without their final comma + `]`: no parsing on
+the read path. Messages are re-serialised once on append; values are preserved exactly
+(Python's json round-trips integers of any size and floats by shortest repr).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from shared.errors import BadRequest
+
+_SEPARATOR: Final = b","
+EMPTY_ARRAY: Final = b"[]"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _dump(value: Any) -> bytes:
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except UnicodeEncodeError:
+        # Lone surrogates (legal as JSON escapes) cannot be UTF-8 encoded; keep them escaped.
+        return json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def parse_messages(body: bytes, *, allow_empty_array: bool) -> list[bytes]:
+    """Validate a request body and return its messages, each compact JSON."""
+    try:
+        value = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"invalid JSON: {str(exc)[:120]}") from None
+    if isinstance(value, list):
+        if not value and not allow_empty_array:
+            raise BadRequest("empty JSON array appends nothing")
+        return [_dump(item) for item in value]
+    return [_dump(value)]
+
+
+def encode_messages(messages: list[bytes]) -> bytes:
+    """Stored form of a batch: every message followed by a comma."""
+    if not messages:
+        return b""
+    return _SEPARATOR.join(messages) + _SEPARATOR
+
+
+def frame(stored: bytes) -> bytes:
+    """A read body from stored messages (possibly none)."""
+    if not stored:
+        return EMPTY_ARRAY
+    return b"[" + stored[:-1] + b"]"
+
+
+def split_stored(stored: bytes) -> list[bytes]:
+    """Messages of a stored batch, each compact JSON (used to cut fork sub-offsets)."""
+    if not stored:
+        return []
+    return [_dump(item) for item in json.loads(frame(stored))]

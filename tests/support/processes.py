@@ -1,0 +1,97 @@
+"""Real server processes for tests: start on port 0, read SERVER_URL=, stop with a signal.
+
+`OriginProcess` runs `plugin-streams origin` exactly as an operator would (the console script
+of this checkout's virtual environment), so tests exercise the real CLI, config and shutdown.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Self
+
+CLI = str(Path(sys.executable).with_name("plugin-streams"))
+
+
+class OriginProcess:
+    def __init__(self, data_dir: str | os.PathLike[str], *extra: str, long_poll_timeout: float = 0.5) -> None:
+        self.data_dir = str(data_dir)
+        self.args = [
+            CLI,
+            "origin",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--data-dir",
+            self.data_dir,
+            "--long-poll-timeout",
+            str(long_poll_timeout),
+            *extra,
+        ]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.log_path = Path(self.data_dir).with_name(Path(self.data_dir).name + ".origin.log")
+
+    def start(self, timeout: float = 20.0) -> Self:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DS_ORIGIN_")}
+        self.proc = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env
+        )
+        log.close()
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        buffer = b""
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.1)
+            if ready:
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                buffer += chunk
+                for line in buffer.decode(errors="replace").splitlines():
+                    if line.startswith("SERVER_URL="):
+                        self.url = line.split("=", 1)[1].strip()
+                        return self
+            if self.proc.poll() is not None:
+                break
+        self.kill()
+        raise RuntimeError(f"origin did not start; log:\n{self.log_path.read_text(errors='replace')}")
+
+    @property
+    def stream_url(self) -> str:
+        return self.url + "/v1/stream/"
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait: returns the exit code (0 after a graceful drain)."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._close()
+
+    def kill(self) -> None:
+        """SIGKILL: the crash the storage must survive."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._close()
+
+    def _close(self) -> None:
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
