@@ -36,7 +36,7 @@ class LiveReads:
     async def _wait(self, state: StreamState, position: int, timeout: float) -> bool:
         if self.service.stopping:
             return False
-        woke = await wait_for_data(state, position, timeout)
+        woke = await wait_for_data(state, position, timeout, lambda: self.service.stopping)
         return woke and not self.service.stopping
 
     # -- long-poll --------------------------------------------------------------------------

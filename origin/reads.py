@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from origin.storage.base import StorageError, Store, StreamMissing
@@ -78,11 +79,16 @@ async def read(store: Store, state: StreamState, start: int, chunk_size: int) ->
     return ReadResult(data, start, end, up_to_date, closed and up_to_date, complete)
 
 
-async def wait_for_data(state: StreamState, position: int, timeout: float) -> bool:
-    """Wait until the stream has data past `position`, closes, or is removed; False on timeout."""
+async def wait_for_data(
+    state: StreamState, position: int, timeout: float, stopping: Callable[[], bool] = lambda: False
+) -> bool:
+    """Wait until the stream has data past `position`, closes, is removed, or the server stops.
+
+    Returns False on timeout. Woken by commits (StreamState.notify), never by polling.
+    """
     try:
         async with asyncio.timeout(timeout):
-            while state.tail <= position and not state.closed and not state.removed:
+            while state.tail <= position and not state.closed and not state.removed and not stopping():
                 await asyncio.shield(state.change_future())
     except TimeoutError:
         return False
