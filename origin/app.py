@@ -1,8 +1,9 @@
 """build_app: the origin's aiohttp application, composed (never subclassed).
 
-The store, the service and the background sweeper live in cleanup_ctx and close in reverse
-order; on_shutdown ends live responses first (long-polls answer 204, SSE sends a last control
-event) so that clients resume elsewhere while the process drains.
+Middlewares, outermost first: observe (metrics, access log) → errors → access control → rate
+limit → handler. The store, the service and the background sweeper live in cleanup_ctx and
+close in reverse order; on_shutdown ends live responses first (long-polls answer 204, SSE
+responses end) so that clients resume elsewhere while the process drains.
 """
 
 from __future__ import annotations
@@ -13,18 +14,26 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
+from origin.access import access_middleware, load_policy, request_access
+from origin.commit import Committer
 from origin.config import OriginConfig
 from origin.handlers import StreamHandlers
+from origin.limits import LiveLimiter, RateLimiter
+from origin.metrics import OriginMetrics
 from origin.service import StreamService
 from origin.storage import FileStore, MemoryStore, Store
 from origin.sweeper import sweep_forever
 from shared.aio.cors import add_cors_routes, security_headers
-from shared.aio.http_errors import error_middleware
+from shared.aio.http_errors import Handler, error_middleware
+from shared.aio.observe import metrics_handler, observe_middleware
 from shared.aio.tasks import cancel_all, spawn
+from shared.auth import AccessPolicy
 
 logger = logging.getLogger(__name__)
 SERVICE: web.AppKey[StreamService] = web.AppKey("service", StreamService)
+METRICS: web.AppKey[OriginMetrics] = web.AppKey("metrics", OriginMetrics)
 
 
 def wall_clock_ms() -> int:
@@ -37,20 +46,50 @@ def make_store(config: OriginConfig) -> Store:
     return FileStore(config.data_dir, fsync=config.fsync == "always")
 
 
+def rate_limit_middleware(limiter: RateLimiter) -> web.middleware:  # type: ignore[valid-type]
+    @web.middleware
+    async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        principal = request_access(request).principal
+        limiter.check(f"token:{principal}" if principal else f"ip:{request.remote}")
+        return await handler(request)
+
+    return rate_limit
+
+
 def build_app(
     config: OriginConfig,
     *,
     store: Store | None = None,
     clock_ms: Callable[[], int] = wall_clock_ms,
+    registry: CollectorRegistry | None = None,
+    policy: AccessPolicy | None = None,
 ) -> web.Application:
-    app = web.Application(client_max_size=config.max_body, middlewares=[error_middleware])
-    service = StreamService(store or make_store(config), clock_ms)
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = OriginMetrics(registry)
+    policy = policy if policy is not None else load_policy(config.auth_config)
+    middlewares = [
+        observe_middleware(metrics, access_log=config.access_log),
+        error_middleware,
+        access_middleware(policy),
+    ]
+    if config.rate_limit > 0:
+        middlewares.append(rate_limit_middleware(RateLimiter(config.rate_limit, config.rate_burst)))
+    app = web.Application(client_max_size=config.max_body, middlewares=middlewares)
+    store = store or make_store(config)
+    service = StreamService(store, clock_ms, committer=Committer(store, metrics.on_batch))
     app[SERVICE] = service
-    handlers = StreamHandlers(service, config)
+    app[METRICS] = metrics
+    handlers = StreamHandlers(service, config, metrics, LiveLimiter(config.max_live_connections))
+    metrics.watch(lambda: len(service.registry.by_path), store.disk_bytes)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         started = time.monotonic()
         await service.start()
+        metrics.recovered_streams.set(len(service.registry.by_generation))
+        if isinstance(store, FileStore):
+            metrics.recovery_discarded.set(store.discarded_bytes)
+        metrics.ready.set(1)
+        service.ready = True
         logger.info(
             "origin ready: %d streams recovered in %.3f s (engine %s, data dir %s)",
             len(service.registry.by_generation),
@@ -60,17 +99,29 @@ def build_app(
         )
         sweeper = spawn(sweep_forever(service, config.sweep_interval), name="sweeper")
         yield
+        metrics.ready.set(0)
         await cancel_all([sweeper])
         await service.drain()
         await service.store.close()
 
     async def on_shutdown(app: web.Application) -> None:
+        metrics.ready.set(0)
         service.begin_shutdown()
         await asyncio.sleep(0)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok\n", headers={"Cache-Control": "no-store"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        status = 200 if service.ready and not service.stopping else 503
+        return web.Response(status=status, text="ready\n" if status == 200 else "not ready\n")
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(on_shutdown)
     app.on_response_prepare.append(security_headers)
     add_cors_routes(app)
+    app.router.add_get("/metrics", metrics_handler(registry), allow_head=False)
+    app.router.add_get("/healthz", healthz, allow_head=False)
+    app.router.add_get("/readyz", readyz, allow_head=False)
     app.router.add_route("*", "/v1/stream/{path:.+}", handlers.dispatch)
     return app

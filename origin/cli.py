@@ -36,6 +36,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     s.add("--sweep-interval", type=positive_float, default=d.sweep_interval, help="seconds between expiry sweeps")
     s.add("--shutdown-grace", type=positive_float, default=d.shutdown_grace, help="seconds to drain on SIGTERM")
     s.add("--access-log", type=_boolean, default=d.access_log, help="log one line per request")
+    s.add("--auth-config", default=d.auth_config, help="TOML access policy (tokens, public prefixes, signing key)")
+    s.add(
+        "--max-live-connections",
+        type=positive_int,
+        default=d.max_live_connections,
+        help="open long-polls and SSE responses before 503",
+    )
+    s.add("--rate-limit", type=float, default=d.rate_limit, help="requests/s per client before 429 (0: off)")
+    s.add("--rate-burst", type=positive_int, default=d.rate_burst, help="requests a client may burst")
     _settings = s
 
 
@@ -64,6 +73,10 @@ def config_from_args(args: argparse.Namespace) -> OriginConfig:
         sweep_interval=args.sweep_interval,
         shutdown_grace=args.shutdown_grace,
         access_log=args.access_log,
+        auth_config=args.auth_config,
+        max_live_connections=args.max_live_connections,
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
     )
 
 
@@ -74,4 +87,4 @@ def run(args: argparse.Namespace) -> int:
     if _settings is not None:
         _settings.check_environment()
     config = config_from_args(args)
-    return serve(build_app(config), config.host, config.port, grace=config.shutdown_grace, access_log=config.access_log)
+    return serve(build_app(config), config.host, config.port, grace=config.shutdown_grace)

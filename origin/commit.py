@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from origin.storage.base import Record, StorageError, Store
@@ -24,9 +25,9 @@ MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 
 class Committer:
-    def __init__(self, store: Store, on_batch: Callable[[int, int], None] | None = None) -> None:
+    def __init__(self, store: Store, on_batch: Callable[[int, int, float], None] | None = None) -> None:
         self._store = store
-        self._on_batch = on_batch  # (records, bytes) per durable batch, for metrics
+        self._on_batch = on_batch  # (records, payload bytes, seconds) per durable batch, for metrics
 
     def submit(self, state: StreamState, record: Record) -> asyncio.Future[None]:
         """Queue an accepted record; the future resolves once it is durable."""
@@ -43,6 +44,7 @@ class Committer:
             while state.queue:
                 batch = _take_batch(state)
                 records = [record for record, _ in batch]
+                started = time.perf_counter()
                 try:
                     await self._store.append(state.generation, records)
                 except StorageError as exc:
@@ -52,7 +54,8 @@ class Committer:
                     state.commit(record)
                 state.notify()
                 if self._on_batch is not None:
-                    self._on_batch(len(records), sum(len(r.payload) for r in records))
+                    elapsed = time.perf_counter() - started
+                    self._on_batch(len(records), sum(len(r.payload) for r in records), elapsed)
                 for _, future in batch:
                     if not future.done():
                         future.set_result(None)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from multidict import CIMultiDict
 
+from origin.access import request_access
 from origin.config import OriginConfig
+from origin.limits import LiveLimiter
 from origin.live import LiveReads
+from origin.metrics import OriginMetrics
 from origin.positions import resolve_position
 from origin.reads import read
 from origin.service import AppendResult, StreamService
@@ -26,14 +30,27 @@ def stream_headers(state: StreamState, position: int) -> CIMultiDict[str]:
     out: CIMultiDict[str] = CIMultiDict()
     out[h.CONTENT_TYPE] = state.config.content_type
     out[h.STREAM_NEXT_OFFSET] = str(state.offset_at(position))
+    key = caching.surrogate_key(state.config.path)
+    out[h.SURROGATE_KEY] = key
+    out[h.CACHE_TAG] = key
     return out
 
 
+def cache_scope(request: web.Request) -> caching.Scope:
+    access = request_access(request)
+    if access.signed_until is None:
+        return caching.Scope(public=access.public)
+    remaining = access.signed_until - int(time.time())
+    return caching.Scope(public=True, max_age_cap=max(0, remaining))
+
+
 class StreamHandlers:
-    def __init__(self, service: StreamService, config: OriginConfig) -> None:
+    def __init__(
+        self, service: StreamService, config: OriginConfig, metrics: OriginMetrics, live_limit: LiveLimiter
+    ) -> None:
         self.service = service
         self.config = config
-        self.live = LiveReads(service, config)
+        self.live = LiveReads(service, config, metrics, live_limit)
         self._methods: dict[str, Callable[[web.Request, str], Awaitable[web.StreamResponse]]] = {
             "GET": self.get,
             "HEAD": self.head,
@@ -96,7 +113,7 @@ class StreamHandlers:
         if read_request.live == h.LIVE_SSE:
             return await self.live.sse(request, state, read_request)
         if read_request.live == h.LIVE_LONG_POLL:
-            return await self.live.long_poll(state, read_request)
+            return await self.live.long_poll(state, read_request, cache_scope(request))
         if read_request.offset is NOW:
             return _now_response(state)
         position = resolve_position(state, read_request.offset)
@@ -105,7 +122,7 @@ class StreamHandlers:
         etag = caching.etag(str(state.offset_at(result.start)), out[h.STREAM_NEXT_OFFSET], closed=result.closed)
         out[h.ETAG] = etag
         out[h.CACHE_CONTROL] = caching.catch_up(
-            complete=result.complete, explicit_offset=read_request.offset is not START
+            cache_scope(request), complete=result.complete, explicit_offset=read_request.offset is not START
         )
         if result.up_to_date:
             out[h.STREAM_UP_TO_DATE] = "true"

@@ -10,11 +10,15 @@ control event when the stream closes or the server shuts down.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from aiohttp import web
 from multidict import CIMultiDict
 
 from origin.config import OriginConfig
+from origin.limits import LiveLimiter
+from origin.metrics import OriginMetrics
 from origin.positions import resolve_position
 from origin.reads import ReadResult, read, wait_for_data
 from origin.service import StreamService
@@ -26,9 +30,25 @@ from shared.parse import ReadRequest
 
 
 class LiveReads:
-    def __init__(self, service: StreamService, config: OriginConfig) -> None:
+    def __init__(
+        self, service: StreamService, config: OriginConfig, metrics: OriginMetrics, limit: LiveLimiter
+    ) -> None:
         self.service = service
         self.config = config
+        self.metrics = metrics
+        self.limit = limit
+
+    @contextmanager
+    def _open(self, mode: str) -> Iterator[None]:
+        """Count a live connection against the limit (503 beyond it) and in the metrics."""
+        self.limit.enter()
+        gauge = self.metrics.live.labels(mode)
+        gauge.inc()
+        try:
+            yield
+        finally:
+            gauge.dec()
+            self.limit.leave()
 
     def _cursor(self, state: StreamState, position: int, echoed: int | None) -> int:
         return cursor.next_cursor(self.service.clock_ms(), echoed, f"{state.generation}:{position}")
@@ -41,16 +61,17 @@ class LiveReads:
 
     # -- long-poll --------------------------------------------------------------------------
 
-    async def long_poll(self, state: StreamState, request: ReadRequest) -> web.Response:
+    async def long_poll(self, state: StreamState, request: ReadRequest, scope: caching.Scope) -> web.Response:
         position = resolve_position(state, request.offset)
         if position >= state.tail and not state.closed:
-            await self._wait(state, position, self.config.long_poll_timeout)
+            with self._open("long_poll"):
+                await self._wait(state, position, self.config.long_poll_timeout)
             if state.removed:
                 raise NotFound("stream was deleted")
             self.service.touch(state, self.service.clock_ms())
         if position < state.tail:
             result = await read(self.service.store, state, position, self.config.chunk_size)
-            return self._long_poll_data(state, result, request.cursor)
+            return self._long_poll_data(state, result, request.cursor, scope)
         out: CIMultiDict[str] = CIMultiDict()
         out[h.STREAM_NEXT_OFFSET] = str(state.offset_at(position))
         out[h.STREAM_UP_TO_DATE] = "true"
@@ -61,15 +82,22 @@ class LiveReads:
             out[h.STREAM_CURSOR] = str(self._cursor(state, position, request.cursor))
         return web.Response(status=204, headers=out)
 
-    def _long_poll_data(self, state: StreamState, result: ReadResult, echoed: int | None) -> web.Response:
+    def _long_poll_data(
+        self, state: StreamState, result: ReadResult, echoed: int | None, scope: caching.Scope
+    ) -> web.Response:
         out: CIMultiDict[str] = CIMultiDict()
         out[h.CONTENT_TYPE] = state.config.content_type
         next_offset = str(state.offset_at(result.end))
         out[h.STREAM_NEXT_OFFSET] = next_offset
         out[h.ETAG] = caching.etag(str(state.offset_at(result.start)), next_offset, closed=result.closed)
         out[h.CACHE_CONTROL] = (
-            caching.catch_up(complete=True, explicit_offset=True) if result.complete else caching.long_poll()
+            caching.catch_up(scope, complete=True, explicit_offset=True)
+            if result.complete
+            else caching.long_poll(scope)
         )
+        key = caching.surrogate_key(state.config.path)
+        out[h.SURROGATE_KEY] = key
+        out[h.CACHE_TAG] = key
         if result.up_to_date:
             out[h.STREAM_UP_TO_DATE] = "true"
         if result.closed:
@@ -89,6 +117,18 @@ class LiveReads:
         response.headers["X-Accel-Buffering"] = "no"
         if base64_mode:
             response.headers[h.STREAM_SSE_DATA_ENCODING] = "base64"
+        with self._open("sse"):
+            return await self._stream_events(http, response, state, position, request, base64_mode)
+
+    async def _stream_events(
+        self,
+        http: web.Request,
+        response: web.StreamResponse,
+        state: StreamState,
+        position: int,
+        request: ReadRequest,
+        base64_mode: bool,
+    ) -> web.StreamResponse:
         await response.prepare(http)
         deadline = time.monotonic() + self.config.sse_max_age
         sent_control = False

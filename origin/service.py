@@ -281,6 +281,7 @@ class StreamService:
     # -- shutdown ---------------------------------------------------------------------------
 
     stopping = False
+    ready = False  # recovery finished
 
     def begin_shutdown(self) -> None:
         """Wake every live reader so long-polls answer and SSE responses end."""

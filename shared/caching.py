@@ -1,4 +1,4 @@
-"""Cache-Control and ETag rules by response kind (PROTOCOL.md §10).
+"""Cache-Control, ETag and surrogate keys by response kind (PROTOCOL.md §10).
 
 - A catch-up response to an explicit offset that stopped at a chunk boundary before the tail
   can never change: cached for a year and marked immutable.
@@ -6,26 +6,57 @@
   absorbs bursts without hiding new data for long.
 - A long-poll 200 is keyed by offset and cursor: cacheable for about one cursor interval.
 - Long-poll 204, `offset=now`, HEAD and every error: `no-store`. SSE: `no-cache`.
+- `public` only for streams anyone may read (or reached through a signed URL, whose copies must
+  not outlive the signature); `private` otherwise.
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from typing import Final
+from urllib.parse import quote
 
-IMMUTABLE: Final = "max-age=31536000, immutable"
-TAIL: Final = "max-age=1, stale-while-revalidate=1"
-LONG_POLL: Final = "max-age=20"
+YEAR: Final = 31_536_000
+TAIL_MAX_AGE: Final = 1
+LONG_POLL_MAX_AGE: Final = 20  # one cursor interval
 NO_STORE: Final = "no-store"
 SSE: Final = "no-cache"
+MAX_SURROGATE_KEY: Final = 200
 
 
-def catch_up(*, complete: bool, explicit_offset: bool, public: bool = True) -> str:
-    scope = "public" if public else "private"
-    return f"{scope}, {IMMUTABLE if complete and explicit_offset else TAIL}"
+@dataclass(frozen=True, slots=True)
+class Scope:
+    public: bool = True
+    max_age_cap: int | None = None  # seconds left on a signed URL
 
 
-def long_poll(*, public: bool = True) -> str:
-    return f"{'public' if public else 'private'}, {LONG_POLL}"
+PUBLIC: Final = Scope()
+
+
+def _directive(scope: Scope, max_age: int, extra: str = "") -> str:
+    if scope.max_age_cap is not None:
+        max_age = max(0, min(max_age, scope.max_age_cap))
+    head = "public" if scope.public else "private"
+    return f"{head}, max-age={max_age}{extra}"
+
+
+def catch_up(scope: Scope, *, complete: bool, explicit_offset: bool) -> str:
+    if complete and explicit_offset:
+        return _directive(scope, YEAR, ", immutable")
+    return _directive(scope, TAIL_MAX_AGE, f", stale-while-revalidate={TAIL_MAX_AGE}")
+
+
+def long_poll(scope: Scope) -> str:
+    return _directive(scope, LONG_POLL_MAX_AGE)
+
+
+def surrogate_key(path: str) -> str:
+    """A purge key naming the stream (Fastly `Surrogate-Key`, Cloudflare `Cache-Tag`)."""
+    encoded = quote(path, safe="/-_.~")
+    if len(encoded) > MAX_SURROGATE_KEY:
+        encoded = "#" + hashlib.sha256(path.encode()).hexdigest()
+    return "ds/" + encoded
 
 
 def etag(start: str, end: str, *, closed: bool) -> str:

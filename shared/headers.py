@@ -30,6 +30,8 @@ IF_NONE_MATCH: Final = "If-None-Match"
 CACHE_CONTROL: Final = "Cache-Control"
 LOCATION: Final = "Location"
 RETRY_AFTER: Final = "Retry-After"
+SURROGATE_KEY: Final = "Surrogate-Key"
+CACHE_TAG: Final = "Cache-Tag"
 
 QUERY_OFFSET: Final = "offset"
 QUERY_LIVE: Final = "live"

@@ -32,14 +32,16 @@ def _dump(value: Any) -> bytes:
 def parse_messages(body: bytes, *, allow_empty_array: bool) -> list[bytes]:
     """Validate a request body and return its messages, each compact JSON."""
     try:
-        value = json.loads(body, parse_constant=_reject_constant)
+        # Strictly UTF-8 (RFC 8259 §8.1): json.loads(bytes) would also guess UTF-16/32.
+        value = json.loads(body.decode("utf-8-sig"), parse_constant=_reject_constant)
+        if isinstance(value, list):
+            if not value and not allow_empty_array:
+                raise BadRequest("empty JSON array appends nothing")
+            return [_dump(item) for item in value]
+        return [_dump(value)]
     except (ValueError, RecursionError) as exc:
+        # ValueError covers UnicodeDecodeError and numbers that overflow to infinity (1e400).
         raise BadRequest(f"invalid JSON: {str(exc)[:120]}") from None
-    if isinstance(value, list):
-        if not value and not allow_empty_array:
-            raise BadRequest("empty JSON array appends nothing")
-        return [_dump(item) for item in value]
-    return [_dump(value)]
 
 
 def encode_messages(messages: list[bytes]) -> bytes:

@@ -20,7 +20,7 @@ from shared.headers import OFFSET_NOW, OFFSET_START
 
 FIELD_WIDTH: Final = 16
 MAX_FIELD: Final = 10**FIELD_WIDTH - 1
-_OFFSET_RE: Final = re.compile(r"\A(\d{16})_(\d{16})\Z")
+_OFFSET_RE: Final = re.compile(r"\A([0-9]{16})_([0-9]{16})\Z")
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -35,7 +35,10 @@ from shared.producer import MAX_SAFE_INTEGER, ProducerTuple
 
 _NON_NEGATIVE_RE: Final = re.compile(r"\A(0|[1-9][0-9]*)\Z")
 _PRODUCER_NUMBER_RE: Final = re.compile(r"\A[0-9]{1,16}\Z")
-_RFC3339_RE: Final = re.compile(r"\A(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z")
+_RFC3339_RE: Final = re.compile(
+    r"\A([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})\Z"
+)
 _CURSOR_RE: Final = re.compile(r"\A[0-9]{1,18}\Z")
 MAX_TTL_SECONDS: Final = MAX_SAFE_INTEGER // 1000
 MAX_STREAM_SEQ_LENGTH: Final = 256

@@ -22,7 +22,7 @@ def validate_path(path: str) -> str:
         raise BadRequest("empty stream path")
     if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
         raise BadRequest(f"stream path longer than {MAX_PATH_BYTES} bytes")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
+    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in path):
         raise BadRequest("stream path contains control characters")
     if any(0xD800 <= ord(ch) <= 0xDFFF for ch in path):
         raise BadRequest("stream path is not valid UTF-8")
@@ -37,7 +37,7 @@ def path_from_url_path(url_path: str) -> str:
     if url_path.startswith(STREAM_PREFIX):
         return validate_path(url_path[len(STREAM_PREFIX) :])
     # Accept a bare stream name as well: the header is "the path of the source stream".
-    return validate_path(url_path.lstrip("/"))
+    return validate_path(url_path[1:] if url_path.startswith("/") else url_path)
 
 
 def url_path(path: str) -> str:

@@ -9,6 +9,7 @@ extra space, because WHATWG parsers strip exactly one space after the colon.
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 import re
 from dataclasses import dataclass
@@ -71,13 +72,15 @@ class Parser:
     """Incremental SSE parser (WHATWG rules): feed bytes, get complete events."""
 
     def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")()  # chunks may split a character
         self._buffer = ""
         self._event = ""
         self._data: list[str] = []
+        self._has_data = False
         self._id: str | None = None
 
     def feed(self, chunk: bytes) -> list[Event]:
-        self._buffer += chunk.decode("utf-8")
+        self._buffer += self._decoder.decode(chunk)
         events: list[Event] = []
         while True:
             match = _LINE_BREAK.search(self._buffer)
@@ -94,10 +97,9 @@ class Parser:
 
     def _line(self, line: str) -> Event | None:
         if line == "":
-            if not self._data and not self._event:
-                return None
-            event = Event(self._event or "message", "\n".join(self._data), self._id)
-            self._event, self._data = "", []
+            # WHATWG: an event with no data line is discarded, whatever else it named.
+            event = Event(self._event or "message", "\n".join(self._data), self._id) if self._has_data else None
+            self._event, self._data, self._has_data = "", [], False
             return event
         if line.startswith(":"):
             return None
@@ -107,6 +109,7 @@ class Parser:
             self._event = value
         elif name == "data":
             self._data.append(value)
+            self._has_data = True
         elif name == "id":
             self._id = value
         return None

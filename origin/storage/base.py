@@ -131,6 +131,9 @@ class Store(Protocol):
     async def remove(self, generation: int) -> None:
         """Durably remove a stream; its space is reclaimed, possibly later. Raises StorageFailure."""
 
+    def disk_bytes(self) -> int:
+        """Bytes the store's data occupies (0 for stores without a disk)."""
+
     def touch(self, generation: int, at_ms: int) -> None:
         """Note the last access (sliding TTL); persisted by the next flush_access_times."""
 

@@ -62,6 +62,9 @@ class MemoryStore:
     async def remove(self, generation: int) -> None:
         self._streams.pop(generation, None)
 
+    def disk_bytes(self) -> int:
+        return 0
+
     def touch(self, generation: int, at_ms: int) -> None:
         stream = self._streams.get(generation)
         if stream is not None:

@@ -9,7 +9,6 @@ closes first, the app's on_shutdown hooks end live responses, in-flight requests
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 
@@ -21,18 +20,18 @@ except ImportError:  # pragma: no cover - uvloop is a dependency; this keeps odd
     uvloop = None  # type: ignore[assignment]
 
 
-def serve(app: web.Application, host: str, port: int, *, grace: float = 10.0, access_log: bool = False) -> int:
+def serve(app: web.Application, host: str, port: int, *, grace: float = 10.0) -> int:
     runner_factory = asyncio.Runner(loop_factory=uvloop.new_event_loop if uvloop else None)
     with runner_factory as runner:
-        return runner.run(_serve(app, host, port, grace, access_log))
+        return runner.run(_serve(app, host, port, grace))
 
 
-async def _serve(app: web.Application, host: str, port: int, grace: float, access_log: bool) -> int:
+async def _serve(app: web.Application, host: str, port: int, grace: float) -> int:
     runner = web.AppRunner(
         app,
         handle_signals=False,
         shutdown_timeout=grace,
-        access_log=logging.getLogger("aiohttp.access") if access_log else None,
+        access_log=None,  # the app's observe middleware writes the access log
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True, backlog=4096)

@@ -61,7 +61,8 @@ class FileStore:
         self._index: dict[int, LogIndex] = {}
         self._next_generation = 1
         self._reserved_until = 0
-        self._access: dict[int, int] = {}
+        self._access: dict[int, int] = {}  # access times noted since the last flush
+        self._last_access: dict[int, int] = {}  # newest known access time of every stream
         self.discarded_bytes = 0  # torn tails cut off by the last recovery
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -104,6 +105,7 @@ class FileStore:
             recovered = recover_stream(directory)
             self.discarded_bytes += recovered.discarded_bytes
             self._index[recovered.loaded.config.generation] = recovered.index
+            self._last_access[recovered.loaded.config.generation] = recovered.loaded.last_access_ms
             loaded.append(recovered.loaded)
         reserved = 0
         try:
@@ -140,6 +142,7 @@ class FileStore:
         index = LogIndex(array("q"), array("q"), 0)
         await self._run(self._create, config, records, index)
         self._index[config.generation] = index
+        self._last_access[config.generation] = config.created_ms
 
     def _create(self, config: StreamConfig, records: Sequence[Record], index: LogIndex) -> None:
         directory = self._dir(config.generation)
@@ -149,7 +152,7 @@ class FileStore:
             _write_records(fd, 0, records, index, sync=True)
         finally:
             os.close(fd)
-        manifest.write_atomically(directory, config)  # the commit point
+        manifest.write_atomically(directory, config, access_ms=config.created_ms)  # the commit point
         manifest.fsync_directory(self._streams_dir)
 
     async def append(self, generation: int, records: Sequence[Record]) -> None:
@@ -168,12 +171,14 @@ class FileStore:
     async def replace_config(self, config: StreamConfig) -> None:
         if config.generation not in self._index:
             raise StreamMissing(str(config.generation))
-        await self._run(manifest.write_atomically, self._dir(config.generation), config)
+        access_ms = self._last_access.get(config.generation, config.created_ms)
+        await self._run(manifest.write_atomically, self._dir(config.generation), config, access_ms)
 
     async def remove(self, generation: int) -> None:
         if self._index.pop(generation, None) is None:
             return
         self._access.pop(generation, None)
+        self._last_access.pop(generation, None)
         await self._run(self._remove, generation)
 
     def _remove(self, generation: int) -> None:
@@ -209,11 +214,15 @@ class FileStore:
         view = memoryview(data)
         return b"".join(view[pos[i] - start : pos[i] - start + lengths[i]] for i in range(first, last))
 
+    def disk_bytes(self) -> int:
+        return sum(index.end for index in self._index.values())
+
     # -- access times -----------------------------------------------------------------------
 
     def touch(self, generation: int, at_ms: int) -> None:
         if generation in self._index:
             self._access[generation] = at_ms
+            self._last_access[generation] = at_ms
 
     async def flush_access_times(self) -> None:
         if not self._access:

@@ -68,13 +68,17 @@ def from_json(raw: bytes) -> StreamConfig:
     )
 
 
-def write_atomically(directory: str, config: StreamConfig) -> None:
-    """Blocking: replace the manifest durably (caller runs it off the event loop)."""
+def write_atomically(directory: str, config: StreamConfig, access_ms: int) -> None:
+    """Blocking: replace the manifest durably (caller runs it off the event loop).
+
+    The new file's mtime is set to `access_ms`, the stream's last access (sliding TTL).
+    """
     final = os.path.join(directory, MANIFEST)
     temp = final + ".tmp"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, to_json(config))
+        os.utime(fd, ns=(access_ms * 1_000_000, access_ms * 1_000_000))
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -1,0 +1,59 @@
+"""The origin's Prometheus metrics, created once against an injected registry.
+
+Labels are bounded (method, route, status, mode); a stream path is never a label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class OriginMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "ds_origin_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=registry
+        )
+        self.latency = Histogram(
+            "ds_origin_http_request_seconds",
+            "Time to answer a request (live reads: until the response ends)",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.appends = Counter("ds_origin_appends", "Records appended durably", registry=registry)
+        self.appended_bytes = Counter("ds_origin_appended_bytes", "Payload bytes appended durably", registry=registry)
+        self.commit_seconds = Histogram(
+            "ds_origin_commit_seconds",
+            "Time to write and fdatasync one group-commit batch",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.commit_batch = Histogram(
+            "ds_origin_commit_batch_records",
+            "Records per group-commit batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024),
+            registry=registry,
+        )
+        self.live = Gauge("ds_origin_live_connections", "Open live reads", ["mode"], registry=registry)
+        self.rejected = Counter("ds_origin_rejected", "Requests refused by a limit", ["reason"], registry=registry)
+        self.recovered_streams = Gauge("ds_origin_recovered_streams", "Streams found at start-up", registry=registry)
+        self.recovery_discarded = Gauge(
+            "ds_origin_recovery_discarded_bytes", "Torn or corrupt bytes cut off at start-up", registry=registry
+        )
+        self.ready = Gauge("ds_origin_ready", "1 once recovery has finished and the origin serves", registry=registry)
+        self._streams = Gauge("ds_origin_streams", "Streams reachable by path", registry=registry)
+        self._disk = Gauge("ds_origin_disk_bytes", "Bytes of stream logs on disk", registry=registry)
+
+    def watch(self, streams: Callable[[], int], disk_bytes: Callable[[], int]) -> None:
+        self._streams.set_function(streams)
+        self._disk.set_function(disk_bytes)
+
+    def on_batch(self, records: int, payload_bytes: int, seconds: float) -> None:
+        self.appends.inc(records)
+        self.appended_bytes.inc(payload_bytes)
+        self.commit_batch.observe(records)
+        self.commit_seconds.observe(seconds)

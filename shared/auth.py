@@ -1,0 +1,170 @@
+"""Access control rules: bearer tokens with rights on path prefixes, public prefixes, signed URLs.
+
+Pure functions over a frozen AccessPolicy, so that the origin and the edge check requests the
+same way (an edge verifies signed URLs statelessly, without calling the origin).
+
+Rights: `read` (GET, HEAD), `write` (PUT, POST), `admin` (DELETE, and implies the others). A
+prefix matches every path that starts with it; "" matches every path. A signed URL grants
+`read` on a path or prefix until it expires: its parameters (`ds_scope`, `ds_exp`, `ds_sig`)
+are an HMAC-SHA256 of "scope\\nexpiry" under the policy's signing key.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from shared.errors import BadRequest, Forbidden, Unauthorized
+
+SCOPE_PARAM: Final = "ds_scope"
+EXPIRES_PARAM: Final = "ds_exp"
+SIGNATURE_PARAM: Final = "ds_sig"
+SIGNED_PARAMS: Final = frozenset({SCOPE_PARAM, EXPIRES_PARAM, SIGNATURE_PARAM})
+
+
+class Right(enum.IntEnum):
+    READ = 1
+    WRITE = 2
+    ADMIN = 3
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    name: str
+    token_sha256: bytes
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+    admin: tuple[str, ...] = ()
+
+    def allows(self, right: Right, path: str) -> bool:
+        prefixes = {Right.READ: self.read + self.write + self.admin, Right.WRITE: self.write + self.admin}
+        return _matches(prefixes.get(right, self.admin), path)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPolicy:
+    """`enabled=False` is the development default: everything is allowed, everything public."""
+
+    enabled: bool = False
+    public_read: tuple[str, ...] = ()
+    tokens: tuple[TokenGrant, ...] = ()
+    signing_key: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """How a request was allowed: decides Cache-Control `public` vs `private` and its lifetime."""
+
+    public: bool
+    principal: str | None = None
+    signed_until: int | None = None  # unix seconds: cached copies must not outlive the signature
+
+
+OPEN: Final = Access(public=True)
+
+
+def _matches(prefixes: tuple[str, ...], path: str) -> bool:
+    return any(path.startswith(prefix) for prefix in prefixes)
+
+
+def _sha256(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
+def policy_from_mapping(data: Mapping[str, Any]) -> AccessPolicy:
+    """Build a policy from a parsed config file (TOML); raises ValueError on a malformed one."""
+    tokens = []
+    for i, entry in enumerate(data.get("token", [])):
+        if "token" in entry:
+            digest = _sha256(str(entry["token"]))
+        elif "token_sha256" in entry:
+            digest = bytes.fromhex(str(entry["token_sha256"]))
+        else:
+            raise ValueError(f"token #{i + 1} needs `token` or `token_sha256`")
+        tokens.append(
+            TokenGrant(
+                name=str(entry.get("name", f"token-{i + 1}")),
+                token_sha256=digest,
+                read=tuple(map(str, entry.get("read", ()))),
+                write=tuple(map(str, entry.get("write", ()))),
+                admin=tuple(map(str, entry.get("admin", ()))),
+            )
+        )
+    key = data.get("signing_key")
+    return AccessPolicy(
+        enabled=True,
+        public_read=tuple(map(str, data.get("public_read", ()))),
+        tokens=tuple(tokens),
+        signing_key=str(key).encode() if key else None,
+    )
+
+
+def sign(key: bytes, scope: str, expires: int) -> str:
+    mac = hmac.new(key, f"{scope}\n{expires}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def signed_query(key: bytes, scope: str, expires: int) -> dict[str, str]:
+    return {SCOPE_PARAM: scope, EXPIRES_PARAM: str(expires), SIGNATURE_PARAM: sign(key, scope, expires)}
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if authorization is None:
+        return None
+    scheme, _, credentials = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        raise Unauthorized("Authorization must be 'Bearer <token>'", {"WWW-Authenticate": "Bearer"})
+    return credentials.strip()
+
+
+def _check_signature(policy: AccessPolicy, path: str, query: Mapping[str, str], now_s: int) -> int:
+    scope, expires, signature = (query.get(p) for p in (SCOPE_PARAM, EXPIRES_PARAM, SIGNATURE_PARAM))
+    if scope is None or expires is None or signature is None:
+        raise BadRequest(f"a signed URL needs {SCOPE_PARAM}, {EXPIRES_PARAM} and {SIGNATURE_PARAM}")
+    if policy.signing_key is None:
+        raise Unauthorized("signed URLs are not enabled on this server")
+    if not expires.isdigit():
+        raise BadRequest(f"{EXPIRES_PARAM} must be unix seconds")
+    expected = sign(policy.signing_key, scope, int(expires))
+    if not hmac.compare_digest(expected.encode(), signature.encode()):
+        raise Forbidden("invalid URL signature")
+    if int(expires) <= now_s:
+        raise Forbidden("signed URL has expired")
+    if not path.startswith(scope):
+        raise Forbidden("signed URL does not cover this stream")
+    return int(expires)
+
+
+def authorize(
+    policy: AccessPolicy,
+    right: Right,
+    path: str,
+    *,
+    authorization: str | None,
+    query: Mapping[str, str],
+    now_s: int,
+) -> Access:
+    """Allow the request or raise Unauthorized (401) / Forbidden (403)."""
+    if not policy.enabled:
+        return OPEN
+    is_public = _matches(policy.public_read, path)
+    token = _bearer(authorization)
+    if token is not None:
+        digest = _sha256(token)
+        grant = next((g for g in policy.tokens if hmac.compare_digest(g.token_sha256, digest)), None)
+        if grant is None:
+            raise Unauthorized("unknown token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        if grant.allows(right, path) or (right is Right.READ and is_public):
+            return Access(public=is_public, principal=grant.name)
+        raise Forbidden(f"token {grant.name!r} has no {right.name.lower()} right on this stream")
+    if right is Right.READ:
+        if is_public:
+            return Access(public=True)
+        if SIGNATURE_PARAM in query:
+            return Access(public=True, signed_until=_check_signature(policy, path, query, now_s))
+    raise Unauthorized(f"{right.name.lower()} access needs a bearer token", {"WWW-Authenticate": "Bearer"})

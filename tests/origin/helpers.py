@@ -1,0 +1,21 @@
+"""In-process origin apps for handler tests (pytest-aiohttp's aiohttp_client)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry
+
+from origin.app import build_app
+from origin.config import OriginConfig
+from origin.storage import MemoryStore
+from shared.auth import AccessPolicy
+
+Client = TestClient[web.Request, web.Application]
+S = "/v1/stream/"
+
+
+def memory_app(policy: AccessPolicy | None = None, **overrides: object) -> web.Application:
+    settings: dict[str, object] = {"engine": "memory", "long_poll_timeout": 0.3} | overrides
+    config = OriginConfig(**settings)  # type: ignore[arg-type]
+    return build_app(config, store=MemoryStore(), registry=CollectorRegistry(), policy=policy or AccessPolicy())
