@@ -152,7 +152,11 @@ class LiveReads:
                     await response.write(self._control(state, position, request, True, False))
                     sent_control = True
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.service.stopping:
+                if self.service.stopping:
+                    # A last control event tells the client where to resume on another server.
+                    await response.write(self._control(state, position, request, True, False))
+                    break
+                if remaining <= 0:
                     break
                 woke = await self._wait(state, position, min(remaining, self.config.sse_keepalive))
                 if not woke and not self.service.stopping and deadline > time.monotonic():

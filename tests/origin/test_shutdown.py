@@ -37,6 +37,7 @@ async def test_sigterm_ends_live_reads_and_exits_zero(tmp_path: Path) -> None:
             status, body = await asyncio.wait_for(asyncio.gather(poll_task, sse_task), 5)  # noqa: TID251
             assert status == 204
             assert b"event: data\ndata:hi" in body and body.endswith(b"\n\n")
+            assert body.count(b"event: control") == 2  # after the data, and a last one on shutdown
             assert time.monotonic() - started < 5
     finally:
         code = origin.stop(timeout=10)
