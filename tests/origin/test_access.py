@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from shared.auth import AccessPolicy, TokenGrant, policy_from_mapping, signed_query
-from tests.origin.helpers import S, Client, memory_app
+from tests.origin.helpers import Client, S, memory_app
 
 POLICY = policy_from_mapping(
     {

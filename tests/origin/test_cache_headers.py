@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from tests.origin.helpers import S, Client, memory_app
+from tests.origin.helpers import Client, S, memory_app
 
 CHUNK = 100
 

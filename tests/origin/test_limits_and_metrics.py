@@ -9,7 +9,7 @@ from aiohttp import web
 
 from origin.limits import RateLimiter
 from shared.errors import TooManyRequests
-from tests.origin.helpers import S, Client, memory_app
+from tests.origin.helpers import Client, S, memory_app
 
 AiohttpClient = Callable[[web.Application], Awaitable[Client]]
 
