@@ -1,14 +1,16 @@
 """Offsets to positions and back, across a fork chain (PROTOCOL.md §8).
 
 An offset (generation, position) is valid for a stream when some member of its fork chain
-minted that generation and the position lies on a record boundary inside the part of that
-member the stream can see. Offsets of an incarnation that is gone answer 410, so a URL that a
-cache stored for an old incarnation can never be answered with a new one's bytes.
+minted that generation and the position lies inside the part of that member the stream can
+see: any byte of a byte stream, a message boundary of a JSON stream. Offsets of an incarnation
+that is gone answer 410, so a URL that a cache stored for an old incarnation can never be
+answered with a new one's bytes.
 """
 
 from __future__ import annotations
 
 from origin.stream import StreamState
+from shared import content_types
 from shared.errors import BadRequest, Gone
 from shared.offsets import NOW, START, Offset, RequestedOffset
 
@@ -29,7 +31,12 @@ def resolve_position(state: StreamState, requested: RequestedOffset, *, for_fork
         if position > upper:
             what = "fork offset" if for_fork else "offset"
             raise BadRequest(f"{what} is beyond the end of the stream")
-        if position < member.base or not member.is_boundary(position, upper):
+        if position < member.base:
+            raise BadRequest("offset is not a position of this stream")
+        # Byte streams can be read from any byte; JSON streams only from message boundaries,
+        # and a fork point must be an append boundary (sub-offsets address inside appends).
+        byte_granular = not for_fork and not content_types.is_json(state.config.content_type)
+        if not byte_granular and not member.is_boundary(position, upper):
             raise BadRequest("offset is not a position this stream handed out")
         return position
     if requested.generation < state.generation:

@@ -9,7 +9,7 @@ that stopped because the next record crossed the boundary can never change: it i
 from __future__ import annotations
 
 import asyncio
-from bisect import bisect_left
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +34,7 @@ class _Span:
     member: StreamState
     first: int
     last: int
+    skip: int = 0  # bytes of the first record before the read's start (byte streams only)
 
 
 def _plan(state: StreamState, start: int, chunk_size: int) -> tuple[list[_Span], int, bool]:
@@ -45,18 +46,21 @@ def _plan(state: StreamState, start: int, chunk_size: int) -> tuple[list[_Span],
     for member, upper in members:
         if end >= upper or end < member.base:
             continue
-        first = bisect_left(member.starts, end)
+        first = bisect_right(member.starts, end) - 1
+        if first < 0 or member.record_end(first) <= end:
+            first += 1  # `end` is a record boundary (or before the first record)
+        skip = end - member.starts[first] if first < len(member.starts) else 0
         index = first
         while index < len(member.starts) and member.starts[index] < upper:
             record_end = member.record_end(index)
             if record_end > boundary and end > start:
                 if index > first:
-                    spans.append(_Span(member, first, index))
+                    spans.append(_Span(member, first, index, skip))
                 return spans, end, True
             end = record_end
             index += 1
         if index > first:
-            spans.append(_Span(member, first, index))
+            spans.append(_Span(member, first, index, skip))
     return spans, end, False
 
 
@@ -67,16 +71,17 @@ async def read(store: Store, state: StreamState, start: int, chunk_size: int) ->
     parts = []
     try:
         for span in spans:
-            parts.append(await store.read(span.member.generation, span.first, span.last))
+            data = await store.read(span.member.generation, span.first, span.last)
+            parts.append(data[span.skip :] if span.skip else data)
     except StreamMissing:
         raise NotFound("stream not found") from None
     except StorageError as exc:
         raise Unavailable("could not read the stream") from exc
-    data = parts[0] if len(parts) == 1 else b"".join(parts)
+    body = parts[0] if len(parts) == 1 else b"".join(parts)
     if content_types.is_json(state.config.content_type):
-        data = jsonmode.frame(data)
+        body = jsonmode.frame(body)
     up_to_date = end >= tail and not complete
-    return ReadResult(data, start, end, up_to_date, closed and up_to_date, complete)
+    return ReadResult(body, start, end, up_to_date, closed and up_to_date, complete)
 
 
 async def wait_for_data(

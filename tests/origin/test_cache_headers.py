@@ -126,3 +126,28 @@ async def test_recreated_stream_never_serves_old_offsets(client: Client) -> None
     assert not set(old) & set(new)
     r = await client.get(S + "s", params={"offset": old[1]})
     assert r.status == 410
+
+
+def shifted(offset: str, by: int) -> str:
+    generation, position = offset.split("_")
+    return f"{generation}_{int(position) + by:016d}"
+
+
+async def test_byte_streams_read_from_any_byte_to_the_same_boundary(client: Client) -> None:
+    offsets = await fill(client, "s", [40, 40, 40])
+    whole = await client.get(S + "s", params={"offset": offsets[0]})
+    inside = await client.get(S + "s", params={"offset": shifted(offsets[0], 15)})
+    assert inside.status == 200
+    assert await inside.read() == (await whole.read())[15:]
+    assert inside.headers["Stream-Next-Offset"] == whole.headers["Stream-Next-Offset"] == offsets[2]
+    assert inside.headers["Cache-Control"] == whole.headers["Cache-Control"]
+
+
+async def test_json_streams_read_only_from_message_boundaries(client: Client) -> None:
+    r = await client.put(S + "j", headers={"Content-Type": "application/json"}, data=b'[{"a":1},{"b":2}]')
+    start = (await client.get(S + "j", params={"offset": "now"})).headers["Stream-Next-Offset"]
+    assert start.endswith("_" + "0" * 16) is False
+    first = shifted(start, -len(b'{"a":1},{"b":2},'))
+    assert await (await client.get(S + "j", params={"offset": first})).json() == [{"a": 1}, {"b": 2}]
+    assert (await client.get(S + "j", params={"offset": shifted(first, 3)})).status == 400
+    assert r.status == 201
