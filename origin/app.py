@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from origin.access import access_middleware, load_policy, request_access
 from origin.commit import Committer
 from origin.config import OriginConfig
 from origin.handlers import StreamHandlers
@@ -25,6 +24,7 @@ from origin.metrics import OriginMetrics
 from origin.service import StreamService
 from origin.storage import FileStore, MemoryStore, Store
 from origin.sweeper import sweep_forever
+from shared.aio.access import access_middleware, load_policy, request_access
 from shared.aio.cors import add_cors_routes, security_headers
 from shared.aio.http_errors import Handler, error_middleware
 from shared.aio.observe import metrics_handler, observe_middleware

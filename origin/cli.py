@@ -6,7 +6,7 @@ import argparse
 import os
 
 from origin.config import OriginConfig
-from shared.aio.settings import Settings, port_number, positive_float, positive_int
+from shared.aio.settings import Settings, boolean, port_number, positive_float, positive_int
 
 PREFIX = "DS_ORIGIN_"
 help = "run the origin: the authoritative, durable log"
@@ -35,7 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     s.add("--max-body", type=positive_int, default=d.max_body, help="largest request body in bytes (413 beyond)")
     s.add("--sweep-interval", type=positive_float, default=d.sweep_interval, help="seconds between expiry sweeps")
     s.add("--shutdown-grace", type=positive_float, default=d.shutdown_grace, help="seconds to drain on SIGTERM")
-    s.add("--access-log", type=_boolean, default=d.access_log, help="log one line per request")
+    s.add("--access-log", type=boolean, default=d.access_log, help="log one line per request")
     s.add("--auth-config", default=d.auth_config, help="TOML access policy (tokens, public prefixes, signing key)")
     s.add(
         "--max-live-connections",
@@ -46,16 +46,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     s.add("--rate-limit", type=float, default=d.rate_limit, help="requests/s per client before 429 (0: off)")
     s.add("--rate-burst", type=positive_int, default=d.rate_burst, help="requests a client may burst")
     _settings = s
-
-
-def _boolean(text: str | bool) -> bool:
-    if isinstance(text, bool):
-        return text
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off", ""):
-        return False
-    raise argparse.ArgumentTypeError("expected true or false")
 
 
 def config_from_args(args: argparse.Namespace) -> OriginConfig:

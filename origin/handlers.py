@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from multidict import CIMultiDict
 
-from origin.access import request_access
 from origin.config import OriginConfig
 from origin.limits import LiveLimiter
 from origin.live import LiveReads
@@ -19,6 +18,7 @@ from origin.service import AppendResult, StreamService
 from origin.stream import StreamState
 from shared import caching, content_types, parse
 from shared import headers as h
+from shared.aio.access import request_access
 from shared.aio.cors import preflight
 from shared.errors import MethodNotAllowed
 from shared.jsonmode import EMPTY_ARRAY

@@ -161,9 +161,9 @@ class LiveReads:
                 woke = await self._wait(state, position, min(remaining, self.config.sse_keepalive))
                 if not woke and not self.service.stopping and deadline > time.monotonic():
                     await response.write(sse.KEEP_ALIVE)
+            await response.write_eof()
         except ConnectionResetError:
-            return response
-        await response.write_eof()
+            pass  # the client went away; nothing left to tell it
         return response
 
     def _control(

@@ -7,7 +7,7 @@ import sys
 import time
 from urllib.parse import urlencode
 
-from origin.access import load_policy
+from shared.aio.access import load_policy
 from shared.auth import signed_query
 from shared.paths import STREAM_PREFIX
 

@@ -55,10 +55,13 @@ def encode_control(control: dict[str, object]) -> bytes:
 
 def encode_data(payload: bytes, *, base64_mode: bool) -> bytes:
     if base64_mode:
-        text = base64.b64encode(payload).decode("ascii")
-        return f"event: {SSE_EVENT_DATA}\ndata:{text}\n\n".encode()
-    lines = _data_lines(payload.decode("utf-8", errors="replace"))
-    return f"event: {SSE_EVENT_DATA}\n{lines}\n".encode()
+        return encode_data_text(base64.b64encode(payload).decode("ascii"))
+    return encode_data_text(payload.decode("utf-8", errors="replace"))
+
+
+def encode_data_text(text: str) -> bytes:
+    """A data event carrying `text` as it travels (UTF-8 text, or base64 for binary streams)."""
+    return f"event: {SSE_EVENT_DATA}\n{_data_lines(text)}\n".encode()
 
 
 @dataclass(frozen=True, slots=True)

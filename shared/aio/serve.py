@@ -20,13 +20,15 @@ except ImportError:  # pragma: no cover - uvloop is a dependency; this keeps odd
     uvloop = None  # type: ignore[assignment]
 
 
-def serve(app: web.Application, host: str, port: int, *, grace: float = 10.0) -> int:
+def serve(
+    app: web.Application, host: str, port: int, *, grace: float = 10.0, reuse_port: bool = False, announce: bool = True
+) -> int:
     runner_factory = asyncio.Runner(loop_factory=uvloop.new_event_loop if uvloop else None)
     with runner_factory as runner:
-        return runner.run(_serve(app, host, port, grace))
+        return runner.run(_serve(app, host, port, grace, reuse_port, announce))
 
 
-async def _serve(app: web.Application, host: str, port: int, grace: float) -> int:
+async def _serve(app: web.Application, host: str, port: int, grace: float, reuse_port: bool, announce: bool) -> int:
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -34,10 +36,11 @@ async def _serve(app: web.Application, host: str, port: int, grace: float) -> in
         access_log=None,  # the app's observe middleware writes the access log
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=4096)
+    site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port or None, backlog=4096)
     await site.start()
     bound = runner.addresses[0]
-    print(f"SERVER_URL=http://{_host_for_url(host)}:{bound[1]}", flush=True)
+    if announce:
+        print(f"SERVER_URL=http://{_host_for_url(host)}:{bound[1]}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,4 +1,4 @@
-"""The upstream conformance suite (0.3.6) against a real origin process, fresh and after a restart.
+"""The upstream conformance suite (0.3.6) against real processes: origin (fresh and restarted), edge.
 
 This is the judge of protocol behaviour: every one of the 332 tests that run without the
 subscriptions option must pass, on a fresh data directory and again after SIGTERM and a restart
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conformance.run_suite import ensure_installed, run_suite
-from tests.support.processes import OriginProcess
+from tests.support.processes import EdgeProcess, OriginProcess
 
 EXPECTED_TESTS = 332
 
@@ -41,3 +41,15 @@ def test_conformance_fresh_then_after_restart(tmp_path: Path) -> None:
         _run_and_check(second.url, "after restart on the same data directory")
     finally:
         assert second.stop() == 0
+
+
+def test_conformance_through_an_edge(tmp_path: Path) -> None:
+    """The edge is transparent: the whole suite passes against its URL, with an origin behind it."""
+    ensure_installed()
+    origin = OriginProcess(tmp_path / "data", long_poll_timeout=0.5).start()
+    edge = EdgeProcess(origin.url, tmp_path, long_poll_timeout=0.5).start()
+    try:
+        _run_and_check(edge.url, "through an edge")
+    finally:
+        assert edge.stop() == 0
+        assert origin.stop() == 0

@@ -18,32 +18,19 @@ from typing import Self
 CLI = str(Path(sys.executable).with_name("plugin-streams"))
 
 
-class OriginProcess:
-    def __init__(self, data_dir: str | os.PathLike[str], *extra: str, long_poll_timeout: float = 0.5) -> None:
-        self.data_dir = str(data_dir)
-        self.args = [
-            CLI,
-            "origin",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--data-dir",
-            self.data_dir,
-            "--long-poll-timeout",
-            str(long_poll_timeout),
-            *extra,
-        ]
+class ServerProcess:
+    """A `plugin-streams` subcommand as a child process; see OriginProcess and EdgeProcess."""
+
+    def __init__(self, args: list[str], log_path: Path) -> None:
+        self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
-        self.log_path = Path(self.data_dir).with_name(Path(self.data_dir).name + ".origin.log")
+        self.log_path = log_path
 
     def start(self, timeout: float = 20.0) -> Self:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DS_ORIGIN_")}
-        self.proc = subprocess.Popen(
-            self.args, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env
-        )
+        log = open(self.log_path, "ab")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DS_ORIGIN_", "DS_EDGE_"))}
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env)
         log.close()
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
@@ -62,7 +49,7 @@ class OriginProcess:
             if self.proc.poll() is not None:
                 break
         self.kill()
-        raise RuntimeError(f"origin did not start; log:\n{self.log_path.read_text(errors='replace')}")
+        raise RuntimeError(f"{self.args[1]} did not start; log:\n{self.log_path.read_text(errors='replace')}")
 
     @property
     def stream_url(self) -> str:
@@ -95,3 +82,19 @@ class OriginProcess:
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.stop()
+
+
+class OriginProcess(ServerProcess):
+    def __init__(self, data_dir: str | os.PathLike[str], *extra: str, long_poll_timeout: float = 0.5) -> None:
+        self.data_dir = str(data_dir)
+        args = [CLI, "origin", "--host", "127.0.0.1", "--port", "0", "--data-dir", self.data_dir]
+        args += ["--long-poll-timeout", str(long_poll_timeout), *extra]
+        super().__init__(args, Path(self.data_dir).with_name(Path(self.data_dir).name + ".origin.log"))
+
+
+class EdgeProcess(ServerProcess):
+    def __init__(self, origin_url: str, log_dir: str | os.PathLike[str], *extra: str, long_poll_timeout: float = 0.5):
+        args = [CLI, "edge", "--host", "127.0.0.1", "--port", "0", "--origin", origin_url]
+        args += ["--long-poll-timeout", str(long_poll_timeout), *extra]
+        log = Path(log_dir) / f"edge-{os.getpid()}-{id(self)}.log"
+        super().__init__(args, log)

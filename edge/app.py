@@ -1,0 +1,78 @@
+"""build_app: the edge's aiohttp application, composed like the origin's.
+
+Middlewares, outermost first: observe (metrics, access log) → errors → access control (when the
+edge has the policy file) → handler. The origin ClientSession, the cache's disk tier and the
+SSE hubs live in cleanup_ctx; on_shutdown ends live responses so clients move elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from edge.cache import ChunkCache
+from edge.config import EdgeConfig
+from edge.fanout import SSEFanout
+from edge.handlers import EdgeHandlers
+from edge.metrics import EdgeMetrics
+from edge.reads import EdgeReads
+from edge.upstream import Upstream
+from shared.aio.access import access_middleware, load_policy
+from shared.aio.cors import add_cors_routes, security_headers
+from shared.aio.http_errors import error_middleware
+from shared.aio.observe import metrics_handler, observe_middleware
+from shared.auth import AccessPolicy
+
+logger = logging.getLogger(__name__)
+
+
+def build_app(
+    config: EdgeConfig, *, registry: CollectorRegistry | None = None, policy: AccessPolicy | None = None
+) -> web.Application:
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = EdgeMetrics(registry)
+    policy = policy if policy is not None else load_policy(config.auth_config, role="edge")
+    middlewares = [observe_middleware(metrics, access_log=config.access_log), error_middleware]
+    if policy.enabled:
+        middlewares.append(access_middleware(policy))
+    app = web.Application(client_max_size=2 * 1024 * 1024, middlewares=middlewares)
+    cache = ChunkCache(config.cache_memory, config.cache_dir, config.cache_disk)
+    metrics.watch(lambda: cache.memory_bytes, lambda: cache.disk.bytes if cache.disk else 0)
+    holder: dict[str, EdgeHandlers] = {}
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, keepalive_timeout=30)
+        session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        upstream = Upstream(config.origin, session, timeout=config.upstream_timeout)
+        await cache.open()
+        reads = EdgeReads(upstream, cache, metrics, config.long_poll_timeout)
+        fanout = SSEFanout(upstream, reads, metrics, config)
+        holder["handlers"] = EdgeHandlers(upstream, reads, fanout, cache, policy)
+        logger.info("edge ready: origin %s, cache %d bytes in memory", config.origin, config.cache_memory)
+        yield
+        fanout.shutdown()
+        await session.close()
+
+    async def on_shutdown(app: web.Application) -> None:
+        handlers = holder.get("handlers")
+        if handlers is not None:
+            handlers.fanout.shutdown()
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        return await holder["handlers"].dispatch(request)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok\n", headers={"Cache-Control": "no-store"})
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(on_shutdown)
+    app.on_response_prepare.append(security_headers)
+    add_cors_routes(app)
+    app.router.add_get("/metrics", metrics_handler(registry), allow_head=False)
+    app.router.add_get("/healthz", healthz, allow_head=False)
+    app.router.add_route("*", "/v1/stream/{path:.+}", dispatch)
+    return app

@@ -1,0 +1,239 @@
+"""Byte-budgeted chunk cache: a memory tier (LRU) and an optional disk tier kept across restarts.
+
+Only immutable chunks are stored, so nothing here ever needs invalidating except to free space
+(a deleted stream's chunks are dropped, and a re-created stream has a new generation anyway).
+Each tier keeps, per stream and generation, the sorted chunk starts so that a read from any
+byte inside a chunk finds it with one bisect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+from bisect import bisect_right, insort
+from collections import OrderedDict, defaultdict
+from typing import Any
+
+import aiofiles
+import aiofiles.os
+from cachetools import LRUCache
+
+from edge.chunks import Chunk, ChunkKey
+
+logger = logging.getLogger(__name__)
+OVERHEAD = 256  # bookkeeping bytes charged per chunk
+
+
+class _Starts:
+    """Per (scope, generation): sorted chunk starts, for lookups inside chunks."""
+
+    def __init__(self) -> None:
+        self._starts: defaultdict[tuple[str, int], list[int]] = defaultdict(list)
+
+    def add(self, key: ChunkKey) -> None:
+        starts = self._starts[(key.scope, key.generation)]
+        i = bisect_right(starts, key.start)
+        if i == 0 or starts[i - 1] != key.start:
+            insort(starts, key.start)
+
+    def discard(self, key: ChunkKey) -> None:
+        starts = self._starts.get((key.scope, key.generation))
+        if starts is None:
+            return
+        i = bisect_right(starts, key.start) - 1
+        if i >= 0 and starts[i] == key.start:
+            del starts[i]
+        if not starts:
+            del self._starts[(key.scope, key.generation)]
+
+    def candidate(self, scope: str, generation: int, position: int) -> ChunkKey | None:
+        """The chunk that starts at or before `position`, if any."""
+        starts = self._starts.get((scope, generation))
+        if not starts:
+            return None
+        i = bisect_right(starts, position) - 1
+        return ChunkKey(scope, generation, starts[i]) if i >= 0 else None
+
+    def scopes_of(self, path: str) -> list[tuple[str, int]]:
+        return [k for k in self._starts if k[0] == path or k[0].startswith(path + "\0")]
+
+
+class _MemoryLRU(LRUCache[ChunkKey, Chunk]):
+    def __init__(self, maxsize: int, starts: _Starts) -> None:
+        super().__init__(maxsize=maxsize, getsizeof=lambda chunk: len(chunk.body) + OVERHEAD)
+        self._index = starts
+
+    def popitem(self) -> tuple[ChunkKey, Chunk]:
+        key, chunk = super().popitem()
+        self._index.discard(key)
+        return key, chunk
+
+
+class ChunkCache:
+    def __init__(self, memory_bytes: int, disk_dir: str | None = None, disk_bytes: int = 0) -> None:
+        self._starts = _Starts()
+        self._memory = _MemoryLRU(max(memory_bytes, 1), self._starts)
+        self.disk = DiskTier(disk_dir, disk_bytes) if disk_dir and disk_bytes > 0 else None
+        self.hits = {"memory": 0, "disk": 0}
+
+    async def open(self) -> None:
+        if self.disk is not None:
+            await self.disk.open()
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(self._memory.currsize)
+
+    def put(self, chunk: Chunk) -> None:
+        if len(chunk.body) + OVERHEAD <= self._memory.maxsize:
+            self._memory[chunk.key] = chunk
+            self._starts.add(chunk.key)
+        if self.disk is not None:
+            self.disk.put_soon(chunk)
+
+    async def find(self, scope: str, generation: int, position: int) -> tuple[Chunk, str] | None:
+        """A cached chunk answering a read from `position`, and the tier it came from."""
+        key = self._starts.candidate(scope, generation, position)
+        if key is not None:
+            chunk = self._memory.get(key)
+            if chunk is not None and chunk.covers(position):
+                self.hits["memory"] += 1
+                return chunk, "memory"
+        if self.disk is not None:
+            chunk = await self.disk.find(scope, generation, position)
+            if chunk is not None:
+                self.hits["disk"] += 1
+                if len(chunk.body) + OVERHEAD <= self._memory.maxsize:
+                    self._memory[chunk.key] = chunk
+                    self._starts.add(chunk.key)
+                return chunk, "disk"
+        return None
+
+    def drop_stream(self, path: str) -> None:
+        for scope, generation in self._starts.scopes_of(path):
+            while (key := self._starts.candidate(scope, generation, 2**62)) is not None:
+                self._memory.pop(key, None)
+                self._starts.discard(key)
+        if self.disk is not None:
+            self.disk.drop_stream(path)
+
+
+class DiskTier:
+    """Chunks as files `<sha256>.chunk`: one JSON header line, then the body. LRU by bytes."""
+
+    def __init__(self, directory: str, max_bytes: int) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self._files: OrderedDict[ChunkKey, tuple[str, int, dict[str, Any]]] = OrderedDict()
+        self._starts = _Starts()
+        self.bytes = 0
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def _name(self, key: ChunkKey) -> str:
+        digest = hashlib.sha256(f"{key.scope}\0{key.generation}\0{key.start}".encode()).hexdigest()
+        return os.path.join(self.directory, digest + ".chunk")
+
+    async def open(self) -> None:
+        await aiofiles.os.makedirs(self.directory, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(None, _scan_directory, self.directory)
+        for key, path, size, header in sorted(found, key=lambda item: item[3]["stored"]):
+            self._remember(key, path, size, header)
+        self._evict()
+
+    def _remember(self, key: ChunkKey, path: str, size: int, header: dict[str, Any]) -> None:
+        self._files[key] = (path, size, header)
+        self._files.move_to_end(key)
+        self._starts.add(key)
+        self.bytes += size
+
+    def put_soon(self, chunk: Chunk) -> None:
+        if chunk.key in self._files or len(chunk.body) > self.max_bytes:
+            return
+        from shared.aio.tasks import spawn
+
+        spawn(self._write(chunk), name="edge-disk-cache-write")
+
+    async def _write(self, chunk: Chunk) -> None:
+        header = {
+            "scope": chunk.key.scope,
+            "generation": chunk.key.generation,
+            "start": chunk.key.start,
+            "end": chunk.end,
+            "content_type": chunk.content_type,
+            "cache_control": chunk.cache_control,
+            "surrogate_key": chunk.surrogate_key,
+            "stored": asyncio.get_running_loop().time(),
+        }
+        path = self._name(chunk.key)
+        line = json.dumps(header).encode() + b"\n"
+        try:
+            async with aiofiles.open(path + ".tmp", "wb") as f:
+                await f.write(line + chunk.body)
+            await aiofiles.os.replace(path + ".tmp", path)
+        except OSError:
+            logger.exception("disk cache write failed")
+            return
+        self._remember(chunk.key, path, len(line) + len(chunk.body), header)
+        self._evict()
+
+    def _evict(self) -> None:
+        while self.bytes > self.max_bytes and self._files:
+            key, (path, size, _) = self._files.popitem(last=False)
+            self._starts.discard(key)
+            self.bytes -= size
+            try:
+                os.unlink(path)  # noqa: ASYNC - a metadata-only syscall; rare
+            except FileNotFoundError:
+                pass
+
+    async def find(self, scope: str, generation: int, position: int) -> Chunk | None:
+        key = self._starts.candidate(scope, generation, position)
+        if key is None or key not in self._files:
+            return None
+        path, _, header = self._files[key]
+        try:
+            async with aiofiles.open(path, "rb") as f:
+                data = await f.read()
+        except FileNotFoundError:
+            return None
+        body = data[data.index(b"\n") + 1 :]
+        chunk = Chunk(
+            key, header["end"], body, header["content_type"], header["cache_control"], header["surrogate_key"]
+        )
+        if not chunk.covers(position):
+            return None
+        self._files.move_to_end(key)
+        return chunk
+
+    def drop_stream(self, path: str) -> None:
+        for key in [k for k in self._files if k.scope == path or k.scope.startswith(path + "\0")]:
+            file_path, size, _ = self._files.pop(key)
+            self._starts.discard(key)
+            self.bytes -= size
+            try:
+                os.unlink(file_path)
+            except FileNotFoundError:
+                pass
+
+
+def _scan_directory(directory: str) -> list[tuple[ChunkKey, str, int, dict[str, Any]]]:
+    found = []
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if name.endswith(".tmp"):
+            os.unlink(path)
+            continue
+        if not name.endswith(".chunk"):
+            continue
+        try:
+            with open(path, "rb") as f:
+                header = json.loads(f.readline())
+            key = ChunkKey(header["scope"], int(header["generation"]), int(header["start"]))
+            found.append((key, path, os.path.getsize(path), header))
+        except (OSError, ValueError, KeyError):
+            os.unlink(path)
+    return found

@@ -1,0 +1,87 @@
+"""`plugin-streams edge`: flags (each with a DS_EDGE_* variable) → EdgeConfig → serve (N workers)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from edge.config import EdgeConfig
+from shared.aio.settings import Settings, boolean, port_number, positive_float, positive_int
+
+PREFIX = "DS_EDGE_"
+help = "run an edge: cache, coalescing and fan-out in front of the origin"
+_settings: Settings | None = None
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    global _settings
+    d = EdgeConfig()
+    s = Settings(parser, PREFIX)
+    s.add("--host", default=d.host, help="address to listen on")
+    s.add("--port", type=port_number, default=d.port, help="port to listen on (0: any free port)")
+    s.add("--origin", default=d.origin, help="base URL of the origin (or of a nearer edge)")
+    s.add("--workers", type=positive_int, default=d.workers, help="processes sharing the port (SO_REUSEPORT)")
+    s.add("--cache-memory", type=int, default=d.cache_memory, help="bytes of immutable chunks kept in memory")
+    s.add("--cache-dir", default=d.cache_dir, help="directory of the disk cache tier (kept across restarts)")
+    s.add("--cache-disk", type=int, default=d.cache_disk, help="bytes of the disk cache tier (0: off)")
+    s.add("--upstream-timeout", type=positive_float, default=d.upstream_timeout, help="seconds to reach the origin")
+    s.add(
+        "--long-poll-timeout",
+        type=positive_float,
+        default=d.long_poll_timeout,
+        help="the origin's long-poll timeout (bounds upstream waits)",
+    )
+    s.add("--sse-max-age", type=positive_float, default=d.sse_max_age, help="seconds before an SSE response ends")
+    s.add("--sse-keepalive", type=positive_float, default=d.sse_keepalive, help="seconds between SSE keep-alives")
+    s.add(
+        "--sse-client-buffer",
+        type=positive_int,
+        default=d.sse_client_buffer,
+        help="bytes queued for one SSE client before it is cut off",
+    )
+    s.add("--auth-config", default=d.auth_config, help="the origin's TOML access policy (checks at the edge)")
+    s.add("--access-log", type=boolean, default=d.access_log, help="log one line per request")
+    s.add("--shutdown-grace", type=positive_float, default=d.shutdown_grace, help="seconds to drain on SIGTERM")
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    _settings = s
+
+
+def config_from_args(args: argparse.Namespace) -> EdgeConfig:
+    return EdgeConfig(
+        host=args.host,
+        port=args.port,
+        origin=args.origin,
+        workers=args.workers,
+        cache_memory=args.cache_memory,
+        cache_dir=os.path.abspath(args.cache_dir) if args.cache_dir else None,
+        cache_disk=args.cache_disk,
+        upstream_timeout=args.upstream_timeout,
+        long_poll_timeout=args.long_poll_timeout,
+        sse_max_age=args.sse_max_age,
+        sse_keepalive=args.sse_keepalive,
+        sse_client_buffer=args.sse_client_buffer,
+        auth_config=args.auth_config,
+        access_log=args.access_log,
+        shutdown_grace=args.shutdown_grace,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.app import build_app
+    from edge.workers import supervise
+    from shared.aio.serve import serve
+
+    if _settings is not None:
+        _settings.check_environment()
+    config = config_from_args(args)
+    if config.workers > 1 and not args.reuse_port:
+        return supervise(config)
+    app = build_app(config)
+    return serve(
+        app,
+        config.host,
+        config.port,
+        grace=config.shutdown_grace,
+        reuse_port=args.reuse_port,
+        announce=not args.reuse_port,
+    )

@@ -1,0 +1,55 @@
+"""Single-flight: concurrent callers asking for the same key share one upstream request.
+
+The key is registered before the first await, the work runs in its own shielded task (so one
+caller giving up does not cancel it for the others), every waiter gets the same result or the
+same exception, and the key is dropped in `finally` (as aiohttp's connector does for DNS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+from shared.aio.tasks import spawn
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class SingleFlight(Generic[K, V]):
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._inflight: dict[K, asyncio.Future[V]] = {}
+        self.started = 0  # upstream calls made
+        self.joined = 0  # callers that shared someone else's call
+
+    def waiting(self, key: K) -> bool:
+        return key in self._inflight
+
+    async def run(self, key: K, work: Callable[[], Awaitable[V]]) -> V:
+        future = self._inflight.get(key)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._inflight[key] = future
+            self.started += 1
+            spawn(self._work(key, work, future), name=f"{self._name}-flight")
+        else:
+            self.joined += 1
+        return await asyncio.shield(future)
+
+    async def _work(self, key: K, work: Callable[[], Awaitable[V]], future: asyncio.Future[V]) -> None:
+        try:
+            result = await work()
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # retrieved: waiters may all be gone
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        else:
+            if not future.done():
+                future.set_result(result)
+        finally:
+            if self._inflight.get(key) is future:
+                del self._inflight[key]

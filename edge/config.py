@@ -1,0 +1,25 @@
+"""EdgeConfig: every setting of an edge process, built once from flags and environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeConfig:
+    host: str = "127.0.0.1"
+    port: int = 4438
+    origin: str = "http://127.0.0.1:4437"
+    workers: int = 1
+    cache_memory: int = 256 * 1024 * 1024
+    cache_dir: str | None = None
+    cache_disk: int = 0
+    upstream_timeout: float = 10.0  # connect + first byte for non-live upstream requests
+    long_poll_timeout: float = 30.0  # the origin's long-poll timeout is the upper bound
+    sse_max_age: float = 60.0
+    sse_keepalive: float = 15.0
+    sse_client_buffer: int = 1024 * 1024  # bytes queued for one slow SSE client before cutting it off
+    sse_idle_close: float = 5.0  # seconds an upstream SSE subscription outlives its last client
+    auth_config: str | None = None
+    access_log: bool = False
+    shutdown_grace: float = 10.0

@@ -1,0 +1,396 @@
+"""SSE fan-out: one upstream live subscription per stream feeds every SSE client of it.
+
+A Hub follows the origin's SSE response for one stream (and one credential scope), keeps a
+short history of recent events, and pushes each event to every subscriber as the same bytes,
+encoded once. A client may start anywhere: it catches up with ordinary reads (from the cache
+when it can) until it stands exactly where the hub is, or where one of the hub's recent events
+starts, and only then subscribes; the seam has no gap and no duplicate because events are
+whole ranges [start, end) and a client subscribes only at an event boundary.
+
+Each subscriber has a bounded queue; one that falls too far behind is cut off (it resumes from
+its last offset) and never slows the others or grows memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import aiohttp
+from aiohttp import web
+
+from edge.metrics import EdgeMetrics
+from edge.reads import EdgeReads, now_ms
+from edge.scope import ReadScope
+from edge.upstream import Upstream
+from shared import cursor, sse
+from shared import headers as h
+from shared.aio.tasks import spawn
+from shared.errors import ProtocolError, Unavailable
+from shared.paths import STREAM_PREFIX
+
+logger = logging.getLogger(__name__)
+HISTORY_BYTES = 256 * 1024  # recent events kept for clients joining slightly behind
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    start: str
+    end: str
+    wire: bytes  # data event + control event, exactly as written to every subscriber
+    closed: bool
+
+
+class Subscriber:
+    __slots__ = ("chunks", "done", "limit", "overflow", "size", "wake")
+
+    def __init__(self, limit: int) -> None:
+        self.chunks: deque[bytes] = deque()
+        self.size = 0
+        self.limit = limit
+        self.overflow = False
+        self.done = False  # the stream closed or the hub ended: write what is queued, then end
+        self.wake = asyncio.Event()
+
+    def push(self, chunk: bytes) -> None:
+        if self.size + len(chunk) > self.limit:
+            self.overflow = True
+        else:
+            self.chunks.append(chunk)
+            self.size += len(chunk)
+        self.wake.set()
+
+    def take(self) -> bytes:
+        data = self.chunks.popleft() if len(self.chunks) == 1 else b"".join(self.chunks)
+        self.chunks.clear()
+        self.size = 0
+        self.wake.clear()
+        return data
+
+
+class Hub:
+    def __init__(
+        self,
+        key: str,
+        path: str,
+        headers: dict[str, str],
+        upstream: Upstream,
+        metrics: EdgeMetrics,
+        idle_close: float,
+        on_end: Callable[[Hub], None],
+    ) -> None:
+        self.key = key
+        self.path = path
+        self._headers = headers
+        self._upstream = upstream
+        self._metrics = metrics
+        self._idle_close = idle_close
+        self._on_end = on_end
+        self.position: str | None = None
+        self.ready = asyncio.Event()
+        self.error: ProtocolError | None = None  # why the hub ended before it could serve
+        self.base64 = False
+        self.closed = False
+        self.ended = False
+        self.cursor = 0
+        self.history: deque[Event] = deque()
+        self._history_bytes = 0
+        self.subscribers: set[Subscriber] = set()
+        self._changed = asyncio.Event()
+        self._idle_since = time.monotonic()
+        self.task = spawn(self._run(), name="edge-sse-hub")
+
+    # -- upstream ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        try:
+            while not self.closed:
+                if not self.subscribers and time.monotonic() - self._idle_since > self._idle_close:
+                    return
+                offset = self.position or h.OFFSET_NOW
+                try:
+                    await self._follow(offset)
+                    backoff = 0.1
+                except Unavailable:
+                    self._metrics.upstream_errors.inc()
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                except ProtocolError as exc:
+                    self.error = exc
+                    return
+        finally:
+            self.ended = True
+            self.ready.set()
+            for subscriber in self.subscribers:
+                subscriber.done = True
+                subscriber.wake.set()
+            self._wake()
+            self._on_end(self)
+
+    async def _follow(self, offset: str) -> None:
+        self._metrics.upstream.labels("sse").inc()
+        query = f"?{h.QUERY_OFFSET}={offset}&{h.QUERY_LIVE}={h.LIVE_SSE}"
+        response = await self._upstream.open_stream(self.path + query, self._headers)
+        try:
+            if response.status != 200:
+                text = (await response.text())[:200]
+                error = ProtocolError(text.strip() or "upstream refused")
+                error.status = response.status
+                raise error if response.status in (400, 401, 403, 404, 410) else Unavailable(text)
+            self.base64 = response.headers.get(h.STREAM_SSE_DATA_ENCODING, "").lower() == "base64"
+            parser = sse.Parser()
+            data: str | None = None
+            async for chunk in response.content.iter_any():
+                for event in parser.feed(chunk):
+                    if event.event == h.SSE_EVENT_DATA:
+                        data = event.data
+                    elif event.event == h.SSE_EVENT_CONTROL:
+                        self._on_control(json.loads(event.data), data)
+                        data = None
+                if self.closed:
+                    return
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise Unavailable(f"upstream SSE broke: {type(exc).__name__}") from exc
+        finally:
+            response.release()
+
+    def _on_control(self, control: dict[str, object], data: str | None) -> None:
+        next_offset = str(control[h.SSE_NEXT_OFFSET])
+        closed = control.get(h.SSE_CLOSED) is True
+        up_to_date = control.get(h.SSE_UP_TO_DATE) is True
+        if self.position is None:
+            self.position = next_offset
+            self.ready.set()
+        if data is not None or closed or next_offset != self.position:
+            started = time.perf_counter()
+            wire = (sse.encode_data_text(data) if data is not None else b"") + self._control(
+                next_offset, up_to_date or closed, closed
+            )
+            event = Event(self.position, next_offset, wire, closed)
+            self._remember(event)
+            self.position = next_offset
+            for subscriber in self.subscribers:
+                subscriber.push(wire)
+                if closed:
+                    subscriber.done = True
+            self._metrics.sse_events.inc()
+            self._metrics.delivery_lag.observe(time.perf_counter() - started)
+        self.closed = closed
+        self._wake()
+
+    def _control(self, next_offset: str, up_to_date: bool, closed: bool) -> bytes:
+        self.cursor = max(self.cursor, cursor.current_interval(now_ms()))
+        payload = sse.control_payload(
+            next_offset, cursor=None if closed else self.cursor, up_to_date=up_to_date, closed=closed
+        )
+        return sse.encode_control(payload)
+
+    def _remember(self, event: Event) -> None:
+        self.history.append(event)
+        self._history_bytes += len(event.wire)
+        while self._history_bytes > HISTORY_BYTES and len(self.history) > 1:
+            self._history_bytes -= len(self.history.popleft().wire)
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def changed(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
+
+    # -- subscribers ------------------------------------------------------------------------
+
+    def raise_cursor(self, echoed: int | None) -> None:
+        """Cursors never go backwards for anyone: the hub's cursor covers every client's."""
+        self.cursor = max(self.cursor, cursor.next_cursor(now_ms(), echoed, self.path))
+
+    def subscribe(self, position: str, limit: int) -> Subscriber | None:
+        """Join at `position` if it is the hub's position or the start of a recent event."""
+        if self.ended or self.position is None:
+            return None
+        subscriber = Subscriber(limit)
+        if position != self.position:
+            index = next((i for i, e in enumerate(self.history) if e.start == position), None)
+            if index is None:
+                return None
+            for event in list(self.history)[index:]:
+                subscriber.push(event.wire)
+                subscriber.done = subscriber.done or event.closed
+        self.subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+        if not self.subscribers:
+            self._idle_since = time.monotonic()
+
+    def stop(self) -> None:
+        self.task.cancel()
+
+
+class SSEFanout:
+    def __init__(self, upstream: Upstream, reads: EdgeReads, metrics: EdgeMetrics, config: object) -> None:
+        self.upstream = upstream
+        self.reads = reads
+        self.metrics = metrics
+        self.config = config
+        self.hubs: dict[str, Hub] = {}
+        self.stopping = False
+
+    def hub(self, scope: ReadScope, headers: dict[str, str]) -> Hub:
+        key = scope.credential or scope.path
+        hub = self.hubs.get(key)
+        if hub is None or hub.ended:
+            hub = Hub(
+                key,
+                STREAM_PREFIX + _quote(scope.path),
+                headers,
+                self.upstream,
+                self.metrics,
+                self.config.sse_idle_close,  # type: ignore[attr-defined]
+                self._ended,
+            )
+            self.hubs[key] = hub
+        return hub
+
+    def _ended(self, hub: Hub) -> None:
+        if self.hubs.get(hub.key) is hub:
+            del self.hubs[hub.key]
+
+    def drop(self, path: str) -> None:
+        """The stream was deleted or re-created through this edge: end its hubs."""
+        for key, hub in list(self.hubs.items()):
+            if hub.path == STREAM_PREFIX + _quote(path):
+                hub.stop()
+                del self.hubs[key]
+
+    async def serve(
+        self, http: web.Request, scope: ReadScope, offset_text: str, echoed: int | None
+    ) -> web.StreamResponse:
+        forwarded = {k: v for k, v in http.headers.items() if k.lower() == "authorization"}
+        hub = self.hub(scope, forwarded)
+        try:
+            async with asyncio.timeout(self.config.upstream_timeout):  # type: ignore[attr-defined]
+                await hub.ready.wait()
+        except TimeoutError:
+            raise Unavailable("origin did not answer", {"Retry-After": "2"}) from None
+        if hub.error is not None:
+            raise hub.error
+        hub.raise_cursor(echoed)
+        response = web.StreamResponse(status=200)
+        response.headers[h.CONTENT_TYPE] = h.SSE_CONTENT_TYPE
+        response.headers[h.CACHE_CONTROL] = "no-cache"
+        response.headers["X-Accel-Buffering"] = "no"
+        if hub.base64:
+            response.headers[h.STREAM_SSE_DATA_ENCODING] = "base64"
+        await response.prepare(http)
+        gauge = self.metrics.live_clients.labels("sse")
+        gauge.inc()
+        try:
+            await self._stream(http, response, scope, hub, offset_text)
+        except (ConnectionResetError, ProtocolError):
+            return response
+        finally:
+            gauge.dec()
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+        return response
+
+    async def _stream(
+        self, http: web.Request, response: web.StreamResponse, scope: ReadScope, hub: Hub, offset_text: str
+    ) -> None:
+        config = self.config
+        deadline = time.monotonic() + config.sse_max_age  # type: ignore[attr-defined]
+        position = hub.position if offset_text == h.OFFSET_NOW else offset_text
+        assert position is not None
+        sent_control = False
+        subscriber: Subscriber | None = None
+        # Catch up with ordinary reads until the client stands where the hub can take it.
+        while subscriber is None:
+            if self.stopping or time.monotonic() > deadline or hub.error is not None:
+                return
+            subscriber = hub.subscribe(position, config.sse_client_buffer)  # type: ignore[attr-defined]
+            if subscriber is not None:
+                break
+            # (A hub that ended, e.g. at closure, leaves the client to plain reads, which say so.)
+            live_ahead = not hub.ended and hub.position is not None and position != h.OFFSET_START
+            if live_ahead and hub.position is not None and position > hub.position:
+                await hub.changed(1.0)  # the origin is ahead of the hub: let it catch up
+                continue
+            reply = await self.reads.read_at(http, scope, position)
+            if reply.status != 200:
+                return
+            next_offset = reply.headers[h.STREAM_NEXT_OFFSET]
+            up_to_date = h.STREAM_UP_TO_DATE in reply.headers
+            closed = h.STREAM_CLOSED in reply.headers
+            body = reply.body
+            has_data = body not in (b"", b"[]")
+            wire = b""
+            if has_data:
+                text = base64.b64encode(body).decode() if hub.base64 else body.decode("utf-8", "replace")
+                wire = sse.encode_data_text(text)
+            if has_data or closed or not sent_control or next_offset != position:
+                wire += hub._control(next_offset, up_to_date or closed, closed)
+                await response.write(wire)
+                sent_control = True
+            position = next_offset
+            if closed:
+                return
+            if up_to_date and (hub.ended or (hub.position is not None and position > hub.position)):
+                await hub.changed(1.0)
+        try:
+            await self._live(response, hub, subscriber, position, sent_control, deadline)
+        finally:
+            hub.unsubscribe(subscriber)
+
+    async def _live(
+        self,
+        response: web.StreamResponse,
+        hub: Hub,
+        subscriber: Subscriber,
+        position: str,
+        sent_control: bool,
+        deadline: float,
+    ) -> None:
+        if not sent_control and not subscriber.chunks:
+            await response.write(hub._control(position, True, False))
+        keepalive = self.config.sse_keepalive  # type: ignore[attr-defined]
+        while True:
+            if subscriber.chunks:
+                await response.write(subscriber.take())
+            if subscriber.overflow:
+                self.metrics.slow_disconnects.inc()
+                return
+            if subscriber.done or self.stopping:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                async with asyncio.timeout(min(keepalive, remaining)):
+                    await subscriber.wake.wait()
+            except TimeoutError:
+                if time.monotonic() < deadline:
+                    await response.write(sse.KEEP_ALIVE)
+
+    def shutdown(self) -> None:
+        self.stopping = True
+        for hub in list(self.hubs.values()):
+            for subscriber in hub.subscribers:
+                subscriber.wake.set()
+            hub.stop()
+
+
+def _quote(path: str) -> str:
+    return quote(path, safe="/-_.~!$&'()*+,;=:@")

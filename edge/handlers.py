@@ -1,0 +1,81 @@
+"""Edge handlers: classify each request, then pass it through, or serve it from the cache and hubs.
+
+Writes (PUT, POST, DELETE), HEAD and `offset=now` go to the origin with their headers and
+bodies intact (large bodies streamed); the edge never retries them. Catch-up and long-poll reads
+go through EdgeReads, SSE through the fan-out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from edge.cache import ChunkCache
+from edge.fanout import SSEFanout
+from edge.reads import EdgeReads, respond
+from edge.scope import read_scope
+from edge.upstream import Upstream
+from shared import headers as h
+from shared import parse
+from shared.aio.cors import preflight
+from shared.auth import AccessPolicy
+from shared.errors import MethodNotAllowed
+from shared.offsets import NOW
+from shared.paths import validate_path
+
+#: Bodies up to this size are read whole and forwarded with a Content-Length; larger ones stream.
+BUFFERED_BODY = 1024 * 1024
+
+
+class EdgeHandlers:
+    def __init__(
+        self, upstream: Upstream, reads: EdgeReads, fanout: SSEFanout, cache: ChunkCache, policy: AccessPolicy
+    ) -> None:
+        self.upstream = upstream
+        self.reads = reads
+        self.fanout = fanout
+        self.cache = cache
+        self.policy = policy
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "OPTIONS":
+            return await preflight(request)
+        path = validate_path(request.match_info["path"])
+        if request.method in ("PUT", "POST", "DELETE"):
+            return await self.write(request, path)
+        if request.method == "HEAD":
+            return respond(await self.upstream.request("HEAD", request.raw_path, request.headers), request)
+        if request.method != "GET":
+            raise MethodNotAllowed(
+                f"method {request.method} not allowed", {"Allow": "GET, HEAD, PUT, POST, DELETE, OPTIONS"}
+            )
+        query = request.query
+        read = parse.parse_read(query, query.getall(h.QUERY_OFFSET, []))
+        scope = read_scope(path, request.headers, query, self.policy)
+        if read.live == h.LIVE_SSE:
+            return await self.fanout.serve(request, scope, query[h.QUERY_OFFSET], read.cursor)
+        if read.live == h.LIVE_LONG_POLL:
+            return await self.reads.long_poll(request, scope, read)
+        if read.offset is NOW:
+            return respond(await self.upstream.request("GET", request.raw_path, request.headers), request)
+        return await self.reads.catch_up(request, scope, read)
+
+    async def write(self, request: web.Request, path: str) -> web.Response:
+        body: bytes | AsyncIterator[bytes]
+        if request.content_length is not None and request.content_length <= BUFFERED_BODY:
+            body = await request.read()
+        else:
+            body = _stream(request)
+        reply = await self.upstream.request(request.method, request.raw_path, request.headers, body)
+        if reply.status < 300:
+            self.reads.wrote(path)
+            if request.method == "DELETE" or reply.status == 201:
+                self.cache.drop_stream(path)
+                self.fanout.drop(path)
+        return respond(reply, request)
+
+
+async def _stream(request: web.Request) -> AsyncIterator[bytes]:
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        yield chunk

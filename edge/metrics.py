@@ -1,0 +1,48 @@
+"""The edge's Prometheus metrics, created once against an injected registry (bounded labels)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from origin.metrics import LATENCY_BUCKETS
+
+
+class EdgeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "ds_edge_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=registry
+        )
+        self.latency = Histogram(
+            "ds_edge_http_request_seconds",
+            "Time to answer a request (live reads: until the response ends)",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.cache_hits = Counter("ds_edge_cache_hits", "Reads answered from the cache", ["tier"], registry=registry)
+        self.cache_misses = Counter("ds_edge_cache_misses", "Cacheable reads not in the cache", registry=registry)
+        self.upstream = Counter("ds_edge_upstream_requests", "Requests sent to the origin", ["kind"], registry=registry)
+        self.upstream_errors = Counter(
+            "ds_edge_upstream_errors", "Origin requests that failed (unreachable, timeout)", registry=registry
+        )
+        self.long_poll_waiters = Gauge(
+            "ds_edge_long_poll_waiters", "Clients waiting on a shared upstream long-poll", registry=registry
+        )
+        self.live_clients = Gauge("ds_edge_live_clients", "Open live client responses", ["mode"], registry=registry)
+        self.sse_events = Counter("ds_edge_sse_events", "Events fanned out from upstream", registry=registry)
+        self.delivery_lag = Histogram(
+            "ds_edge_sse_fanout_seconds",
+            "Time from receiving an upstream event to queueing it for every subscriber",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.slow_disconnects = Counter(
+            "ds_edge_slow_client_disconnects", "SSE clients cut off for not keeping up", registry=registry
+        )
+        self._cache_bytes = Gauge("ds_edge_cache_bytes", "Bytes held by the cache", ["tier"], registry=registry)
+
+    def watch(self, memory_bytes: Callable[[], int], disk_bytes: Callable[[], int]) -> None:
+        self._cache_bytes.labels("memory").set_function(memory_bytes)
+        self._cache_bytes.labels("disk").set_function(disk_bytes)

@@ -1,0 +1,167 @@
+"""Catch-up and long-poll reads at the edge: cache first, then one shared upstream request.
+
+- Catch-up at an explicit offset: answered from a cached immutable chunk (any byte inside it
+  for byte streams), otherwise fetched once for all concurrent askers and cached if immutable.
+- Long-poll: clients whose offset lies inside cached data are answered at once; all clients
+  waiting at one offset share one upstream long-poll and are answered together when it
+  returns. Each gets its own cursor under the spec's monotonic rule (shared.cursor), which is
+  deterministic, so clients at the same place still share cache keys downstream.
+- Everything else (`offset=-1`, `offset=now`, the tail) is coalesced but not stored: it can
+  change at any moment, and the edge must show a client its own writes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from aiohttp import web
+from cachetools import LRUCache
+from multidict import CIMultiDict
+
+from edge.cache import ChunkCache
+from edge.chunks import Chunk, ChunkKey, is_immutable
+from edge.coalesce import SingleFlight
+from edge.metrics import EdgeMetrics
+from edge.scope import ReadScope
+from edge.upstream import Reply, Upstream, end_to_end
+from shared import caching, cursor
+from shared import headers as h
+from shared.offsets import Offset, parse_offset
+from shared.parse import ReadRequest
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def explicit(offset_text: str | None) -> Offset | None:
+    if offset_text is None or offset_text in (h.OFFSET_START, h.OFFSET_NOW):
+        return None
+    return parse_offset(offset_text)
+
+
+def respond(reply: Reply, request: web.Request) -> web.Response:
+    headers = end_to_end(reply.headers)
+    etag = headers.get(h.ETAG)
+    if reply.status == 200 and etag and caching.if_none_match(request.headers.get(h.IF_NONE_MATCH), etag):
+        return web.Response(status=304, headers={h.ETAG: etag, h.CACHE_CONTROL: headers.get(h.CACHE_CONTROL, "")})
+    return web.Response(status=reply.status, body=reply.body if reply.status != 204 else None, headers=headers)
+
+
+class EdgeReads:
+    def __init__(self, upstream: Upstream, cache: ChunkCache, metrics: EdgeMetrics, long_poll_timeout: float) -> None:
+        self.upstream = upstream
+        self.cache = cache
+        self.metrics = metrics
+        self.long_poll_timeout = long_poll_timeout
+        self.catch_up_flights: SingleFlight[tuple[str, str, str], Reply] = SingleFlight("catch-up")
+        self.long_poll_flights: SingleFlight[tuple[str, str, str], Reply] = SingleFlight("long-poll")
+        self._writes: LRUCache[str, int] = LRUCache(100_000)  # per path: writes passed through
+
+    def _store(self, scope: ReadScope, offset: Offset | None, reply: Reply) -> None:
+        cache_control = reply.headers.get(h.CACHE_CONTROL)
+        if offset is None or reply.status != 200 or not is_immutable(cache_control):
+            return
+        assert cache_control is not None
+        owner = scope.for_response(cache_control)
+        end = parse_offset(reply.headers[h.STREAM_NEXT_OFFSET])
+        if owner is None or end.generation != offset.generation:
+            return
+        chunk = Chunk(
+            ChunkKey(owner, offset.generation, offset.position),
+            end.position,
+            reply.body,
+            reply.headers.get(h.CONTENT_TYPE, h.DEFAULT_CONTENT_TYPE),
+            cache_control,
+            reply.headers.get(h.SURROGATE_KEY),
+        )
+        self.cache.put(chunk)
+
+    async def cached(self, scope: ReadScope, offset: Offset | None) -> Chunk | None:
+        if offset is None:
+            return None
+        for owner in (scope.public, scope.credential):
+            if owner is None or (owner == scope.public and scope.signed):
+                continue
+            found = await self.cache.find(owner, offset.generation, offset.position)
+            if found is not None:
+                self.metrics.cache_hits.labels(found[1]).inc()
+                return found[0]
+        self.metrics.cache_misses.inc()
+        return None
+
+    async def _fetch(self, headers: Mapping[str, str], scope: ReadScope, offset: Offset | None, path_qs: str) -> Reply:
+        self.metrics.upstream.labels("catch_up").inc()
+        reply = await self.upstream.request("GET", path_qs, headers)
+        self._store(scope, offset, reply)
+        return reply
+
+    def wrote(self, path: str) -> None:
+        """A write to `path` passed through: reads issued from now on must not share older flights."""
+        self._writes[path] = self._writes.get(path, 0) + 1
+
+    def _flight_key(self, scope: ReadScope, what: str) -> tuple[str, str, str]:
+        return (scope.credential or scope.path, scope.path, f"{self._writes.get(scope.path, 0)}|{what}")
+
+    async def catch_up(self, http: web.Request, scope: ReadScope, request: ReadRequest) -> web.Response:
+        offset = explicit(http.query.get(h.QUERY_OFFSET))
+        chunk = await self.cached(scope, offset)
+        if chunk is not None and offset is not None:
+            return _chunk_response(chunk, offset.position, http)
+        key = self._flight_key(scope, http.query_string)
+        reply = await self.catch_up_flights.run(key, lambda: self._fetch(http.headers, scope, offset, http.raw_path))
+        return respond(reply, http)
+
+    async def read_at(self, http: web.Request, scope: ReadScope, offset_text: str) -> Reply:
+        """A catch-up read from `offset_text` as a value (used by SSE catch-up), cache first."""
+        offset = explicit(offset_text)
+        chunk = await self.cached(scope, offset)
+        if chunk is not None and offset is not None:
+            body, headers = chunk.answer(offset.position)
+            return Reply(200, headers, body)
+        query = {k: v for k, v in http.rel_url.query.items() if k not in (h.QUERY_CURSOR, h.QUERY_LIVE)}
+        query[h.QUERY_OFFSET] = offset_text
+        path_qs = http.rel_url.with_query(query).raw_path_qs
+        key = self._flight_key(scope, f"offset={offset_text}")
+        return await self.catch_up_flights.run(key, lambda: self._fetch(http.headers, scope, offset, path_qs))
+
+    async def long_poll(self, http: web.Request, scope: ReadScope, request: ReadRequest) -> web.Response:
+        offset_text = http.query.get(h.QUERY_OFFSET, "")
+        offset = explicit(offset_text)
+        chunk = await self.cached(scope, offset)
+        if chunk is not None and offset is not None:
+            body, headers = chunk.answer(offset.position)
+            headers[h.CACHE_CONTROL] = chunk.cache_control
+            headers[h.STREAM_CURSOR] = str(self._cursor(offset_text, request.cursor))
+            return web.Response(status=200, body=body, headers=headers)
+        key = (scope.credential or scope.path, scope.path, offset_text)
+        # Cursors are the edge's own (per client); everything else goes upstream as sent.
+        query = {k: v for k, v in http.rel_url.query.items() if k != h.QUERY_CURSOR}
+        path_qs = http.rel_url.with_query(query).raw_path_qs
+        self.metrics.long_poll_waiters.inc()
+        try:
+            reply = await self.long_poll_flights.run(key, lambda: self._poll(http.headers, scope, offset, path_qs))
+        finally:
+            self.metrics.long_poll_waiters.dec()
+        headers = end_to_end(reply.headers)
+        if h.STREAM_CURSOR in headers:
+            headers[h.STREAM_CURSOR] = str(self._cursor(offset_text, request.cursor))
+        return web.Response(status=reply.status, body=reply.body if reply.status == 200 else None, headers=headers)
+
+    async def _poll(self, headers: Mapping[str, str], scope: ReadScope, offset: Offset | None, path_qs: str) -> Reply:
+        self.metrics.upstream.labels("long_poll").inc()
+        reply = await self.upstream.request("GET", path_qs, headers, timeout=self.long_poll_timeout + 5)
+        self._store(scope, offset, reply)
+        return reply
+
+    @staticmethod
+    def _cursor(offset_text: str, echoed: int | None) -> int:
+        return cursor.next_cursor(now_ms(), echoed, offset_text)
+
+
+def _chunk_response(chunk: Chunk, position: int, http: web.Request) -> web.Response:
+    body, headers = chunk.answer(position)
+    if caching.if_none_match(http.headers.get(h.IF_NONE_MATCH), headers[h.ETAG]):
+        return web.Response(status=304, headers={h.ETAG: headers[h.ETAG], h.CACHE_CONTROL: chunk.cache_control})
+    return web.Response(status=200, body=body, headers=CIMultiDict(headers))

@@ -1,0 +1,78 @@
+"""`--workers N`: N edge processes on one port, the kernel spreading connections (SO_REUSEPORT).
+
+Each worker is a full edge with its own cache and its own coalescing (so the origin sees up to
+N upstream requests per append, one per worker). The supervisor picks the port, starts the
+workers, prints SERVER_URL once they listen, forwards SIGTERM, and exits with the worst code.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from types import FrameType
+
+from edge.config import EdgeConfig
+
+
+def _reserve_port(host: str, port: int) -> socket.socket:
+    """Bind (without listening) with SO_REUSEPORT, so port 0 becomes one port all workers share."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _wait_listening(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def supervise(config: EdgeConfig) -> int:
+    reserved = _reserve_port(config.host, config.port)
+    port = reserved.getsockname()[1]
+    argv = [a for a in sys.argv[1:] if a]
+    argv = _replace_flag(_replace_flag(argv, "--port", str(port)), "--workers", "1")
+    children = [
+        subprocess.Popen([sys.argv[0], *argv, "--reuse-port"], stdin=subprocess.DEVNULL) for _ in range(config.workers)
+    ]
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host
+    if _wait_listening(host, port, 30):
+        print(f"SERVER_URL=http://{host}:{port}", flush=True)
+    codes = [child.wait() for child in children]
+    reserved.close()
+    return max(codes, default=0)
+
+
+def _replace_flag(argv: list[str], flag: str, value: str) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg == flag:
+            skip = i + 1 < len(argv)
+            continue
+        if arg.startswith(flag + "="):
+            continue
+        out.append(arg)
+    return [*out, flag, value]
