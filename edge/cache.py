@@ -186,7 +186,7 @@ class DiskTier:
             self._starts.discard(key)
             self.bytes -= size
             try:
-                os.unlink(path)  # noqa: ASYNC - a metadata-only syscall; rare
+                os.unlink(path)  # metadata-only and rare: not worth a thread hop
             except FileNotFoundError:
                 pass
 
@@ -201,7 +201,7 @@ class DiskTier:
         except FileNotFoundError:
             return None
         body = data[data.index(b"\n") + 1 :]
-        chunk = Chunk(
+        chunk = Chunk.make(
             key, header["end"], body, header["content_type"], header["cache_control"], header["surrogate_key"]
         )
         if not chunk.covers(position):

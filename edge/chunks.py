@@ -2,17 +2,17 @@
 
 A chunk is the origin's answer to a read from `start` that stopped at a chunk boundary before
 the tail (Cache-Control `immutable`): its bytes can never change. A read from any later byte of
-a byte stream inside the chunk ends at the same boundary, so it is answered with a slice; JSON
-chunks are answered only from their own start (message boundaries are not known here).
+a byte stream, or any later message boundary of a JSON stream, inside the chunk ends at the same
+boundary, so it is answered with a slice of the chunk.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from multidict import CIMultiDict
 
-from shared import caching, content_types
+from shared import caching, content_types, jsonmode
 from shared import headers as h
 from shared.offsets import Offset
 
@@ -32,19 +32,34 @@ class Chunk:
     content_type: str
     cache_control: str
     surrogate_key: str | None
+    # JSON chunks: offsets (from the chunk start) where a message ends, i.e. valid read starts.
+    message_ends: frozenset[int] | None = field(default=None, compare=False)
 
-    @property
-    def byte_stream(self) -> bool:
-        return not content_types.is_json(self.content_type)
+    @classmethod
+    def make(
+        cls, key: ChunkKey, end: int, body: bytes, content_type: str, cache_control: str, surrogate_key: str | None
+    ) -> Chunk:
+        ends = None
+        if content_types.is_json(content_type):
+            ends = frozenset(jsonmode.message_ends(jsonmode.unframe(body)))
+        return cls(key, end, body, content_type, cache_control, surrogate_key, ends)
 
     def covers(self, position: int) -> bool:
         if position == self.key.start:
             return True
-        return self.byte_stream and self.key.start < position < self.end
+        if not self.key.start < position < self.end:
+            return False
+        return self.message_ends is None or position - self.key.start in self.message_ends
 
     def answer(self, position: int) -> tuple[bytes, CIMultiDict[str]]:
         """Body and headers of the origin's response to a read from `position`."""
-        body = self.body if position == self.key.start else self.body[position - self.key.start :]
+        skip = position - self.key.start
+        if skip == 0:
+            body = self.body
+        elif self.message_ends is None:
+            body = self.body[skip:]
+        else:
+            body = jsonmode.frame(jsonmode.unframe(self.body)[skip:])
         start = str(Offset(self.key.generation, position))
         end = str(Offset(self.key.generation, self.end))
         out: CIMultiDict[str] = CIMultiDict()

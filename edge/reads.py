@@ -68,7 +68,7 @@ class EdgeReads:
         end = parse_offset(reply.headers[h.STREAM_NEXT_OFFSET])
         if owner is None or end.generation != offset.generation:
             return
-        chunk = Chunk(
+        chunk = Chunk.make(
             ChunkKey(owner, offset.generation, offset.position),
             end.position,
             reply.body,

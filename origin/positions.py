@@ -2,7 +2,7 @@
 
 An offset (generation, position) is valid for a stream when some member of its fork chain
 minted that generation and the position lies inside the part of that member the stream can
-see: any byte of a byte stream, a message boundary of a JSON stream. Offsets of an incarnation
+see: any byte of a byte stream, a message boundary of a JSON stream (checked when read). Offsets of an incarnation
 that is gone answer 410, so a URL that a cache stored for an old incarnation can never be
 answered with a new one's bytes.
 """
@@ -10,7 +10,6 @@ answered with a new one's bytes.
 from __future__ import annotations
 
 from origin.stream import StreamState
-from shared import content_types
 from shared.errors import BadRequest, Gone
 from shared.offsets import NOW, START, Offset, RequestedOffset
 
@@ -33,11 +32,11 @@ def resolve_position(state: StreamState, requested: RequestedOffset, *, for_fork
             raise BadRequest(f"{what} is beyond the end of the stream")
         if position < member.base:
             raise BadRequest("offset is not a position of this stream")
-        # Byte streams can be read from any byte; JSON streams only from message boundaries,
-        # and a fork point must be an append boundary (sub-offsets address inside appends).
-        byte_granular = not for_fork and not content_types.is_json(state.config.content_type)
-        if not byte_granular and not member.is_boundary(position, upper):
-            raise BadRequest("offset is not a position this stream handed out")
+        # Reads may start at any byte (JSON streams: any message boundary, which the read checks
+        # against the record's bytes); a fork point must be an append boundary, since
+        # sub-offsets address positions inside appends.
+        if for_fork and not member.is_boundary(position, upper):
+            raise BadRequest("fork offset is not an append boundary")
         return position
     if requested.generation < state.generation:
         raise Gone("offset belongs to an earlier incarnation of this stream")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from origin.storage.base import StorageError, Store, StreamMissing
 from origin.stream import StreamState
 from shared import content_types, jsonmode
-from shared.errors import NotFound, Unavailable
+from shared.errors import BadRequest, NotFound, Unavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,19 +66,26 @@ def _plan(state: StreamState, start: int, chunk_size: int) -> tuple[list[_Span],
 
 async def read(store: Store, state: StreamState, start: int, chunk_size: int) -> ReadResult:
     spans, end, complete = _plan(state, start, chunk_size)
+    json_stream = content_types.is_json(state.config.content_type)
     tail = state.tail
     closed = state.closed
     parts = []
     try:
         for span in spans:
             data = await store.read(span.member.generation, span.first, span.last)
-            parts.append(data[span.skip :] if span.skip else data)
+            if span.skip:
+                if json_stream:
+                    first_size = span.member.record_end(span.first) - span.member.starts[span.first]
+                    if span.skip not in jsonmode.message_ends(data[:first_size]):
+                        raise BadRequest("offset is not a message boundary of this JSON stream")
+                data = data[span.skip :]
+            parts.append(data)
     except StreamMissing:
         raise NotFound("stream not found") from None
     except StorageError as exc:
         raise Unavailable("could not read the stream") from exc
     body = parts[0] if len(parts) == 1 else b"".join(parts)
-    if content_types.is_json(state.config.content_type):
+    if json_stream:
         body = jsonmode.frame(body)
     up_to_date = end >= tail and not complete
     return ReadResult(body, start, end, up_to_date, closed and up_to_date, complete)

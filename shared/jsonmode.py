@@ -9,6 +9,7 @@ the read path. Messages are re-serialised once on append; values are preserved e
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Final
 
 from shared.errors import BadRequest
@@ -63,3 +64,38 @@ def split_stored(stored: bytes) -> list[bytes]:
     if not stored:
         return []
     return [_dump(item) for item in json.loads(frame(stored))]
+
+
+_STRUCTURE = re.compile(rb'[\[\]{},"]')
+_STRING_TAIL = re.compile(rb'(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def message_ends(stored: bytes) -> list[int]:
+    """Offsets just past each message of stored JSON (after its comma): the valid read starts.
+
+    Scans only structure (brackets, commas, string bounds), so a 64 KiB record costs a few
+    regex searches per message rather than a parse.
+    """
+    ends: list[int] = []
+    depth = 0
+    pos = 0
+    while (match := _STRUCTURE.search(stored, pos)) is not None:
+        char = match.group()
+        pos = match.end()
+        if char == b'"':
+            tail = _STRING_TAIL.match(stored, pos)
+            if tail is None:
+                break
+            pos = tail.end()
+        elif char in (b"[", b"{"):
+            depth += 1
+        elif char in (b"]", b"}"):
+            depth -= 1
+        elif depth == 0:
+            ends.append(pos)
+    return ends
+
+
+def unframe(body: bytes) -> bytes:
+    """The stored form of a read body (inverse of `frame`)."""
+    return b"" if body == EMPTY_ARRAY else body[1:-1] + _SEPARATOR

@@ -144,10 +144,13 @@ async def test_byte_streams_read_from_any_byte_to_the_same_boundary(client: Clie
 
 
 async def test_json_streams_read_only_from_message_boundaries(client: Client) -> None:
-    r = await client.put(S + "j", headers={"Content-Type": "application/json"}, data=b'[{"a":1},{"b":2}]')
-    start = (await client.get(S + "j", params={"offset": "now"})).headers["Stream-Next-Offset"]
-    assert start.endswith("_" + "0" * 16) is False
-    first = shifted(start, -len(b'{"a":1},{"b":2},'))
-    assert await (await client.get(S + "j", params={"offset": first})).json() == [{"a": 1}, {"b": 2}]
-    assert (await client.get(S + "j", params={"offset": shifted(first, 3)})).status == 400
+    r = await client.put(S + "j", headers={"Content-Type": "application/json"}, data=b'[{"a":",]"},{"b":2}]')
     assert r.status == 201
+    tail = r.headers["Stream-Next-Offset"]
+    first = shifted(tail, -len(b'{"a":",]"},{"b":2},'))
+    assert await (await client.get(S + "j", params={"offset": first})).json() == [{"a": ",]"}, {"b": 2}]
+    # Inside one append, every message boundary is a valid start; nothing else is.
+    second = shifted(first, len(b'{"a":",]"},'))
+    assert await (await client.get(S + "j", params={"offset": second})).json() == [{"b": 2}]
+    for inside in (3, 6, 7):
+        assert (await client.get(S + "j", params={"offset": shifted(first, inside)})).status == 400

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from shared import jsonmode
 from shared.errors import BadRequest
 from shared.jsonmode import EMPTY_ARRAY, encode_messages, frame, parse_messages, split_stored
 
@@ -187,3 +188,21 @@ def test_messages_are_already_canonical() -> None:
     for body in BATCHES:
         for message in append(body):
             assert append(b"[" + message + b"]") == [message]
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [b"1"],
+        [b'{"a":"x,]}\\""}', b"[1,[2,3]]", b'"s"', b"5"],
+        [b'"\\\\"', b'"a\\"b,c"', b"{}", b"[]", b"null"],
+    ],
+)
+def test_message_ends_finds_every_boundary_and_nothing_else(messages: list[bytes]) -> None:
+    stored = jsonmode.encode_messages(messages)
+    expected, total = [], 0
+    for message in messages:
+        total += len(message) + 1
+        expected.append(total)
+    assert jsonmode.message_ends(stored) == expected
+    assert jsonmode.unframe(jsonmode.frame(stored)) == stored
