@@ -101,6 +101,13 @@ class StreamHandlers:
             out[h.STREAM_EXPIRES_AT] = config.expires.text
         if state.closed:
             out[h.STREAM_CLOSED] = "true"
+        if config.retention is not None:
+            if config.retention.max_age_seconds is not None:
+                out[h.STREAM_RETENTION_MAX_AGE] = str(config.retention.max_age_seconds)
+            if config.retention.max_bytes is not None:
+                out[h.STREAM_RETENTION_MAX_BYTES] = str(config.retention.max_bytes)
+        if config.max_size is not None:
+            out[h.STREAM_MAX_SIZE] = str(config.max_size)
         out[h.CACHE_CONTROL] = caching.NO_STORE
         return web.Response(status=200, headers=out)
 

@@ -22,6 +22,7 @@ from shared import content_types, jsonmode
 from shared.errors import (
     BadRequest,
     Conflict,
+    PayloadTooLarge,
     SequenceGap,
     StaleEpoch,
     StreamClosedConflict,
@@ -126,6 +127,8 @@ class StreamService:
         if not (
             same_fork
             and same_expiry
+            and request.retention == config.retention
+            and request.max_size == config.max_size
             and content_types.same(wanted_type, config.content_type)
             and request.closed == state.v_closed
         ):
@@ -159,6 +162,8 @@ class StreamService:
                 expires=expires,
                 created_ms=now,
                 fork=fork_link,
+                retention=request.retention,
+                max_size=request.max_size,
             )
             await self.store.create(config, records)
         except StorageError as exc:
@@ -193,6 +198,8 @@ class StreamService:
         state = self.registry.live(path, now)
         self.touch(state, now)
         self._check_closed_and_type(state, request, body)
+        if state.config.max_size is not None and len(body) > state.config.max_size:
+            raise PayloadTooLarge(f"this stream accepts appends of at most {state.config.max_size} bytes")
         payload = b""
         if body:
             payload = await self._payload(state.config.content_type, body, allow_empty_array=False)

@@ -19,6 +19,11 @@ STREAM_FORKED_FROM: Final = "Stream-Forked-From"
 STREAM_FORK_OFFSET: Final = "Stream-Fork-Offset"
 STREAM_FORK_SUB_OFFSET: Final = "Stream-Fork-Sub-Offset"
 STREAM_SSE_DATA_ENCODING: Final = "Stream-SSE-Data-Encoding"
+# Extensions of this server (PROTOCOL.md §11.1): retention and size limits, shown by HEAD.
+STREAM_RETENTION_MAX_AGE: Final = "Stream-Retention-Max-Age"
+STREAM_RETENTION_MAX_BYTES: Final = "Stream-Retention-Max-Bytes"
+STREAM_MAX_SIZE: Final = "Stream-Max-Size"
+STREAM_EARLIEST_OFFSET: Final = "Stream-Earliest-Offset"
 PRODUCER_ID: Final = "Producer-Id"
 PRODUCER_EPOCH: Final = "Producer-Epoch"
 PRODUCER_SEQ: Final = "Producer-Seq"
@@ -62,6 +67,10 @@ EXPOSED_HEADERS: Final = (
     STREAM_TTL,
     STREAM_EXPIRES_AT,
     STREAM_SSE_DATA_ENCODING,
+    STREAM_RETENTION_MAX_AGE,
+    STREAM_RETENTION_MAX_BYTES,
+    STREAM_MAX_SIZE,
+    STREAM_EARLIEST_OFFSET,
     PRODUCER_EPOCH,
     PRODUCER_SEQ,
     PRODUCER_EXPECTED_SEQ,

@@ -26,6 +26,9 @@ from shared.headers import (
     STREAM_FORK_OFFSET,
     STREAM_FORK_SUB_OFFSET,
     STREAM_FORKED_FROM,
+    STREAM_MAX_SIZE,
+    STREAM_RETENTION_MAX_AGE,
+    STREAM_RETENTION_MAX_BYTES,
     STREAM_SEQ,
     STREAM_TTL,
 )
@@ -54,6 +57,14 @@ class Expiry:
 
 
 @dataclass(frozen=True, slots=True)
+class Retention:
+    """Drop a stream's oldest data once older than max_age_seconds or beyond max_bytes."""
+
+    max_age_seconds: int | None = None
+    max_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ForkSpec:
     source: str
     offset: Offset | None  # None: the source's tail
@@ -67,6 +78,8 @@ class CreateRequest:
     expires: Expiry | None
     closed: bool
     fork: ForkSpec | None
+    retention: Retention | None = None
+    max_size: int | None = None  # largest single append, in bytes (413 beyond)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +142,25 @@ def parse_create(headers: Mapping[str, str]) -> CreateRequest:
         expires=expires,
         closed=is_true(headers.get(STREAM_CLOSED)),
         fork=_parse_fork(headers),
+        retention=_parse_retention(headers),
+        max_size=_optional_positive(headers, STREAM_MAX_SIZE),
     )
+
+
+def _optional_positive(headers: Mapping[str, str], name: str) -> int | None:
+    text = headers.get(name)
+    if text is None:
+        return None
+    value = _non_negative(name, text.strip(), MAX_SAFE_INTEGER)
+    if value == 0:
+        raise BadRequest(f"{name} must be greater than 0")
+    return value
+
+
+def _parse_retention(headers: Mapping[str, str]) -> Retention | None:
+    age = _optional_positive(headers, STREAM_RETENTION_MAX_AGE)
+    size = _optional_positive(headers, STREAM_RETENTION_MAX_BYTES)
+    return None if age is None and size is None else Retention(age, size)
 
 
 def _parse_fork(headers: Mapping[str, str]) -> ForkSpec | None:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from shared.parse import Expiry
+from shared.parse import Expiry, Retention
 from shared.producer import ProducerState, ProducerTuple
 
 
@@ -58,6 +58,8 @@ class StreamConfig:
     created_ms: int
     fork: ForkLink | None = None
     soft_deleted: bool = False
+    retention: Retention | None = None
+    max_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

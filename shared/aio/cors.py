@@ -15,7 +15,8 @@ ALLOWED_METHODS: Final = "GET, HEAD, POST, PUT, DELETE, OPTIONS"
 ALLOWED_HEADERS: Final = (
     "Authorization, Content-Type, If-None-Match, Stream-TTL, Stream-Expires-At, Stream-Seq, "
     "Stream-Closed, Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset, "
-    "Producer-Id, Producer-Epoch, Producer-Seq"
+    "Producer-Id, Producer-Epoch, Producer-Seq, Stream-Retention-Max-Age, Stream-Retention-Max-Bytes, "
+    "Stream-Max-Size"
 )
 _EXPOSE: Final = ", ".join(EXPOSED_HEADERS)
 

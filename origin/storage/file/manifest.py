@@ -12,7 +12,7 @@ import os
 from typing import Any, Final
 
 from origin.storage.base import ForkLink, StreamConfig
-from shared.parse import Expiry
+from shared.parse import Expiry, Retention
 
 MANIFEST: Final = "manifest.json"
 FORMAT_VERSION: Final = 1
@@ -29,6 +29,10 @@ def to_json(config: StreamConfig) -> bytes:
         "created_ms": config.created_ms,
         "soft_deleted": config.soft_deleted,
         "fork": None,
+        "retention": None
+        if config.retention is None
+        else [config.retention.max_age_seconds, config.retention.max_bytes],
+        "max_size": config.max_size,
     }
     if config.fork is not None:
         fork = config.fork
@@ -48,6 +52,7 @@ def from_json(raw: bytes) -> StreamConfig:
         raise ValueError(f"unknown manifest version {data.get('version')!r}")
     fork = data["fork"]
     expires = data["expires"]
+    retention = data.get("retention")
     return StreamConfig(
         generation=int(data["generation"]),
         path=str(data["path"]),
@@ -56,6 +61,8 @@ def from_json(raw: bytes) -> StreamConfig:
         expires=None if expires is None else Expiry(int(expires[0]), str(expires[1])),
         created_ms=int(data["created_ms"]),
         soft_deleted=bool(data["soft_deleted"]),
+        retention=None if retention is None else Retention(retention[0], retention[1]),
+        max_size=data.get("max_size"),
         fork=None
         if fork is None
         else ForkLink(
