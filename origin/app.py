@@ -76,7 +76,9 @@ def build_app(
         middlewares.append(rate_limit_middleware(RateLimiter(config.rate_limit, config.rate_burst)))
     app = web.Application(client_max_size=config.max_body, middlewares=middlewares)
     store = store or make_store(config)
-    service = StreamService(store, clock_ms, committer=Committer(store, metrics.on_batch))
+    service = StreamService(
+        store, clock_ms, committer=Committer(store, metrics.on_batch), compact_min_bytes=config.compact_min_bytes
+    )
     app[SERVICE] = service
     app[METRICS] = metrics
     handlers = StreamHandlers(service, config, metrics, LiveLimiter(config.max_live_connections))

@@ -45,6 +45,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     s.add("--rate-limit", type=float, default=d.rate_limit, help="requests/s per client before 429 (0: off)")
     s.add("--rate-burst", type=positive_int, default=d.rate_burst, help="requests a client may burst")
+    s.add(
+        "--compact-min-bytes",
+        type=positive_int,
+        default=d.compact_min_bytes,
+        help="bytes of retention-dropped data that trigger reclaiming disk space",
+    )
     _settings = s
 
 
@@ -67,6 +73,7 @@ def config_from_args(args: argparse.Namespace) -> OriginConfig:
         max_live_connections=args.max_live_connections,
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,
+        compact_min_bytes=args.compact_min_bytes,
     )
 
 

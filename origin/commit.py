@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from origin.storage.base import Record, StorageError, Store
 from origin.stream import StreamState
@@ -34,14 +34,29 @@ class Committer:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         state.queue.append((record, future))
         state.last_write = future
+        self._kick(state)
+        return future
+
+    def run_between_writes(self, state: StreamState, job: Callable[[], Awaitable[None]]) -> None:
+        """Run `job` (retention compaction) with no write of this stream in flight."""
+        state.maintenance = job
+        self._kick(state)
+
+    def _kick(self, state: StreamState) -> None:
         if not state.flushing:
             state.flushing = True
             spawn(self._flush(state), name=f"commit-{state.generation}")
-        return future
 
     async def _flush(self, state: StreamState) -> None:
         try:
-            while state.queue:
+            while state.queue or state.maintenance is not None:
+                if state.maintenance is not None:
+                    job, state.maintenance = state.maintenance, None
+                    try:
+                        await job()
+                    except Exception:
+                        logger.exception("maintenance of %r failed", state.config.path)
+                    continue
                 batch = _take_batch(state)
                 records = [record for record, _ in batch]
                 started = time.perf_counter()

@@ -24,3 +24,4 @@ class OriginConfig:
     max_live_connections: int = 10_000
     rate_limit: float = 0.0  # requests per second per client (token or IP); 0: off
     rate_burst: int = 100
+    compact_min_bytes: int = 1024 * 1024  # retention reclaims disk once this much is droppable

@@ -108,6 +108,8 @@ class StreamHandlers:
                 out[h.STREAM_RETENTION_MAX_BYTES] = str(config.retention.max_bytes)
         if config.max_size is not None:
             out[h.STREAM_MAX_SIZE] = str(config.max_size)
+        if state.retained_from > state.base:
+            out[h.STREAM_EARLIEST_OFFSET] = str(state.offset_at(state.retained_from))
         out[h.CACHE_CONTROL] = caching.NO_STORE
         return web.Response(status=200, headers=out)
 

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 from origin.stream import StreamState
 from shared.errors import BadRequest, Gone
+from shared.headers import STREAM_EARLIEST_OFFSET
 from shared.offsets import NOW, START, Offset, RequestedOffset
 
 
 def resolve_position(state: StreamState, requested: RequestedOffset, *, for_fork: bool = False) -> int:
     if requested is START:
-        return 0
+        return state.chain()[-1][0].retained_from  # the earliest data the root still keeps
     if requested is NOW:
         return state.tail
     assert isinstance(requested, Offset)
     if requested.is_zero:
-        return 0
+        return resolve_position(state, START)
     chain = state.chain()
     for member, upper in chain:
         if member.generation != requested.generation:
@@ -32,6 +33,9 @@ def resolve_position(state: StreamState, requested: RequestedOffset, *, for_fork
             raise BadRequest(f"{what} is beyond the end of the stream")
         if position < member.base:
             raise BadRequest("offset is not a position of this stream")
+        if position < member.retained_from:
+            earliest = state.offset_at(member.retained_from)
+            raise Gone("data before this offset is no longer retained", {STREAM_EARLIEST_OFFSET: str(earliest)})
         # Reads may start at any byte (JSON streams: any message boundary, which the read checks
         # against the record's bytes); a fork point must be an append boundary, since
         # sub-offsets address positions inside appends.

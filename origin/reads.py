@@ -13,10 +13,11 @@ from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from origin.storage.base import StorageError, Store, StreamMissing
+from origin.storage.base import RecordsDropped, StorageError, Store, StreamMissing
 from origin.stream import StreamState
 from shared import content_types, jsonmode
-from shared.errors import BadRequest, NotFound, Unavailable
+from shared.errors import BadRequest, Gone, NotFound, Unavailable
+from shared.headers import STREAM_EARLIEST_OFFSET
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +32,18 @@ class ReadResult:
 
 @dataclass(frozen=True, slots=True)
 class _Span:
-    member: StreamState
+    """Records [first, last) of one chain member, numbered as the store numbers them."""
+
+    generation: int
     first: int
     last: int
-    skip: int = 0  # bytes of the first record before the read's start (byte streams only)
+    skip: int = 0  # bytes of the first record before the read's start
+    first_size: int = 0  # size of the first record (to check JSON message boundaries)
+
+
+def _span(member: StreamState, first: int, last: int, skip: int) -> _Span:
+    size = member.record_end(first) - member.starts[first]
+    return _Span(member.generation, member.dropped + first, member.dropped + last, skip, size)
 
 
 def _plan(state: StreamState, start: int, chunk_size: int) -> tuple[list[_Span], int, bool]:
@@ -55,12 +64,12 @@ def _plan(state: StreamState, start: int, chunk_size: int) -> tuple[list[_Span],
             record_end = member.record_end(index)
             if record_end > boundary and end > start:
                 if index > first:
-                    spans.append(_Span(member, first, index, skip))
+                    spans.append(_span(member, first, index, skip))
                 return spans, end, True
             end = record_end
             index += 1
         if index > first:
-            spans.append(_Span(member, first, index, skip))
+            spans.append(_span(member, first, index, skip))
     return spans, end, False
 
 
@@ -72,16 +81,18 @@ async def read(store: Store, state: StreamState, start: int, chunk_size: int) ->
     parts = []
     try:
         for span in spans:
-            data = await store.read(span.member.generation, span.first, span.last)
+            data = await store.read(span.generation, span.first, span.last)
             if span.skip:
                 if json_stream:
-                    first_size = span.member.record_end(span.first) - span.member.starts[span.first]
-                    if span.skip not in jsonmode.message_ends(data[:first_size]):
+                    if span.skip not in jsonmode.message_ends(data[: span.first_size]):
                         raise BadRequest("offset is not a message boundary of this JSON stream")
                 data = data[span.skip :]
             parts.append(data)
     except StreamMissing:
         raise NotFound("stream not found") from None
+    except RecordsDropped:
+        earliest = state.offset_at(state.chain()[-1][0].retained_from)
+        raise Gone("data at this offset is no longer retained", {STREAM_EARLIEST_OFFSET: str(earliest)}) from None
     except StorageError as exc:
         raise Unavailable("could not read the stream") from exc
     body = parts[0] if len(parts) == 1 else b"".join(parts)

@@ -9,6 +9,7 @@ reported only once what it reports is durable.
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ class StreamService:
         *,
         executor: Executor | None = None,
         committer: Committer | None = None,
+        compact_min_bytes: int = 1024 * 1024,
     ) -> None:
         self.store = store
         self.clock_ms = clock_ms
@@ -74,6 +76,7 @@ class StreamService:
         self.committer = committer or Committer(store)
         self._executor = executor
         self._creating: dict[str, asyncio.Future[None]] = {}
+        self.compact_min_bytes = compact_min_bytes
 
     async def start(self) -> None:
         self.registry.load(await self.store.open(), self.clock_ms())
@@ -147,10 +150,10 @@ class StreamService:
             if ttl is None and expires is None:
                 ttl, expires = source.config.ttl_seconds, source.config.expires
             if resolved.prefix:
-                records.append(Record(resolved.prefix))
+                records.append(Record(resolved.prefix, written_ms=now))
         payload = await self._payload(content_type, body, allow_empty_array=True) if body else b""
         if payload or request.closed:
-            records.append(Record(payload, closed=request.closed))
+            records.append(Record(payload, closed=request.closed, written_ms=now))
         if source is not None:
             source.refcount += 1  # held across the awaits below, so the source cannot vanish
         try:
@@ -176,6 +179,7 @@ class StreamService:
             state.accept(record)
             state.commit(record)
         self.registry.add(state)
+        self.apply_retention(state, now)
         return state
 
     async def _payload(self, content_type: str, body: bytes, *, allow_empty_array: bool) -> bytes:
@@ -244,9 +248,13 @@ class StreamService:
         if request.stream_seq is not None and state.v_stream_seq is not None:
             if request.stream_seq.encode() <= state.v_stream_seq.encode():
                 raise Conflict("Stream-Seq must increase")
-        record = Record(payload, closed=request.closed, producer=producer, stream_seq=request.stream_seq)
+        written = max(now, state.times[-1] if state.times else 0)  # never backwards (retention by age)
+        record = Record(
+            payload, closed=request.closed, producer=producer, stream_seq=request.stream_seq, written_ms=written
+        )
         end = state.accept(record)
         await self.committer.submit(state, record)
+        self.apply_retention(state, self.clock_ms())
         return AppendResult(
             state,
             end,
@@ -278,6 +286,28 @@ class StreamService:
             raise
         except Exception as exc:
             raise Unavailable("storage failure") from exc
+
+    # -- retention --------------------------------------------------------------------------
+
+    def apply_retention(self, state: StreamState, now_ms: int) -> None:
+        """Move the earliest readable position forward, and reclaim disk once enough is dropped."""
+        if state.config.retention is None or state.removed:
+            return
+        point = state.retention_point(now_ms)
+        if point <= state.retained_from:
+            return
+        state.retained_from = point
+        first_kept = state.starts[0] if state.starts else state.tail
+        if point - first_kept >= self.compact_min_bytes and state.maintenance is None:
+            self.committer.run_between_writes(state, lambda: self._compact(state))
+
+    async def _compact(self, state: StreamState) -> None:
+        count = bisect_left(state.starts, state.retained_from)
+        if count == 0 or state.removed:
+            return
+        position = state.starts[count] if count < len(state.starts) else state.tail
+        await self.store.drop_before(state.generation, state.dropped + count, position)
+        state.forget_records(count)
 
     # -- delete -----------------------------------------------------------------------------
 

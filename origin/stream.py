@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from array import array
 from bisect import bisect_left
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from origin.storage.base import LoadedStream, Record, StreamConfig
@@ -38,6 +39,10 @@ class StreamState:
         self.v_stream_seq: str | None = None
         self.queue: list[tuple[Record, asyncio.Future[None]]] = []
         self.flushing = False
+        self.maintenance: Callable[[], Awaitable[None]] | None = None
+        self.dropped = 0  # records numbered below this were removed by retention (starts[0] is this one)
+        self.times: array[int] = array("q")  # accept time (unix ms) of each kept record; 0 if unknown
+        self.retained_from = self.base  # reads before this position answer 410 Gone
         self.last_write: asyncio.Future[None] | None = None
         self.refcount = 0
         self.last_access_ms = last_access_ms
@@ -47,10 +52,13 @@ class StreamState:
     @classmethod
     def from_loaded(cls, loaded: LoadedStream, source: StreamState | None) -> StreamState:
         state = cls(loaded.config, source, loaded.last_access_ms)
-        position = state.base
+        position = state.base if loaded.first_position is None else loaded.first_position
+        state.dropped = loaded.first_record
+        state.retained_from = position
         for size in loaded.summary.sizes:
             state.starts.append(position)
             position += size
+        state.times = array("q", loaded.summary.times)
         state.tail = state.v_tail = position
         summary = loaded.summary
         state.closed = state.v_closed = summary.closed
@@ -90,6 +98,7 @@ class StreamState:
     def commit(self, record: Record) -> None:
         """Apply a durable record to the committed view."""
         self.starts.append(self.tail)
+        self.times.append(record.written_ms or 0)
         self.tail += len(record.payload)
         if record.producer is not None:
             p = record.producer
@@ -153,3 +162,27 @@ class StreamState:
 
     def record_end(self, index: int) -> int:
         return self.starts[index + 1] if index + 1 < len(self.starts) else self.tail
+
+    # -- retention --------------------------------------------------------------------------
+
+    def retention_point(self, now_ms: int) -> int:
+        """The earliest position the stream's retention keeps: always a record start (or the tail)."""
+        retention = self.config.retention
+        point = self.retained_from
+        if retention is None:
+            return point
+        if retention.max_bytes is not None and self.tail - point > retention.max_bytes:
+            i = bisect_left(self.starts, self.tail - retention.max_bytes)
+            point = max(point, self.starts[i] if i < len(self.starts) else self.tail)
+        if retention.max_age_seconds is not None:
+            cutoff = now_ms - retention.max_age_seconds * 1000
+            # Accept times never decrease along the log, so the first recent record splits it.
+            i = bisect_left(self.times, cutoff)
+            point = max(point, self.starts[i] if i < len(self.starts) else self.tail)
+        return point
+
+    def forget_records(self, count: int) -> None:
+        """Storage dropped the first `count` kept records (retention compaction)."""
+        del self.starts[:count]
+        del self.times[:count]
+        self.dropped += count

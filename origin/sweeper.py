@@ -21,6 +21,9 @@ async def sweep_once(service: StreamService) -> int:
     expired = [state for state in registry.by_path.values() if is_expired(state, now)]
     for state in expired:
         registry.expire(state)
+    for state in list(registry.by_path.values()):
+        if state.config.retention is not None:
+            service.apply_retention(state, now)
     await service.store.flush_access_times()
     return len(expired)
 

@@ -11,6 +11,7 @@ positions, HTTP or producer rules; the service above them owns those.
 Errors (every method may raise them):
     StorageError
     ├── StreamMissing    the generation is unknown (deleted, never created)
+    ├── RecordsDropped   retention removed the records asked for
     └── StorageFailure   the disk refused (ENOSPC, EIO...); nothing was acknowledged
 """
 
@@ -34,6 +35,10 @@ class StreamMissing(StorageError):
 
 
 class StorageFailure(StorageError):
+    pass
+
+
+class RecordsDropped(StorageError):
     pass
 
 
@@ -68,6 +73,7 @@ class Record:
     closed: bool = False
     producer: ProducerTuple | None = None
     stream_seq: str | None = None
+    written_ms: int | None = None  # when the append was accepted (retention by age)
 
 
 @dataclass(slots=True)
@@ -75,6 +81,7 @@ class Summary:
     """What a stream's log says, folded: record sizes, producers, Stream-Seq and closure."""
 
     sizes: array[int] = field(default_factory=lambda: array("q"))
+    times: array[int] = field(default_factory=lambda: array("q"))  # written_ms, 0 if unknown
     producers: dict[str, ProducerState] = field(default_factory=dict)
     stream_seq: str | None = None
     closed: bool = False
@@ -82,6 +89,7 @@ class Summary:
 
     def apply(self, size: int, record_meta: Record) -> None:
         self.sizes.append(size)
+        self.times.append(record_meta.written_ms or 0)
         producer = record_meta.producer
         if producer is not None:
             self.producers[producer.producer_id] = ProducerState(producer.epoch, producer.seq)
@@ -102,8 +110,10 @@ def summarize(records: Iterable[Record]) -> Summary:
 @dataclass(slots=True)
 class LoadedStream:
     config: StreamConfig
-    summary: Summary
+    summary: Summary  # of the records still kept (after any retention compaction)
     last_access_ms: int
+    first_record: int = 0  # number of the first kept record (records before it were dropped)
+    first_position: int | None = None  # logical position of the first kept record (None: base)
 
 
 class Store(Protocol):
@@ -125,7 +135,15 @@ class Store(Protocol):
         """
 
     async def read(self, generation: int, first: int, last: int) -> bytes:
-        """Payloads of records [first, last) concatenated. Raises StreamMissing, StorageFailure."""
+        """Payloads of records [first, last) concatenated.
+
+        Raises StreamMissing, RecordsDropped (retention removed some of them), StorageFailure.
+        """
+
+    async def drop_before(self, generation: int, record: int, position: int) -> None:
+        """Retention: durably forget records numbered below `record` (whose data starts at
+        logical `position`), reclaiming their space. Never concurrent with `append` for the
+        same stream (the service serialises them). Raises StreamMissing, StorageFailure."""
 
     async def replace_config(self, config: StreamConfig) -> None:
         """Durably replace a stream's configuration. Raises StreamMissing, StorageFailure."""

@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from origin.storage.base import LoadedStream, Record, StreamConfig, StreamMissing, summarize
+from origin.storage.base import (
+    LoadedStream,
+    Record,
+    RecordsDropped,
+    StreamConfig,
+    StreamMissing,
+    summarize,
+)
 
 
 @dataclass(slots=True)
@@ -17,6 +24,8 @@ class _Stream:
     config: StreamConfig
     records: list[Record] = field(default_factory=list)
     last_access_ms: int = 0
+    first_record: int = 0  # records numbered below this were dropped by retention
+    first_position: int | None = None
 
 
 class MemoryStore:
@@ -32,7 +41,13 @@ class MemoryStore:
 
     async def open(self) -> list[LoadedStream]:
         return [
-            LoadedStream(s.config, summarize(s.records), s.last_access_ms or s.config.created_ms)
+            LoadedStream(
+                s.config,
+                summarize(s.records),
+                s.last_access_ms or s.config.created_ms,
+                s.first_record,
+                s.first_position,
+            )
             for s in self._streams.values()
         ]
 
@@ -54,7 +69,18 @@ class MemoryStore:
         self._get(generation).records.extend(records)
 
     async def read(self, generation: int, first: int, last: int) -> bytes:
-        return b"".join(record.payload for record in self._get(generation).records[first:last])
+        stream = self._get(generation)
+        if first < stream.first_record:
+            raise RecordsDropped(f"records of stream {generation} were dropped by retention")
+        kept = stream.records[first - stream.first_record : last - stream.first_record]
+        return b"".join(record.payload for record in kept)
+
+    async def drop_before(self, generation: int, record: int, position: int) -> None:
+        stream = self._get(generation)
+        if record > stream.first_record:
+            del stream.records[: record - stream.first_record]
+            stream.first_record = record
+            stream.first_position = position
 
     async def replace_config(self, config: StreamConfig) -> None:
         self._get(config.generation).config = config

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import shutil
-from array import array
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final, TypeVar
@@ -27,13 +26,15 @@ from typing import Final, TypeVar
 from origin.storage.base import (
     LoadedStream,
     Record,
+    RecordsDropped,
     StorageFailure,
     StreamConfig,
     StreamMissing,
 )
 from origin.storage.file import manifest, segment
 from origin.storage.file.handles import HandlePool
-from origin.storage.file.recovery import LOG_FILE, LogIndex, recover_stream
+from origin.storage.file.manifest import LogState
+from origin.storage.file.recovery import LogIndex, empty_index, recover_stream
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,6 +60,7 @@ class FileStore:
         self._executor = ThreadPoolExecutor(io_threads, thread_name_prefix="store-io")
         self._handles = HandlePool(max_open_files, self._open_log)
         self._index: dict[int, LogIndex] = {}
+        self._configs: dict[int, StreamConfig] = {}
         self._next_generation = 1
         self._reserved_until = 0
         self._access: dict[int, int] = {}  # access times noted since the last flush
@@ -77,8 +79,9 @@ class FileStore:
     def _dir(self, generation: int) -> str:
         return os.path.join(self._streams_dir, f"{generation:016d}")
 
-    def _open_log(self, generation: int) -> int:
-        return os.open(os.path.join(self._dir(generation), LOG_FILE), os.O_RDWR)
+    def _open_log(self, key: tuple[int, int]) -> int:
+        generation, file_no = key
+        return os.open(os.path.join(self._dir(generation), manifest.log_file_name(file_no)), os.O_RDWR)
 
     # -- recovery and generations -----------------------------------------------------------
 
@@ -105,6 +108,7 @@ class FileStore:
             recovered = recover_stream(directory)
             self.discarded_bytes += recovered.discarded_bytes
             self._index[recovered.loaded.config.generation] = recovered.index
+            self._configs[recovered.loaded.config.generation] = recovered.loaded.config
             self._last_access[recovered.loaded.config.generation] = recovered.loaded.last_access_ms
             loaded.append(recovered.loaded)
         reserved = 0
@@ -139,15 +143,16 @@ class FileStore:
     # -- writes -----------------------------------------------------------------------------
 
     async def create(self, config: StreamConfig, records: Sequence[Record]) -> None:
-        index = LogIndex(array("q"), array("q"), 0)
+        index = empty_index()
         await self._run(self._create, config, records, index)
         self._index[config.generation] = index
+        self._configs[config.generation] = config
         self._last_access[config.generation] = config.created_ms
 
     def _create(self, config: StreamConfig, records: Sequence[Record], index: LogIndex) -> None:
         directory = self._dir(config.generation)
         os.makedirs(directory)
-        fd = os.open(os.path.join(directory, LOG_FILE), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(os.path.join(directory, index.log.file_name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             _write_records(fd, 0, records, index, sync=True)
         finally:
@@ -162,27 +167,77 @@ class FileStore:
         await self._run(self._append, generation, records, index)
 
     def _append(self, generation: int, records: Sequence[Record], index: LogIndex) -> None:
-        fd = self._handles.borrow(generation)
+        key = (generation, index.log.file_no)
+        fd = self._handles.borrow(key)
         try:
             _write_records(fd, index.end, records, index, sync=self._fsync)
         finally:
-            self._handles.give_back(generation)
+            self._handles.give_back(key)
 
     async def replace_config(self, config: StreamConfig) -> None:
-        if config.generation not in self._index:
+        index = self._index.get(config.generation)
+        if index is None:
             raise StreamMissing(str(config.generation))
+        self._configs[config.generation] = config
         access_ms = self._last_access.get(config.generation, config.created_ms)
-        await self._run(manifest.write_atomically, self._dir(config.generation), config, access_ms)
+        await self._run(manifest.write_atomically, self._dir(config.generation), config, access_ms, index.log)
+
+    async def drop_before(self, generation: int, record: int, position: int) -> None:
+        index = self._index.get(generation)
+        if index is None:
+            raise StreamMissing(str(generation))
+        if record <= index.log.first_record:
+            return
+        config = self._configs[generation]
+        access_ms = self._last_access.get(generation, config.created_ms)
+        new_index = await self._run(self._compact, config, record, position, index, access_ms)
+        self._index[generation] = new_index
+        self._handles.forget((generation, index.log.file_no))
+
+    def _compact(self, config: StreamConfig, record: int, position: int, index: LogIndex, access_ms: int) -> LogIndex:
+        """Copy the kept records into a new log file, commit it in the manifest, drop the old."""
+        directory = self._dir(config.generation)
+        skip = record - index.log.first_record
+        log = LogState(index.log.file_no + 1, record, position)
+        new = empty_index(log)
+        if skip < len(index.payload_pos):
+            # A record's header starts where the previous record ends.
+            start = index.payload_pos[skip - 1] + index.payload_len[skip - 1]
+            for pos, length in zip(index.payload_pos[skip:], index.payload_len[skip:], strict=True):
+                new.payload_pos.append(pos - start)
+                new.payload_len.append(length)
+            new.end = index.end - start
+        else:
+            start = index.end
+        source = os.open(os.path.join(directory, index.log.file_name), os.O_RDONLY)
+        target = os.open(os.path.join(directory, log.file_name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            copied = 0
+            while copied < index.end - start:
+                done = os.copy_file_range(source, target, index.end - start - copied, start + copied, copied)
+                if done == 0:
+                    raise OSError("short copy while compacting")
+                copied += done
+            os.fsync(target)
+        finally:
+            os.close(source)
+            os.close(target)
+        manifest.write_atomically(directory, config, access_ms, log)  # the commit point
+        os.unlink(os.path.join(directory, index.log.file_name))
+        manifest.fsync_directory(directory)
+        return new
 
     async def remove(self, generation: int) -> None:
-        if self._index.pop(generation, None) is None:
+        index = self._index.pop(generation, None)
+        if index is None:
             return
         self._access.pop(generation, None)
         self._last_access.pop(generation, None)
-        await self._run(self._remove, generation)
+        self._configs.pop(generation, None)
+        await self._run(self._remove, generation, index.log.file_no)
 
-    def _remove(self, generation: int) -> None:
-        self._handles.forget(generation)
+    def _remove(self, generation: int, file_no: int) -> None:
+        self._handles.forget((generation, file_no))
         trashed = os.path.join(self._trash_dir, f"{generation:016d}")
         os.replace(self._dir(generation), trashed)
         manifest.fsync_directory(self._streams_dir)
@@ -199,14 +254,19 @@ class FileStore:
         return await self._run(self._read, generation, first, last, index)
 
     def _read(self, generation: int, first: int, last: int, index: LogIndex) -> bytes:
+        first -= index.log.first_record
+        last -= index.log.first_record
+        if first < 0:
+            raise RecordsDropped(f"records of stream {generation} were dropped by retention")
         pos, lengths = index.payload_pos, index.payload_len
         start = pos[first]
         end = pos[last - 1] + lengths[last - 1]
-        fd = self._handles.borrow(generation)
+        key = (generation, index.log.file_no)
+        fd = self._handles.borrow(key)
         try:
             data = os.pread(fd, end - start, start)
         finally:
-            self._handles.give_back(generation)
+            self._handles.give_back(key)
         if len(data) != end - start:
             raise OSError(f"short read in stream {generation}")
         if last - first == 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from typing import Any, Final
 
 from origin.storage.base import ForkLink, StreamConfig
@@ -18,7 +19,24 @@ MANIFEST: Final = "manifest.json"
 FORMAT_VERSION: Final = 1
 
 
-def to_json(config: StreamConfig) -> bytes:
+@dataclass(frozen=True, slots=True)
+class LogState:
+    """Which log file holds the stream's records, and what retention already cut off."""
+
+    file_no: int = 0
+    first_record: int = 0  # records numbered below this were dropped
+    first_position: int | None = None  # logical position of record `first_record` (None: base)
+
+    @property
+    def file_name(self) -> str:
+        return log_file_name(self.file_no)
+
+
+def log_file_name(file_no: int) -> str:
+    return "log" if file_no == 0 else f"log.{file_no}"
+
+
+def to_json(config: StreamConfig, log: LogState = LogState()) -> bytes:
     data: dict[str, Any] = {
         "version": FORMAT_VERSION,
         "generation": config.generation,
@@ -33,6 +51,7 @@ def to_json(config: StreamConfig) -> bytes:
         if config.retention is None
         else [config.retention.max_age_seconds, config.retention.max_bytes],
         "max_size": config.max_size,
+        "log": [log.file_no, log.first_record, log.first_position],
     }
     if config.fork is not None:
         fork = config.fork
@@ -46,14 +65,15 @@ def to_json(config: StreamConfig) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
-def from_json(raw: bytes) -> StreamConfig:
+def from_json(raw: bytes) -> tuple[StreamConfig, LogState]:
     data = json.loads(raw)
+    log = LogState(*data.get("log", (0, 0, None)))
     if data.get("version") != FORMAT_VERSION:
         raise ValueError(f"unknown manifest version {data.get('version')!r}")
     fork = data["fork"]
     expires = data["expires"]
     retention = data.get("retention")
-    return StreamConfig(
+    config = StreamConfig(
         generation=int(data["generation"]),
         path=str(data["path"]),
         content_type=str(data["content_type"]),
@@ -73,9 +93,10 @@ def from_json(raw: bytes) -> StreamConfig:
             requested_sub_offset=int(fork["requested_sub_offset"]),
         ),
     )
+    return config, log
 
 
-def write_atomically(directory: str, config: StreamConfig, access_ms: int) -> None:
+def write_atomically(directory: str, config: StreamConfig, access_ms: int, log: LogState = LogState()) -> None:
     """Blocking: replace the manifest durably (caller runs it off the event loop).
 
     The new file's mtime is set to `access_ms`, the stream's last access (sliding TTL).
@@ -84,7 +105,7 @@ def write_atomically(directory: str, config: StreamConfig, access_ms: int) -> No
     temp = final + ".tmp"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, to_json(config))
+        os.write(fd, to_json(config, log))
         os.utime(fd, ns=(access_ms * 1_000_000, access_ms * 1_000_000))
         os.fsync(fd)
     finally:

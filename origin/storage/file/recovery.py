@@ -1,7 +1,8 @@
 """Start-up recovery of one stream directory: checksums, torn-tail truncation, state rebuilt.
 
 Blocking code, run off the event loop. Recovery is idempotent: a second run over its own
-output finds every record valid and changes nothing.
+output finds every record valid and changes nothing. Log files other than the one the
+manifest names (left by a compaction that crashed before or after its commit point) are removed.
 """
 
 from __future__ import annotations
@@ -14,18 +15,27 @@ from dataclasses import dataclass
 
 from origin.storage.base import LoadedStream, Summary
 from origin.storage.file import manifest, segment
+from origin.storage.file.manifest import LogState
 
-LOG_FILE = "log"
 logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
 class LogIndex:
-    """Where each record's payload lies in the log file, and where the valid log ends."""
+    """Where each kept record's payload lies in the current log file, and where the log ends.
+
+    Entry i describes record number `log.first_record + i`. An index is never changed in place
+    by a compaction: a new one replaces it, so a read holding the old one stays consistent.
+    """
 
     payload_pos: array[int]
     payload_len: array[int]
     end: int
+    log: LogState
+
+
+def empty_index(log: LogState | None = None) -> LogIndex:
+    return LogIndex(array("q"), array("q"), 0, log or LogState())
 
 
 @dataclass(slots=True)
@@ -37,12 +47,14 @@ class RecoveredStream:
 
 def recover_stream(directory: str) -> RecoveredStream:
     with open(os.path.join(directory, manifest.MANIFEST), "rb") as f:
-        config = manifest.from_json(f.read())
+        config, log = manifest.from_json(f.read())
         access_ns = os.fstat(f.fileno()).st_mtime_ns
-    log_path = os.path.join(directory, LOG_FILE)
-    fd = os.open(log_path, os.O_RDWR | os.O_CREAT, 0o644)
+    for name in os.listdir(directory):
+        if name.startswith("log") and name != log.file_name:
+            os.unlink(os.path.join(directory, name))
+    fd = os.open(os.path.join(directory, log.file_name), os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        index, summary, size = _scan(fd)
+        index, summary, size = _scan(fd, log)
         discarded = size - index.end
         if discarded:
             logger.warning(
@@ -55,13 +67,13 @@ def recover_stream(directory: str) -> RecoveredStream:
             os.fsync(fd)
     finally:
         os.close(fd)
-    loaded = LoadedStream(config, summary, access_ns // 1_000_000)
+    loaded = LoadedStream(config, summary, access_ns // 1_000_000, log.first_record, log.first_position)
     return RecoveredStream(loaded, index, discarded)
 
 
-def _scan(fd: int) -> tuple[LogIndex, Summary, int]:
+def _scan(fd: int, log: LogState) -> tuple[LogIndex, Summary, int]:
     size = os.fstat(fd).st_size
-    index = LogIndex(array("q"), array("q"), 0)
+    index = empty_index(log)
     summary = Summary()
     if size == 0:
         return index, summary, 0

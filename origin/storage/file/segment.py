@@ -2,9 +2,10 @@
 
     u32 crc32      over every byte after this field up to the end of the record
     u32 body_len   bytes after this field
-    u8  flags      1 closed · 2 producer tuple follows · 4 Stream-Seq follows
+    u8  flags      1 closed · 2 producer tuple follows · 4 Stream-Seq follows · 8 time follows
     [u64 epoch, u64 seq, u16 id_len, id]   when flag 2
     [u16 seq_len, seq]                     when flag 4
+    [u64 unix ms the append was accepted]  when flag 8 (retention by age)
     payload        the rest of the body
 
 A record is valid only if it is complete and its checksum matches; recovery keeps the longest
@@ -30,6 +31,8 @@ PREFIX_SIZE: Final = _PREFIX.size
 FLAG_CLOSED: Final = 1
 FLAG_PRODUCER: Final = 2
 FLAG_STREAM_SEQ: Final = 4
+FLAG_TIME: Final = 8
+_TIME: Final = struct.Struct("<Q")
 MAX_BODY: Final = 2**32 - 1
 
 
@@ -46,6 +49,9 @@ def _meta(record: Record) -> bytes:
         flags |= FLAG_STREAM_SEQ
         seq = record.stream_seq.encode("utf-8", "surrogatepass")
         parts.append(_LENGTH16.pack(len(seq)) + seq)
+    if record.written_ms is not None:
+        flags |= FLAG_TIME
+        parts.append(_TIME.pack(record.written_ms))
     parts[0] = bytes((flags,))
     return b"".join(parts)
 
@@ -89,9 +95,13 @@ def _parse_meta(body: memoryview) -> tuple[Record, int]:
         pos += _LENGTH16.size
         stream_seq = bytes(body[pos : pos + seq_len]).decode("utf-8", "surrogatepass")
         pos += seq_len
+    written_ms = None
+    if flags & FLAG_TIME:
+        (written_ms,) = _TIME.unpack_from(body, pos)
+        pos += _TIME.size
     if pos > len(body):
         raise ValueError("metadata overruns record")
-    return Record(b"", bool(flags & FLAG_CLOSED), producer, stream_seq), pos
+    return Record(b"", bool(flags & FLAG_CLOSED), producer, stream_seq, written_ms), pos
 
 
 def scan(data: memoryview | bytes, start: int = 0) -> Iterator[Scanned]:
