@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 
 from aiohttp import web
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 from multidict import CIMultiDict
 
 from edge.cache import ChunkCache
@@ -29,6 +29,8 @@ from shared import caching, cursor
 from shared import headers as h
 from shared.offsets import Offset, parse_offset
 from shared.parse import ReadRequest
+
+RECENT_POLL_BYTES = 64 * 1024 * 1024
 
 
 def now_ms() -> int:
@@ -58,6 +60,12 @@ class EdgeReads:
         self.catch_up_flights: SingleFlight[tuple[str, str, str], Reply] = SingleFlight("catch-up")
         self.long_poll_flights: SingleFlight[tuple[str, str, str], Reply] = SingleFlight("long-poll")
         self._writes: LRUCache[str, int] = LRUCache(100_000)  # per path: writes passed through
+        # Recent long-poll answers by (scope, offset): data from that offset never changes, so a
+        # client arriving after the shared poll returned is answered at once (a prefix of what
+        # is there now; it then polls from the answer's end) instead of asking the origin again.
+        self._recent_polls: TTLCache[tuple[str, str, str], Reply] = TTLCache(
+            maxsize=RECENT_POLL_BYTES, ttl=caching.LONG_POLL_MAX_AGE, getsizeof=lambda r: len(r.body) + 512
+        )
 
     def _store(self, scope: ReadScope, offset: Offset | None, reply: Reply) -> None:
         cache_control = reply.headers.get(h.CACHE_CONTROL)
@@ -135,7 +143,11 @@ class EdgeReads:
             headers[h.CACHE_CONTROL] = chunk.cache_control
             headers[h.STREAM_CURSOR] = str(self._cursor(offset_text, request.cursor))
             return web.Response(status=200, body=body, headers=headers)
-        key = (scope.credential or scope.path, scope.path, offset_text)
+        key = self._flight_key(scope, offset_text)  # a write through this edge starts new flights
+        recent = self._recent_polls.get(key)
+        if recent is not None:
+            self.metrics.cache_hits.labels("recent_poll").inc()
+            return self._long_poll_answer(recent, offset_text, request.cursor)
         # Cursors are the edge's own (per client); everything else goes upstream as sent.
         query = {k: v for k, v in http.rel_url.query.items() if k != h.QUERY_CURSOR}
         path_qs = http.rel_url.with_query(query).raw_path_qs
@@ -144,9 +156,14 @@ class EdgeReads:
             reply = await self.long_poll_flights.run(key, lambda: self._poll(http.headers, scope, offset, path_qs))
         finally:
             self.metrics.long_poll_waiters.dec()
+        if reply.status == 200 and "no-store" not in reply.headers.get(h.CACHE_CONTROL, "no-store"):
+            self._recent_polls[key] = reply
+        return self._long_poll_answer(reply, offset_text, request.cursor)
+
+    def _long_poll_answer(self, reply: Reply, offset_text: str, echoed: int | None) -> web.Response:
         headers = end_to_end(reply.headers)
         if h.STREAM_CURSOR in headers:
-            headers[h.STREAM_CURSOR] = str(self._cursor(offset_text, request.cursor))
+            headers[h.STREAM_CURSOR] = str(self._cursor(offset_text, echoed))
         return web.Response(status=reply.status, body=reply.body if reply.status == 200 else None, headers=headers)
 
     async def _poll(self, headers: Mapping[str, str], scope: ReadScope, offset: Offset | None, path_qs: str) -> Reply:
