@@ -46,6 +46,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     s.add("--rate-limit", type=float, default=d.rate_limit, help="requests/s per client before 429 (0: off)")
     s.add("--rate-burst", type=positive_int, default=d.rate_burst, help="requests a client may burst")
     s.add(
+        "--tail-cache-bytes",
+        type=int,
+        default=d.tail_cache_bytes,
+        help="memory for the newest records of each stream, read by live readers (0: off)",
+    )
+    s.add(
         "--compact-min-bytes",
         type=positive_int,
         default=d.compact_min_bytes,
@@ -74,6 +80,7 @@ def config_from_args(args: argparse.Namespace) -> OriginConfig:
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,
         compact_min_bytes=args.compact_min_bytes,
+        tail_cache_bytes=args.tail_cache_bytes,
     )
 
 

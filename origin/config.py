@@ -25,3 +25,4 @@ class OriginConfig:
     rate_limit: float = 0.0  # requests per second per client (token or IP); 0: off
     rate_burst: int = 100
     compact_min_bytes: int = 1024 * 1024  # retention reclaims disk once this much is droppable
+    tail_cache_bytes: int = 128 * 1024 * 1024  # newest records kept in memory for live readers

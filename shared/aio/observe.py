@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -35,6 +35,9 @@ def route_of(path: str) -> str:
 def observe_middleware(metrics: RequestMetrics, *, access_log: bool) -> web.middleware:  # type: ignore[valid-type]
     requests = metrics.requests
     latency = metrics.latency
+    # labels() costs a lock and a lookup per call: keep the children (few: one per method, route and status).
+    counters: dict[tuple[str, str, int], Any] = {}
+    timers: dict[tuple[str, str], Any] = {}
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -52,8 +55,16 @@ def observe_middleware(metrics: RequestMetrics, *, access_log: bool) -> web.midd
         finally:
             elapsed = time.perf_counter() - started
             route = route_of(request.path)
-            requests.labels(request.method, route, str(status)).inc()  # type: ignore[attr-defined]
-            latency.labels(request.method, route).observe(elapsed)  # type: ignore[attr-defined]
+            counter = counters.get((request.method, route, status))
+            if counter is None:
+                counter = counters[(request.method, route, status)] = requests.labels(  # type: ignore[attr-defined]
+                    request.method, route, str(status)
+                )
+            counter.inc()
+            timer = timers.get((request.method, route))
+            if timer is None:
+                timer = timers[(request.method, route)] = latency.labels(request.method, route)  # type: ignore[attr-defined]
+            timer.observe(elapsed)
             if access_log:
                 access_logger.info(
                     'method=%s path="%s" query="%s" status=%d bytes=%d duration_ms=%.2f remote=%s',

@@ -57,7 +57,10 @@ class FileStore:
         self._streams_dir = os.path.join(self._root, "streams")
         self._trash_dir = os.path.join(self._root, "trash")
         self._fsync = fsync
-        self._executor = ThreadPoolExecutor(io_threads, thread_name_prefix="store-io")
+        # Writes (each ending in an fdatasync) and reads get separate threads, so a burst of
+        # reads never queues the next group commit behind it, nor the other way round.
+        self._executor = ThreadPoolExecutor(io_threads, thread_name_prefix="store-write")
+        self._read_executor = ThreadPoolExecutor(io_threads, thread_name_prefix="store-read")
         self._handles = HandlePool(max_open_files, self._open_log)
         self._index: dict[int, LogIndex] = {}
         self._configs: dict[int, StreamConfig] = {}
@@ -69,10 +72,10 @@ class FileStore:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+    async def _run(self, fn: Callable[..., T], *args: object, reading: bool = False) -> T:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, fn, *args)
+            return await loop.run_in_executor(self._read_executor if reading else self._executor, fn, *args)
         except OSError as exc:
             raise StorageFailure(f"{exc.strerror or exc}") from exc
 
@@ -251,7 +254,7 @@ class FileStore:
             raise StreamMissing(str(generation))
         if first >= last:
             return b""
-        return await self._run(self._read, generation, first, last, index)
+        return await self._run(self._read, generation, first, last, index, reading=True)
 
     def _read(self, generation: int, first: int, last: int, index: LogIndex) -> bytes:
         first -= index.log.first_record
@@ -302,6 +305,7 @@ class FileStore:
         await self.flush_access_times()
         self._handles.close_all()
         self._executor.shutdown(wait=True)
+        self._read_executor.shutdown(wait=True)
 
 
 def _write_records(fd: int, at: int, records: Sequence[Record], index: LogIndex, *, sync: bool) -> None:

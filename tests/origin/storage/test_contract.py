@@ -26,6 +26,7 @@ from origin.storage import (
     StreamConfig,
     StreamMissing,
 )
+from origin.storage.tail_cache import TailCachedStore
 from shared.parse import Expiry
 from shared.producer import ProducerState, ProducerTuple
 
@@ -70,10 +71,22 @@ class FileEngine(Engine):
         return self.make()
 
 
-@pytest.fixture(params=["memory", "file"])
+class TailCachedFileEngine(FileEngine):
+    """The file engine behind the tail cache, as the origin runs it (a tiny budget, so both
+    the cached and the uncached read paths are exercised)."""
+
+    name = "tail-cached-file"
+
+    def make(self) -> Store:
+        return TailCachedStore(FileStore(str(self.directory), io_threads=2), total_bytes=4096, per_stream_bytes=1024)
+
+
+@pytest.fixture(params=["memory", "file", "tail-cached-file"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
     if request.param == "memory":
         return MemoryEngine()
+    if request.param == "tail-cached-file":
+        return TailCachedFileEngine(tmp_path / "data")
     return FileEngine(tmp_path / "data")
 
 

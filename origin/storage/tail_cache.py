@@ -1,0 +1,111 @@
+"""TailCachedStore: keeps the most recently appended records of each stream in memory.
+
+Live readers almost always want what was just written: when one append wakes a thousand
+long-polls, they are answered from here with no disk read and no thread hop. It wraps any
+engine behind the same Store interface (and passes the same contract suite), holding for each
+stream its newest records up to a per-stream budget, and at most `total_bytes` across streams
+(least recently appended-to streams are forgotten first).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cachetools import LRUCache
+
+from origin.storage.base import LoadedStream, Record, Store, StreamConfig
+
+PER_STREAM_BYTES = 1024 * 1024
+
+
+@dataclass(slots=True)
+class _Tail:
+    first: int  # number of the oldest record held
+    payloads: deque[bytes] = field(default_factory=deque)
+    size: int = 0
+
+
+class TailCachedStore:
+    def __init__(self, inner: Store, total_bytes: int, per_stream_bytes: int = PER_STREAM_BYTES) -> None:
+        self.inner = inner
+        self._per_stream = per_stream_bytes
+        self._tails: LRUCache[int, _Tail] = LRUCache(max(total_bytes, 1), getsizeof=lambda t: t.size + 64)
+        self._counts: dict[int, int] = {}  # records in each stream (absolute numbering)
+        self.hits = 0
+        self.misses = 0
+
+    def _remember(self, generation: int, records: Sequence[Record]) -> None:
+        count = self._counts.get(generation, 0)
+        self._counts[generation] = count + len(records)
+        tail = self._tails.pop(generation, None)
+        if tail is None or tail.first + len(tail.payloads) != count:
+            tail = _Tail(count)
+        for record in records:
+            tail.payloads.append(record.payload)
+            tail.size += len(record.payload)
+        while tail.size > self._per_stream and len(tail.payloads) > 1:
+            tail.size -= len(tail.payloads.popleft())
+            tail.first += 1
+        if tail.size + 64 <= self._tails.maxsize:
+            self._tails[generation] = tail  # re-inserted, so its size and recency are current
+
+    async def open(self) -> list[LoadedStream]:
+        loaded = await self.inner.open()
+        for item in loaded:
+            self._counts[item.config.generation] = item.first_record + len(item.summary.sizes)
+        return loaded
+
+    async def allocate_generation(self) -> int:
+        return await self.inner.allocate_generation()
+
+    async def create(self, config: StreamConfig, records: Sequence[Record]) -> None:
+        await self.inner.create(config, records)
+        self._counts[config.generation] = 0
+        self._remember(config.generation, records)
+
+    async def append(self, generation: int, records: Sequence[Record]) -> None:
+        await self.inner.append(generation, records)
+        self._remember(generation, records)
+
+    async def read(self, generation: int, first: int, last: int) -> bytes:
+        tail = self._tails.get(generation)
+        if tail is not None and first >= tail.first and last <= tail.first + len(tail.payloads):
+            self.hits += 1
+            if last - first == 1:
+                return tail.payloads[first - tail.first]
+            return b"".join([tail.payloads[i - tail.first] for i in range(first, last)])
+        self.misses += 1
+        return await self.inner.read(generation, first, last)
+
+    async def drop_before(self, generation: int, record: int, position: int) -> None:
+        await self.inner.drop_before(generation, record, position)
+        tail = self._tails.get(generation)
+        while tail is not None and tail.payloads and tail.first < record:
+            tail.size -= len(tail.payloads.popleft())
+            tail.first += 1
+
+    async def replace_config(self, config: StreamConfig) -> None:
+        await self.inner.replace_config(config)
+
+    async def remove(self, generation: int) -> None:
+        self._tails.pop(generation, None)
+        self._counts.pop(generation, None)
+        await self.inner.remove(generation)
+
+    def disk_bytes(self) -> int:
+        return self.inner.disk_bytes()
+
+    def touch(self, generation: int, at_ms: int) -> None:
+        self.inner.touch(generation, at_ms)
+
+    async def flush_access_times(self) -> None:
+        await self.inner.flush_access_times()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    @property
+    def discarded_bytes(self) -> int:
+        return int(getattr(self.inner, "discarded_bytes", 0))
