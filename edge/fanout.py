@@ -39,6 +39,7 @@ from shared.paths import STREAM_PREFIX
 
 logger = logging.getLogger(__name__)
 HISTORY_BYTES = 256 * 1024  # recent events kept for clients joining slightly behind
+WRITE_TIMEOUT = 10.0  # seconds one write to a client may block before the client is cut off
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,12 +351,13 @@ class SSEFanout:
             if up_to_date and (hub.ended or (hub.position is not None and position > hub.position)):
                 await hub.changed(1.0)
         try:
-            await self._live(response, hub, subscriber, position, sent_control, deadline)
+            await self._live(http, response, hub, subscriber, position, sent_control, deadline)
         finally:
             hub.unsubscribe(subscriber)
 
     async def _live(
         self,
+        http: web.Request,
         response: web.StreamResponse,
         hub: Hub,
         subscriber: Subscriber,
@@ -368,9 +370,18 @@ class SSEFanout:
         keepalive = self.config.sse_keepalive  # type: ignore[attr-defined]
         while True:
             if subscriber.chunks:
-                await response.write(subscriber.take())
+                try:
+                    # A client that stops reading fills its socket and blocks this write; the
+                    # hub meanwhile overflows its queue. Either way, it is cut off in bounded time.
+                    async with asyncio.timeout(WRITE_TIMEOUT):
+                        await response.write(subscriber.take())
+                except TimeoutError:
+                    self.metrics.slow_disconnects.inc()
+                    _abort(http)
+                    return
             if subscriber.overflow:
                 self.metrics.slow_disconnects.inc()
+                _abort(http)
                 return
             if subscriber.done or self.stopping:
                 return
@@ -394,3 +405,9 @@ class SSEFanout:
 
 def _quote(path: str) -> str:
     return quote(path, safe="/-_.~!$&'()*+,;=:@")
+
+
+def _abort(http: web.Request) -> None:
+    """Drop a slow client's connection now, discarding what its socket still holds."""
+    if http.transport is not None:
+        http.transport.abort()

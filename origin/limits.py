@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cachetools import TTLCache
@@ -19,13 +20,18 @@ RETRY_AFTER = "Retry-After"
 
 
 class LiveLimiter:
-    def __init__(self, maximum: int, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, maximum: int, rng: random.Random | None = None, on_reject: Callable[[], None] | None = None
+    ) -> None:
         self.maximum = maximum
         self.open = 0
         self._rng = rng or random.Random()
+        self._on_reject = on_reject
 
     def enter(self) -> None:
         if self.open >= self.maximum:
+            if self._on_reject is not None:
+                self._on_reject()
             raise Unavailable("too many live connections; retry later", {RETRY_AFTER: str(self._rng.randint(1, 10))})
         self.open += 1
 
@@ -42,7 +48,10 @@ class _Bucket:
 class RateLimiter:
     """Token buckets per client key (token name or IP), bounded in number (idle ones expire)."""
 
-    def __init__(self, rate: float, burst: int, *, max_clients: int = 100_000) -> None:
+    def __init__(
+        self, rate: float, burst: int, *, max_clients: int = 100_000, on_reject: Callable[[], None] | None = None
+    ) -> None:
+        self._on_reject = on_reject
         self.rate = rate
         self.burst = burst
         self._buckets: TTLCache[str, _Bucket] = TTLCache(max_clients, ttl=max(60.0, burst / rate))
@@ -56,6 +65,8 @@ class RateLimiter:
         bucket.updated = now
         self._buckets[key] = bucket
         if bucket.tokens < 1:
+            if self._on_reject is not None:
+                self._on_reject()
             wait = math.ceil((1 - bucket.tokens) / self.rate)
             raise TooManyRequests("rate limit exceeded", {RETRY_AFTER: str(max(1, wait))})
         bucket.tokens -= 1

@@ -35,16 +35,17 @@ async def _serve(app: web.Application, host: str, port: int, grace: float, reuse
         shutdown_timeout=grace,
         access_log=None,  # the app's observe middleware writes the access log
     )
+    # Signal handlers first: a stop request arriving right after SERVER_URL= must still drain.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port or None, backlog=4096)
     await site.start()
     bound = runner.addresses[0]
     if announce:
         print(f"SERVER_URL=http://{_host_for_url(host)}:{bound[1]}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     print("stopping: draining live connections", file=sys.stderr, flush=True)
     await runner.cleanup()

@@ -69,3 +69,4 @@ async def test_metrics_and_health(aiohttp_client: AiohttpClient) -> None:
     assert "ds_origin_streams 1.0" in text
     assert "ds_origin_ready 1.0" in text
     assert "/v1/stream/s" not in text  # never a stream path as a label
+    assert "ds_origin_rejected_total" in text
