@@ -36,12 +36,21 @@ def stream_headers(state: StreamState, position: int) -> CIMultiDict[str]:
     return out
 
 
-def cache_scope(request: web.Request) -> caching.Scope:
+def cache_scope(request: web.Request, state: StreamState | None = None) -> caching.Scope:
+    """Who may share a cached copy, and for how long at most: never past a signed URL's expiry,
+    nor past the stream's own (Stream-Expires-At, or one TTL window without a read reaching us)."""
     access = request_access(request)
-    if access.signed_until is None:
-        return caching.Scope(public=access.public)
-    remaining = access.signed_until - int(time.time())
-    return caching.Scope(public=True, max_age_cap=max(0, remaining))
+    caps = []
+    if access.signed_until is not None:
+        caps.append(access.signed_until - int(time.time()))
+    if state is not None:
+        config = state.config
+        if config.expires is not None:
+            caps.append((config.expires.at_ms - int(time.time() * 1000)) // 1000)
+        if config.ttl_seconds is not None:
+            caps.append(config.ttl_seconds)
+    cap = max(0, min(caps)) if caps else None
+    return caching.Scope(public=access.public or access.signed_until is not None, max_age_cap=cap)
 
 
 class StreamHandlers:
@@ -89,7 +98,8 @@ class StreamHandlers:
 
     async def delete(self, request: web.Request, path: str) -> web.Response:
         await self.service.delete(path)
-        return web.Response(status=204)
+        key = caching.surrogate_key(path)  # names what a CDN should purge
+        return web.Response(status=204, headers={h.SURROGATE_KEY: key, h.CACHE_TAG: key})
 
     async def head(self, request: web.Request, path: str) -> web.Response:
         state = self.service.registry.live(path, self.service.clock_ms())
@@ -122,7 +132,7 @@ class StreamHandlers:
         if read_request.live == h.LIVE_SSE:
             return await self.live.sse(request, state, read_request)
         if read_request.live == h.LIVE_LONG_POLL:
-            return await self.live.long_poll(state, read_request, cache_scope(request))
+            return await self.live.long_poll(state, read_request, cache_scope(request, state))
         if read_request.offset is NOW:
             return _now_response(state)
         position = resolve_position(state, read_request.offset)
@@ -131,7 +141,7 @@ class StreamHandlers:
         etag = caching.etag(str(state.offset_at(result.start)), out[h.STREAM_NEXT_OFFSET], closed=result.closed)
         out[h.ETAG] = etag
         out[h.CACHE_CONTROL] = caching.catch_up(
-            cache_scope(request), complete=result.complete, explicit_offset=read_request.offset is not START
+            cache_scope(request, state), complete=result.complete, explicit_offset=read_request.offset is not START
         )
         if result.up_to_date:
             out[h.STREAM_UP_TO_DATE] = "true"

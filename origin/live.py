@@ -26,6 +26,7 @@ from origin.stream import StreamState
 from shared import caching, content_types, cursor, sse
 from shared import headers as h
 from shared.errors import NotFound
+from shared.offsets import NOW, START
 from shared.parse import ReadRequest
 
 
@@ -71,7 +72,7 @@ class LiveReads:
             self.service.touch(state, self.service.clock_ms())
         if position < state.tail:
             result = await read(self.service.store, state, position, self.config.chunk_size)
-            return self._long_poll_data(state, result, request.cursor, scope)
+            return self._long_poll_data(state, result, request, scope)
         out: CIMultiDict[str] = CIMultiDict()
         out[h.STREAM_NEXT_OFFSET] = str(state.offset_at(position))
         out[h.STREAM_UP_TO_DATE] = "true"
@@ -83,18 +84,21 @@ class LiveReads:
         return web.Response(status=204, headers=out)
 
     def _long_poll_data(
-        self, state: StreamState, result: ReadResult, echoed: int | None, scope: caching.Scope
+        self, state: StreamState, result: ReadResult, request: ReadRequest, scope: caching.Scope
     ) -> web.Response:
         out: CIMultiDict[str] = CIMultiDict()
         out[h.CONTENT_TYPE] = state.config.content_type
         next_offset = str(state.offset_at(result.end))
         out[h.STREAM_NEXT_OFFSET] = next_offset
         out[h.ETAG] = caching.etag(str(state.offset_at(result.start)), next_offset, closed=result.closed)
-        out[h.CACHE_CONTROL] = (
-            caching.catch_up(scope, complete=True, explicit_offset=True)
-            if result.complete
-            else caching.long_poll(scope)
-        )
+        if request.offset is NOW:
+            out[h.CACHE_CONTROL] = caching.NO_STORE  # "now" names a different place every time
+        elif request.offset is START:
+            out[h.CACHE_CONTROL] = caching.catch_up(scope, complete=False, explicit_offset=False)
+        elif result.complete:
+            out[h.CACHE_CONTROL] = caching.catch_up(scope, complete=True, explicit_offset=True)
+        else:
+            out[h.CACHE_CONTROL] = caching.long_poll(scope)
         key = caching.surrogate_key(state.config.path)
         out[h.SURROGATE_KEY] = key
         out[h.CACHE_TAG] = key
@@ -103,7 +107,7 @@ class LiveReads:
         if result.closed:
             out[h.STREAM_CLOSED] = "true"
         else:
-            out[h.STREAM_CURSOR] = str(self._cursor(state, result.start, echoed))
+            out[h.STREAM_CURSOR] = str(self._cursor(state, result.start, request.cursor))
         return web.Response(status=200, body=result.body, headers=out)
 
     # -- SSE --------------------------------------------------------------------------------

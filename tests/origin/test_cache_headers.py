@@ -154,3 +154,21 @@ async def test_json_streams_read_only_from_message_boundaries(client: Client) ->
     assert await (await client.get(S + "j", params={"offset": second})).json() == [{"b": 2}]
     for inside in (3, 6, 7):
         assert (await client.get(S + "j", params={"offset": shifted(first, inside)})).status == 400
+
+
+async def test_long_poll_cache_control_follows_the_offset_kind(client: Client) -> None:
+    offsets = await fill(client, "lp", [40, 40, 40])
+    explicit = await client.get(S + "lp", params={"offset": offsets[0], "live": "long-poll"})
+    assert explicit.headers["Cache-Control"] == "public, max-age=31536000, immutable"  # a complete chunk
+    start = await client.get(S + "lp", params={"offset": "-1", "live": "long-poll"})
+    assert start.headers["Cache-Control"] == "public, max-age=1, stale-while-revalidate=1"  # -1 can change
+
+
+async def test_cached_copies_never_outlive_the_stream(client: Client) -> None:
+    r = await client.put(S + "ttl", headers={"Content-Type": "application/octet-stream", "Stream-TTL": "30"})
+    for i in range(3):
+        await client.post(S + "ttl", headers={"Content-Type": "application/octet-stream"}, data=bytes([i]) * 40)
+    r = await client.get(S + "ttl", params={"offset": r.headers["Stream-Next-Offset"]})
+    assert r.headers["Cache-Control"] == "public, max-age=30, immutable"
+    deleted = await client.delete(S + "ttl")
+    assert deleted.headers["Surrogate-Key"] == "ds/ttl"  # what a CDN should purge
