@@ -20,6 +20,7 @@ from edge.fanout import SSEFanout
 from edge.handlers import EdgeHandlers
 from edge.metrics import EdgeMetrics
 from edge.reads import EdgeReads
+from edge.rest_proxy import add_rest_proxy
 from edge.upstream import Upstream
 from shared.aio.access import access_middleware, load_policy
 from shared.aio.cors import add_cors_routes, security_headers
@@ -75,4 +76,5 @@ def build_app(
     app.router.add_get("/metrics", metrics_handler(registry), allow_head=False)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_route("*", "/v1/stream/{path:.+}", dispatch)
+    add_rest_proxy(app, lambda: holder["handlers"], config)
     return app

@@ -21,8 +21,11 @@ from origin.config import OriginConfig
 from origin.handlers import StreamHandlers
 from origin.limits import LiveLimiter, RateLimiter
 from origin.metrics import OriginMetrics
+from origin.page import add_page_routes
+from origin.rest import add_rest_routes
 from origin.service import StreamService
 from origin.storage import FileStore, MemoryStore, Store
+from origin.storage.tail_cache import TailCachedStore
 from origin.sweeper import sweep_forever
 from shared.aio.access import access_middleware, load_policy, request_access
 from shared.aio.cors import add_cors_routes, security_headers
@@ -41,9 +44,10 @@ def wall_clock_ms() -> int:
 
 
 def make_store(config: OriginConfig) -> Store:
-    if config.engine == "memory":
-        return MemoryStore()
-    return FileStore(config.data_dir, fsync=config.fsync == "always")
+    engine: Store = (
+        MemoryStore() if config.engine == "memory" else FileStore(config.data_dir, fsync=config.fsync == "always")
+    )
+    return TailCachedStore(engine, config.tail_cache_bytes) if config.tail_cache_bytes > 0 else engine
 
 
 def rate_limit_middleware(limiter: RateLimiter) -> web.middleware:  # type: ignore[valid-type]
@@ -67,13 +71,15 @@ def build_app(
     registry = registry if registry is not None else CollectorRegistry()
     metrics = OriginMetrics(registry)
     policy = policy if policy is not None else load_policy(config.auth_config)
-    middlewares = [
-        observe_middleware(metrics, access_log=config.access_log),
-        error_middleware,
-        access_middleware(policy),
-    ]
+    middlewares = [observe_middleware(metrics, access_log=config.access_log), error_middleware]
+    if policy.enabled:  # open (development) mode: every request is allowed and public anyway
+        middlewares.append(access_middleware(policy))
     if config.rate_limit > 0:
-        middlewares.append(rate_limit_middleware(RateLimiter(config.rate_limit, config.rate_burst)))
+        middlewares.append(
+            rate_limit_middleware(
+                RateLimiter(config.rate_limit, config.rate_burst, on_reject=metrics.rejected.labels("rate").inc)
+            )
+        )
     app = web.Application(client_max_size=config.max_body, middlewares=middlewares)
     store = store or make_store(config)
     service = StreamService(
@@ -81,15 +87,19 @@ def build_app(
     )
     app[SERVICE] = service
     app[METRICS] = metrics
-    handlers = StreamHandlers(service, config, metrics, LiveLimiter(config.max_live_connections))
+    handlers = StreamHandlers(
+        service,
+        config,
+        metrics,
+        LiveLimiter(config.max_live_connections, on_reject=metrics.rejected.labels("live_connections").inc),
+    )
     metrics.watch(lambda: len(service.registry.by_path), store.disk_bytes)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         started = time.monotonic()
         await service.start()
         metrics.recovered_streams.set(len(service.registry.by_generation))
-        if isinstance(store, FileStore):
-            metrics.recovery_discarded.set(store.discarded_bytes)
+        metrics.recovery_discarded.set(getattr(store, "discarded_bytes", 0))
         metrics.ready.set(1)
         service.ready = True
         logger.info(
@@ -122,8 +132,10 @@ def build_app(
     app.on_shutdown.append(on_shutdown)
     app.on_response_prepare.append(security_headers)
     add_cors_routes(app)
+    add_page_routes(app)
     app.router.add_get("/metrics", metrics_handler(registry), allow_head=False)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)
     app.router.add_route("*", "/v1/stream/{path:.+}", handlers.dispatch)
+    add_rest_routes(app, service, config, policy=policy, limiter=handlers.live.limit, metrics=metrics)
     return app

@@ -58,6 +58,7 @@ class AppendResult:
     producer_epoch: int | None = None
     producer_seq: int | None = None
     appended: bool = True  # False: a duplicate or an idempotent close (204)
+    stored: bytes = b""  # the payload as stored (JSON streams: comma-terminated messages)
 
 
 class StreamService:
@@ -261,6 +262,7 @@ class StreamService:
             closed=request.closed,
             producer_epoch=producer.epoch if producer else None,
             producer_seq=producer.seq if producer else None,
+            stored=payload,
         )
 
     def _check_closed_and_type(self, state: StreamState, request: AppendRequest, body: bytes) -> None:

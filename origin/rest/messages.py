@@ -1,0 +1,167 @@
+"""Append and read, in messages: `POST .../:name/append` and `GET .../:name/read`.
+
+Append takes one JSON value or a `[...]` batch (JSON streams), raw bytes otherwise, with the
+protocol's producer headers, and answers with each message's offset. Read answers a page of
+messages after an offset: at most one catch-up chunk of the protocol (so pages share its chunk
+boundaries) and at most `limit` messages. A page that ends before the tail never changes and is
+cached as immutable; one that reaches the tail is short-lived (shared.caching.catch_up).
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from origin.config import OriginConfig
+from origin.handlers import cache_scope
+from origin.positions import resolve_position
+from origin.reads import ReadResult, read
+from origin.rest.access import check
+from origin.rest.bodies import DEFAULT_READ_LIMIT, MAX_READ_LIMIT, parse_limit
+from origin.rest.pages import START_OFFSET_HEADER, Page, encoding_of, page_of
+from origin.rest.receipts import Receipt, Receipts
+from origin.rest.streams import json_response
+from origin.service import AppendResult, StreamService
+from origin.stream import StreamState
+from shared import caching, content_types, jsonmode
+from shared import headers as h
+from shared.auth import AccessPolicy, Right
+from shared.errors import BadRequest
+from shared.offsets import START, RequestedOffset, parse_read_offset
+from shared.parse import MAX_STREAM_SEQ_LENGTH, AppendRequest, is_true, parse_producer
+
+RAW_TYPE = "application/octet-stream"
+
+
+def requested_after(text: str | None) -> RequestedOffset:
+    """`after` (or Last-Event-ID): an offset, `-1` (the start) or `now`; absent is the start."""
+    if text is None:
+        return START
+    return parse_read_offset(text.strip())
+
+
+def wants_raw(request: web.Request) -> bool:
+    form = request.query.get("format", "json")
+    if form not in ("json", "raw"):
+        raise BadRequest("format must be json or raw")
+    accept = request.headers.get("Accept", "")
+    return form == "raw" or (RAW_TYPE in accept and h.JSON_CONTENT_TYPE not in accept)
+
+
+def appended_offsets(result: AppendResult) -> list[str]:
+    stored = result.stored
+    if not stored:
+        return []
+    state = result.state
+    end = result.next_position
+    if content_types.is_json(state.config.content_type):
+        start = end - len(stored)
+        return [str(state.offset_at(start + e)) for e in jsonmode.message_ends(stored)]
+    return [str(state.offset_at(end))]
+
+
+class MessageHandlers:
+    def __init__(self, service: StreamService, config: OriginConfig, policy: AccessPolicy) -> None:
+        self.service = service
+        self.config = config
+        self.policy = policy
+        self.receipts = Receipts()
+
+    # -- append -----------------------------------------------------------------------------
+
+    async def append(self, request: web.Request, name: str) -> web.Response:
+        check(request, self.policy, Right.WRITE, name)
+        body = await request.read()
+        closed = is_true(request.headers.get(h.STREAM_CLOSED))
+        if not body and not closed:
+            raise BadRequest("empty body: nothing to append")
+        stream_seq = request.headers.get(h.STREAM_SEQ)
+        if stream_seq is not None and not 0 < len(stream_seq) <= MAX_STREAM_SEQ_LENGTH:
+            raise BadRequest(f"{h.STREAM_SEQ} must be 1 to {MAX_STREAM_SEQ_LENGTH} characters")
+        producer = parse_producer(request.headers)
+        # The stream's own content type decides how the body is read, so none is checked here.
+        append = AppendRequest(content_type=None, closed=closed, stream_seq=stream_seq, producer=producer)
+        result = await self.service.append(name, append, body)
+        state = result.state
+        out: dict[str, object]
+        if result.appended:
+            offsets = appended_offsets(result)
+            next_offset = str(state.offset_at(result.next_position))
+            if producer is not None:
+                self.receipts.remember(state.generation, producer, Receipt(tuple(offsets), next_offset))
+            out = {"offsets": offsets, "next_offset": next_offset, "duplicate": False}
+        else:
+            receipt = self.receipts.find(state.generation, producer) if producer is not None else None
+            out = {
+                "offsets": list(receipt.offsets) if receipt is not None else None,
+                "next_offset": receipt.next_offset if receipt is not None else str(state.offset_at(state.tail)),
+                "duplicate": True,
+            }
+        out["closed"] = result.closed
+        headers = {h.STREAM_NEXT_OFFSET: str(out["next_offset"])}
+        if result.producer_epoch is not None:
+            headers[h.PRODUCER_EPOCH] = str(result.producer_epoch)
+            headers[h.PRODUCER_SEQ] = str(result.producer_seq)
+        return json_response(out, headers=headers)
+
+    # -- read -------------------------------------------------------------------------------
+
+    def live_state(self, name: str) -> StreamState:
+        now = self.service.clock_ms()
+        state = self.service.registry.live(name, now)
+        self.service.touch(state, now)
+        return state
+
+    async def read(self, request: web.Request, name: str) -> web.Response:
+        check(request, self.policy, Right.READ, name)
+        limit = parse_limit(request.query, DEFAULT_READ_LIMIT, MAX_READ_LIMIT)
+        raw = wants_raw(request)
+        after = requested_after(request.query.get("after"))
+        state = self.live_state(name)
+        position = resolve_position(state, after)
+        result = await read(self.service.store, state, position, self.config.chunk_size)
+        page = page_of(state, result, limit)
+        up_to_date = result.up_to_date and not page.cut
+        cache_control = caching.catch_up(
+            cache_scope(request), complete=not up_to_date, explicit_offset=after is not START
+        )
+        return self.page_response(request, state, result, page, raw=raw, cache_control=cache_control)
+
+    def page_response(
+        self, request: web.Request, state: StreamState, result: ReadResult, page: Page, *, raw: bool, cache_control: str
+    ) -> web.Response:
+        up_to_date = result.up_to_date and not page.cut
+        closed = result.closed and not page.cut
+        start = str(state.offset_at(page.start))
+        next_offset = str(state.offset_at(page.end))
+        headers = {
+            h.STREAM_NEXT_OFFSET: next_offset,
+            h.CACHE_CONTROL: cache_control,
+            h.ETAG: caching.etag(start, next_offset, closed=closed)[:-1] + (':raw"' if raw else ':json"'),
+            "Vary": "Accept",
+        }
+        if up_to_date:
+            headers[h.STREAM_UP_TO_DATE] = "true"
+        else:
+            params = {k: v for k, v in request.query.items() if k != "after"} | {"after": next_offset}
+            headers["Link"] = f'<{request.rel_url.raw_path}?{urlencode(params)}>; rel="next"'
+        if closed:
+            headers[h.STREAM_CLOSED] = "true"
+        if caching.if_none_match(request.headers.get(h.IF_NONE_MATCH), headers[h.ETAG]):
+            return web.Response(status=304, headers={k: headers[k] for k in (h.ETAG, h.CACHE_CONTROL, "Vary")})
+        json_stream = content_types.is_json(state.config.content_type)
+        if raw:
+            headers[START_OFFSET_HEADER] = start
+            headers[h.CONTENT_TYPE] = state.config.content_type
+            return web.Response(status=200, body=page.raw(json_stream), headers=headers)
+        encoding = encoding_of(state.config.content_type)
+        items = [
+            b'{"offset":"' + str(state.offset_at(end)).encode() + b'","data":' + data + b"}"
+            for end, data in zip(page.ends, page.data_json(encoding), strict=True)
+        ]
+        tail = {"next_offset": next_offset, "up_to_date": up_to_date, "closed": closed, "encoding": encoding.value}
+        body = b'{"messages":[' + b",".join(items) + b"]," + json.dumps(tail, separators=(",", ":")).encode()[1:]
+        response = web.Response(status=200, body=body, headers=headers, content_type=h.JSON_CONTENT_TYPE)
+        return response

@@ -1,0 +1,106 @@
+"""Messages of a read, with their offsets: the one place the REST API decides what a message is.
+
+- JSON streams: each JSON value is a message; a batch append is one record holding several,
+  and a read may start at any message boundary (jsonmode.message_ends).
+- Other content types: each append (record) is a message; boundaries are the records' starts
+  across the fork chain. A read from inside a record yields the rest of it as one message.
+
+A message's offset is the position just AFTER it, so `after=<offset>` resumes right after it.
+Message data travels as JSON: the value itself (JSON streams), a string (`text/*`), or base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+from bisect import bisect_right
+from dataclasses import dataclass
+
+from origin.reads import ReadResult
+from origin.stream import StreamState
+from shared import content_types, jsonmode
+
+
+class Encoding(enum.Enum):
+    JSON = "json"
+    TEXT = "text"
+    BASE64 = "base64"
+
+
+def encoding_of(content_type: str) -> Encoding:
+    if content_types.is_json(content_type):
+        return Encoding.JSON
+    if content_types.media_type(content_type).startswith("text/"):
+        return Encoding.TEXT
+    return Encoding.BASE64
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Messages from `start` to `end` (positions); `cut` when `limit` stopped it early."""
+
+    start: int
+    end: int
+    ends: tuple[int, ...]  # the position after each message
+    payloads: tuple[bytes, ...]  # each message as stored (JSON: one compact value, no comma)
+    cut: bool
+
+    def data_json(self, encoding: Encoding) -> list[bytes]:
+        """Each message's `data` as JSON text, without re-parsing stored JSON values."""
+        if encoding is Encoding.JSON:
+            return list(self.payloads)
+        if encoding is Encoding.TEXT:
+            return [json.dumps(p.decode("utf-8", "replace"), ensure_ascii=False).encode() for p in self.payloads]
+        return [b'"' + base64.b64encode(p) + b'"' for p in self.payloads]
+
+    def raw(self, json_stream: bool) -> bytes:
+        """The page in the stream's own representation (the protocol's read body)."""
+        joined = b"".join(self.payloads)
+        if not json_stream:
+            return joined
+        return b"[" + b",".join(self.payloads) + b"]"
+
+
+def record_ends(state: StreamState, start: int, end: int) -> list[int]:
+    """Record boundaries in (start, end], across the fork chain; `end` is always one."""
+    found = {end}
+    for member, upper in state.chain():
+        low, high = max(start, member.base), min(end, upper)
+        if low >= high:
+            continue
+        starts = member.starts
+        i = bisect_right(starts, low)
+        while i < len(starts) and starts[i] < high:
+            found.add(starts[i])
+            i += 1
+        found.add(high)  # where this member's visible part ends (a fork point)
+    return sorted(p for p in found if start < p <= end)
+
+
+def page_of(state: StreamState, result: ReadResult, limit: int) -> Page:
+    start = result.start
+    if content_types.is_json(state.config.content_type):
+        stored = jsonmode.unframe(result.body)
+        relative = jsonmode.message_ends(stored)
+        previous = 0
+        payloads = []
+        for end in relative[:limit]:
+            payloads.append(stored[previous : end - 1])
+            previous = end
+        ends = [start + e for e in relative]
+    else:
+        ends = record_ends(state, start, result.end) if result.end > start else []
+        payloads = []
+        previous = start
+        for end in ends[:limit]:
+            payloads.append(result.body[previous - start : end - start])
+            previous = end
+    cut = len(ends) > limit
+    kept = tuple(ends[:limit])
+    return Page(start, kept[-1] if kept else start, kept, tuple(payloads), cut)
+
+
+#: REST response headers beyond the protocol's: where a raw page starts, and how SSE data is encoded.
+START_OFFSET_HEADER = "Stream-Start-Offset"
+MESSAGE_FORMAT_HEADER = "Stream-Message-Format"

@@ -1,0 +1,180 @@
+"""Live tails: `GET .../:name/tail` as SSE (default) or one long-poll (`?mode=long-poll`).
+
+SSE: every message is one event whose `id` is its offset, so a browser EventSource resumes by
+itself through `Last-Event-ID` (which takes precedence over `after`); `data` is the message
+(a JSON value, text, or base64 as the Stream-Message-Format header says). A comment line is
+sent while idle; the response ends with `event: closed` when the stream is closed, and ends
+quietly at the SSE max age or on shutdown (clients reconnect). Woken by commits, never polling.
+
+Long-poll answers like a read once data exists past `after`, 204 after the timeout, and at once
+with `closed: true` when the stream is closed at that offset.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
+from aiohttp import web
+
+from origin.config import OriginConfig
+from origin.handlers import cache_scope
+from origin.limits import LiveLimiter
+from origin.metrics import OriginMetrics
+from origin.positions import resolve_position
+from origin.reads import read, wait_for_data
+from origin.rest.access import check
+from origin.rest.bodies import DEFAULT_READ_LIMIT, MAX_READ_LIMIT, parse_limit
+from origin.rest.messages import MessageHandlers, requested_after
+from origin.rest.pages import MESSAGE_FORMAT_HEADER, START_OFFSET_HEADER, Encoding, Page, encoding_of, page_of
+from origin.service import StreamService
+from origin.stream import StreamState
+from shared import caching, sse
+from shared import headers as h
+from shared.auth import AccessPolicy, Right
+from shared.errors import BadRequest, NotFound
+
+_LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
+#: EventSource reconnection delay (ms), jittered per response so reconnects spread out.
+RETRY_MS: Final = 1000
+
+
+def encode_message(offset: str, data: str) -> str:
+    """One SSE event; payload lines split on CR/LF, a leading space kept (see shared.sse)."""
+    lines = "".join(("data: " if line.startswith(" ") else "data:") + line + "\n" for line in _LINE_BREAK.split(data))
+    return f"id:{offset}\n{lines}\n"
+
+
+def encode_page(state: StreamState, page: Page, encoding: Encoding) -> bytes:
+    out = []
+    for end, payload in zip(page.ends, page.payloads, strict=True):
+        # A stored JSON value is compact, so one line; text may span lines (EventSource joins them).
+        if encoding is Encoding.BASE64:
+            data = base64.b64encode(payload).decode("ascii")
+        else:
+            data = payload.decode("utf-8", "replace")
+        out.append(encode_message(str(state.offset_at(end)), data))
+    return "".join(out).encode()
+
+
+def closed_event(next_offset: str) -> bytes:
+    return f"event: closed\ndata:{json.dumps({'next_offset': next_offset})}\n\n".encode()
+
+
+class TailHandlers:
+    def __init__(
+        self,
+        service: StreamService,
+        config: OriginConfig,
+        policy: AccessPolicy,
+        limiter: LiveLimiter,
+        metrics: OriginMetrics,
+        messages: MessageHandlers,
+    ) -> None:
+        self.service = service
+        self.config = config
+        self.policy = policy
+        self.limiter = limiter
+        self.metrics = metrics
+        self.messages = messages
+
+    @contextmanager
+    def _open(self, mode: str) -> Iterator[None]:
+        """Count a live connection against the origin's limit (503 beyond it) and its gauge."""
+        self.limiter.enter()
+        gauge = self.metrics.live.labels(mode)
+        gauge.inc()
+        try:
+            yield
+        finally:
+            gauge.dec()
+            self.limiter.leave()
+
+    async def _wait(self, state: StreamState, position: int, timeout: float) -> bool:
+        if self.service.stopping:
+            return False
+        woke = await wait_for_data(state, position, timeout, lambda: self.service.stopping)
+        return woke and not self.service.stopping
+
+    async def tail(self, request: web.Request, name: str) -> web.StreamResponse:
+        check(request, self.policy, Right.READ, name)
+        mode = request.query.get("mode", "sse")
+        if mode not in ("sse", "long-poll"):
+            raise BadRequest("mode must be sse or long-poll")
+        resume = request.headers.get("Last-Event-ID")
+        after = requested_after(resume if resume else request.query.get("after"))
+        state = self.messages.live_state(name)
+        position = resolve_position(state, after)
+        if mode == "long-poll":
+            return await self.long_poll(request, state, position)
+        return await self.sse(request, state, position)
+
+    async def long_poll(self, request: web.Request, state: StreamState, position: int) -> web.Response:
+        limit = parse_limit(request.query, DEFAULT_READ_LIMIT, MAX_READ_LIMIT)
+        if position >= state.tail and not state.closed:
+            with self._open("rest_long_poll"):
+                await self._wait(state, position, self.config.long_poll_timeout)
+            if state.removed:
+                raise NotFound("stream was deleted")
+            self.service.touch(state, self.service.clock_ms())
+        if position >= state.tail and not state.closed:
+            headers = {h.STREAM_NEXT_OFFSET: str(state.offset_at(position)), h.CACHE_CONTROL: caching.NO_STORE}
+            return web.Response(status=204, headers=headers)
+        result = await read(self.service.store, state, position, self.config.chunk_size)
+        page = page_of(state, result, limit)
+        up_to_date = result.up_to_date and not page.cut
+        scope = cache_scope(request)
+        if not page.ends:
+            cache_control = caching.NO_STORE  # closed at this offset: nothing to keep
+        elif not up_to_date:
+            cache_control = caching.catch_up(scope, complete=True, explicit_offset=True)
+        else:
+            cache_control = caching.long_poll(scope)
+        return self.messages.page_response(request, state, result, page, raw=False, cache_control=cache_control)
+
+    async def sse(self, request: web.Request, state: StreamState, position: int) -> web.StreamResponse:
+        encoding = encoding_of(state.config.content_type)
+        response = web.StreamResponse(status=200)
+        response.headers[h.CONTENT_TYPE] = h.SSE_CONTENT_TYPE
+        response.headers[h.CACHE_CONTROL] = caching.SSE
+        response.headers["X-Accel-Buffering"] = "no"
+        response.headers[MESSAGE_FORMAT_HEADER] = encoding.value
+        # Where this tail starts, so a client that asked for `now` can resume from a real offset.
+        response.headers[START_OFFSET_HEADER] = str(state.offset_at(position))
+        with self._open("rest_sse"):
+            await response.prepare(request)
+            try:
+                await self._events(response, state, position, encoding)
+                await response.write_eof()
+            except ConnectionResetError:
+                pass  # the client went away
+        return response
+
+    async def _events(
+        self, response: web.StreamResponse, state: StreamState, position: int, encoding: Encoding
+    ) -> None:
+        config = self.config
+        deadline = time.monotonic() + config.sse_max_age
+        await response.write(f"retry:{RETRY_MS + random.randint(0, RETRY_MS)}\n\n".encode())
+        while not state.removed:
+            if position < state.tail:
+                result = await read(self.service.store, state, position, config.chunk_size)
+                page = page_of(state, result, MAX_READ_LIMIT)
+                await response.write(encode_page(state, page, encoding))
+                position = page.end
+                continue
+            if state.closed:
+                await response.write(closed_event(str(state.offset_at(position))))
+                return
+            remaining = deadline - time.monotonic()
+            if self.service.stopping or remaining <= 0:
+                return
+            woke = await self._wait(state, position, min(remaining, config.sse_keepalive))
+            if not woke and not self.service.stopping and deadline > time.monotonic():
+                await response.write(sse.KEEP_ALIVE)

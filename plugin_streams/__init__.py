@@ -1,0 +1,47 @@
+"""plugin-streams: the Python client of the plugin-streams REST API (async and sync).
+
+    from plugin_streams import Streams          # asyncio
+    from plugin_streams import SyncStreams      # blocking, on a private event-loop thread
+
+See `Streams` for the shape of the API and `plugin_streams.errors` for the exception tree.
+"""
+
+from plugin_streams.client import Streams
+from plugin_streams.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Gone,
+    NotFound,
+    PayloadTooLarge,
+    StreamClosed,
+    StreamsError,
+    Unauthorized,
+    Unavailable,
+)
+from plugin_streams.models import Message, Retention, StreamInfo
+from plugin_streams.stream import Stream
+from plugin_streams.sync import SyncStream, SyncStreams, SyncTailHandle
+from plugin_streams.tail import TailHandle
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "Forbidden",
+    "Gone",
+    "Message",
+    "NotFound",
+    "PayloadTooLarge",
+    "Retention",
+    "Stream",
+    "StreamClosed",
+    "StreamInfo",
+    "Streams",
+    "StreamsError",
+    "SyncStream",
+    "SyncStreams",
+    "SyncTailHandle",
+    "TailHandle",
+    "Unauthorized",
+    "Unavailable",
+]
