@@ -62,6 +62,7 @@ def build_app(
         handlers = holder.get("handlers")
         if handlers is not None:
             handlers.fanout.shutdown()
+            handlers.reads.shutdown()
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
         return await holder["handlers"].dispatch(request)

@@ -28,6 +28,10 @@ class SingleFlight(Generic[K, V]):
         return key in self._inflight
 
     async def run(self, key: K, work: Callable[[], Awaitable[V]]) -> V:
+        return await asyncio.shield(self.join(key, work))
+
+    def join(self, key: K, work: Callable[[], Awaitable[V]]) -> asyncio.Future[V]:
+        """The shared future for `key`, starting the work if nobody has (never cancel it)."""
         future = self._inflight.get(key)
         if future is None:
             future = asyncio.get_running_loop().create_future()
@@ -36,7 +40,7 @@ class SingleFlight(Generic[K, V]):
             spawn(self._work(key, work, future), name=f"{self._name}-flight")
         else:
             self.joined += 1
-        return await asyncio.shield(future)
+        return future
 
     async def _work(self, key: K, work: Callable[[], Awaitable[V]], future: asyncio.Future[V]) -> None:
         try:

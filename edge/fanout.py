@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from aiohttp import web
@@ -34,6 +34,7 @@ from edge.upstream import Upstream
 from shared import cursor, sse
 from shared import headers as h
 from shared.aio.tasks import spawn
+from shared.auth import SIGNED_PARAMS
 from shared.errors import ProtocolError, Unavailable
 from shared.paths import STREAM_PREFIX
 
@@ -62,6 +63,8 @@ class Subscriber:
         self.wake = asyncio.Event()
 
     def push(self, chunk: bytes) -> None:
+        if self.overflow:
+            return  # once an event is lost, nothing after it may reach this client
         if self.size + len(chunk) > self.limit:
             self.overflow = True
         else:
@@ -87,10 +90,12 @@ class Hub:
         metrics: EdgeMetrics,
         idle_close: float,
         on_end: Callable[[Hub], None],
+        credentials_query: str = "",
     ) -> None:
         self.key = key
         self.path = path
         self._headers = headers
+        self._credentials_query = credentials_query  # a signed URL's parameters, if that is the credential
         self._upstream = upstream
         self._metrics = metrics
         self._idle_close = idle_close
@@ -139,7 +144,7 @@ class Hub:
 
     async def _follow(self, offset: str) -> None:
         self._metrics.upstream.labels("sse").inc()
-        query = f"?{h.QUERY_OFFSET}={offset}&{h.QUERY_LIVE}={h.LIVE_SSE}"
+        query = f"?{h.QUERY_OFFSET}={offset}&{h.QUERY_LIVE}={h.LIVE_SSE}{self._credentials_query}"
         response = await self._upstream.open_stream(self.path + query, self._headers)
         try:
             if response.status != 200:
@@ -249,7 +254,7 @@ class SSEFanout:
         self.hubs: dict[str, Hub] = {}
         self.stopping = False
 
-    def hub(self, scope: ReadScope, headers: dict[str, str]) -> Hub:
+    def hub(self, scope: ReadScope, headers: dict[str, str], credentials_query: str = "") -> Hub:
         key = scope.credential or scope.path
         hub = self.hubs.get(key)
         if hub is None or hub.ended:
@@ -261,6 +266,7 @@ class SSEFanout:
                 self.metrics,
                 self.config.sse_idle_close,  # type: ignore[attr-defined]
                 self._ended,
+                credentials_query,
             )
             self.hubs[key] = hub
         return hub
@@ -280,7 +286,8 @@ class SSEFanout:
         self, http: web.Request, scope: ReadScope, offset_text: str, echoed: int | None
     ) -> web.StreamResponse:
         forwarded = {k: v for k, v in http.headers.items() if k.lower() == "authorization"}
-        hub = self.hub(scope, forwarded)
+        signed = {k: v for k, v in http.query.items() if k in SIGNED_PARAMS}
+        hub = self.hub(scope, forwarded, "&" + urlencode(signed) if signed else "")
         try:
             async with asyncio.timeout(self.config.upstream_timeout):  # type: ignore[attr-defined]
                 await hub.ready.wait()
@@ -369,6 +376,10 @@ class SSEFanout:
             await response.write(hub._control(position, True, False))
         keepalive = self.config.sse_keepalive  # type: ignore[attr-defined]
         while True:
+            if subscriber.overflow:  # before writing: what is queued sits past a lost event
+                self.metrics.slow_disconnects.inc()
+                _abort(http)
+                return
             if subscriber.chunks:
                 try:
                     # A client that stops reading fills its socket and blocks this write; the
@@ -379,10 +390,6 @@ class SSEFanout:
                     self.metrics.slow_disconnects.inc()
                     _abort(http)
                     return
-            if subscriber.overflow:
-                self.metrics.slow_disconnects.inc()
-                _abort(http)
-                return
             if subscriber.done or self.stopping:
                 return
             remaining = deadline - time.monotonic()

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 
@@ -60,6 +61,7 @@ class EdgeReads:
         self.catch_up_flights: SingleFlight[tuple[str, str, str], Reply] = SingleFlight("catch-up")
         self.long_poll_flights: SingleFlight[tuple[str, str, str], Reply] = SingleFlight("long-poll")
         self._writes: LRUCache[str, int] = LRUCache(100_000)  # per path: writes passed through
+        self._stopping: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # Recent long-poll answers by (scope, offset): data from that offset never changes, so a
         # client arriving after the shared poll returned is answered at once (a prefix of what
         # is there now; it then polls from the answer's end) instead of asking the origin again.
@@ -105,6 +107,11 @@ class EdgeReads:
         self._store(scope, offset, reply)
         return reply
 
+    def shutdown(self) -> None:
+        """Answer every waiting long-poll now (204), so clients move to another edge."""
+        if not self._stopping.done():
+            self._stopping.set_result(None)
+
     def wrote(self, path: str) -> None:
         """A write to `path` passed through: reads issued from now on must not share older flights."""
         self._writes[path] = self._writes.get(path, 0) + 1
@@ -116,7 +123,7 @@ class EdgeReads:
         offset = explicit(http.query.get(h.QUERY_OFFSET))
         chunk = await self.cached(scope, offset)
         if chunk is not None and offset is not None:
-            return _chunk_response(chunk, offset.position, http)
+            return _chunk_response(chunk, offset.position, http, scope)
         key = self._flight_key(scope, http.query_string)
         reply = await self.catch_up_flights.run(key, lambda: self._fetch(http.headers, scope, offset, http.raw_path))
         return respond(reply, http)
@@ -142,28 +149,39 @@ class EdgeReads:
             body, headers = chunk.answer(offset.position)
             headers[h.CACHE_CONTROL] = chunk.cache_control
             headers[h.STREAM_CURSOR] = str(self._cursor(offset_text, request.cursor))
+            _cap_for_signature(headers, scope)
             return web.Response(status=200, body=body, headers=headers)
         key = self._flight_key(scope, offset_text)  # a write through this edge starts new flights
         recent = self._recent_polls.get(key)
         if recent is not None:
             self.metrics.cache_hits.labels("recent_poll").inc()
-            return self._long_poll_answer(recent, offset_text, request.cursor)
+            return self._long_poll_answer(recent, offset_text, request.cursor, scope)
         # Cursors are the edge's own (per client); everything else goes upstream as sent.
         query = {k: v for k, v in http.rel_url.query.items() if k != h.QUERY_CURSOR}
         path_qs = http.rel_url.with_query(query).raw_path_qs
         self.metrics.long_poll_waiters.inc()
         try:
-            reply = await self.long_poll_flights.run(key, lambda: self._poll(http.headers, scope, offset, path_qs))
+            flight = self.long_poll_flights.join(key, lambda: self._poll(http.headers, scope, offset, path_qs))
+            await asyncio.wait([asyncio.shield(flight), self._stopping], return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.metrics.long_poll_waiters.dec()
-        if reply.status == 200 and "no-store" not in reply.headers.get(h.CACHE_CONTROL, "no-store"):
+        if not flight.done():  # shutting down: answer now, so the client resumes elsewhere
+            return _stopping_answer(offset_text, self._cursor(offset_text, request.cursor))
+        reply = flight.result()
+        # Only explicit offsets: data after one never changes (a `-1` answer may, and is short-lived).
+        if (
+            offset is not None
+            and reply.status == 200
+            and "no-store" not in reply.headers.get(h.CACHE_CONTROL, "no-store")
+        ):
             self._recent_polls[key] = reply
-        return self._long_poll_answer(reply, offset_text, request.cursor)
+        return self._long_poll_answer(reply, offset_text, request.cursor, scope)
 
-    def _long_poll_answer(self, reply: Reply, offset_text: str, echoed: int | None) -> web.Response:
+    def _long_poll_answer(self, reply: Reply, offset_text: str, echoed: int | None, scope: ReadScope) -> web.Response:
         headers = end_to_end(reply.headers)
         if h.STREAM_CURSOR in headers:
             headers[h.STREAM_CURSOR] = str(self._cursor(offset_text, echoed))
+        _cap_for_signature(headers, scope)
         return web.Response(status=reply.status, body=reply.body if reply.status == 200 else None, headers=headers)
 
     async def _poll(self, headers: Mapping[str, str], scope: ReadScope, offset: Offset | None, path_qs: str) -> Reply:
@@ -177,8 +195,26 @@ class EdgeReads:
         return cursor.next_cursor(now_ms(), echoed, offset_text)
 
 
-def _chunk_response(chunk: Chunk, position: int, http: web.Request) -> web.Response:
+def _cap_for_signature(headers: CIMultiDict[str], scope: ReadScope) -> None:
+    """A copy served to a signed URL must not be cached past that URL's own expiry."""
+    if scope.signed_until is not None and h.CACHE_CONTROL in headers:
+        remaining = max(0, scope.signed_until - int(time.time()))
+        headers[h.CACHE_CONTROL] = caching.cap_max_age(headers[h.CACHE_CONTROL], remaining)
+
+
+def _stopping_answer(offset_text: str, cursor_value: int) -> web.Response:
+    headers = {
+        h.STREAM_NEXT_OFFSET: offset_text,
+        h.STREAM_UP_TO_DATE: "true",
+        h.STREAM_CURSOR: str(cursor_value),
+        h.CACHE_CONTROL: caching.NO_STORE,
+    }
+    return web.Response(status=204, headers=headers)
+
+
+def _chunk_response(chunk: Chunk, position: int, http: web.Request, scope: ReadScope) -> web.Response:
     body, headers = chunk.answer(position)
+    _cap_for_signature(headers, scope)
     if caching.if_none_match(http.headers.get(h.IF_NONE_MATCH), headers[h.ETAG]):
         return web.Response(status=304, headers={h.ETAG: headers[h.ETAG], h.CACHE_CONTROL: chunk.cache_control})
     return web.Response(status=200, body=body, headers=CIMultiDict(headers))

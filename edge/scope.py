@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.auth import SIGNATURE_PARAM, SIGNED_PARAMS, AccessPolicy, Right, authorize
+from shared.auth import EXPIRES_PARAM, SIGNATURE_PARAM, SIGNED_PARAMS, AccessPolicy, Right, authorize
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,7 @@ class ReadScope:
     path: str
     credential: str | None  # scope for private answers; None: no credentials at all
     signed: bool
+    signed_until: int | None = None  # unix seconds: the request's signature expires then
 
     @property
     def public(self) -> str:
@@ -41,11 +42,13 @@ def _digest(text: str) -> str:
 
 def read_scope(path: str, headers: Mapping[str, str], query: Mapping[str, str], policy: AccessPolicy) -> ReadScope:
     if SIGNATURE_PARAM in query:
+        expires = query.get(EXPIRES_PARAM, "")
+        until = int(expires) if expires.isdigit() else 0
         if policy.enabled:
             authorize(policy, Right.READ, path, authorization=None, query=query, now_s=int(time.time()))
-            return ReadScope(path, path + "\0signed", signed=True)
+            return ReadScope(path, path + "\0signed", signed=True, signed_until=until)
         exact = "&".join(f"{k}={query.get(k, '')}" for k in sorted(SIGNED_PARAMS))
-        return ReadScope(path, path + "\0sig:" + _digest(exact), signed=True)
+        return ReadScope(path, path + "\0sig:" + _digest(exact), signed=True, signed_until=until)
     authorization = headers.get("Authorization")
     if authorization is not None:
         return ReadScope(path, path + "\0" + _digest(authorization), signed=False)

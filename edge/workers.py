@@ -2,11 +2,13 @@
 
 Each worker is a full edge with its own cache and its own coalescing (so the origin sees up to
 N upstream requests per append, one per worker). The supervisor picks the port, starts the
-workers, prints SERVER_URL once they listen, forwards SIGTERM, and exits with the worst code.
+workers, prints SERVER_URL once they listen, restarts a worker that dies, forwards SIGTERM,
+and exits with the worst code any worker had (a worker killed by signal S counts as 128 + S).
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import subprocess
@@ -15,6 +17,8 @@ import time
 from types import FrameType
 
 from edge.config import EdgeConfig
+
+logger = logging.getLogger(__name__)
 
 
 def _reserve_port(host: str, port: int) -> socket.socket:
@@ -43,11 +47,14 @@ def supervise(config: EdgeConfig) -> int:
     port = reserved.getsockname()[1]
     argv = [a for a in sys.argv[1:] if a]
     argv = _replace_flag(_replace_flag(argv, "--port", str(port)), "--workers", "1")
-    children = [
-        subprocess.Popen([sys.argv[0], *argv, "--reuse-port"], stdin=subprocess.DEVNULL) for _ in range(config.workers)
-    ]
+    command = [sys.argv[0], *argv, "--reuse-port"]
+    children = [subprocess.Popen(command, stdin=subprocess.DEVNULL) for _ in range(config.workers)]
+    stopping = False
+    worst = 0
 
     def forward(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
@@ -57,9 +64,23 @@ def supervise(config: EdgeConfig) -> int:
     host = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host
     if _wait_listening(host, port, 30):
         print(f"SERVER_URL=http://{host}:{port}", flush=True)
-    codes = [child.wait() for child in children]
+    while not stopping or any(child.poll() is None for child in children):
+        time.sleep(0.2)
+        for i, child in enumerate(children):
+            code = child.poll()
+            if code is None or stopping:
+                continue
+            worst = max(worst, _exit_status(code))
+            logger.error("edge worker %d exited with %d; starting a new one", child.pid, code)
+            children[i] = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     reserved.close()
-    return max(codes, default=0)
+    for child in children:
+        worst = max(worst, _exit_status(child.returncode or 0))
+    return worst
+
+
+def _exit_status(code: int) -> int:
+    return 128 - code if code < 0 else code
 
 
 def _replace_flag(argv: list[str], flag: str, value: str) -> list[str]:

@@ -47,8 +47,13 @@ def _span(member: StreamState, first: int, last: int, skip: int) -> _Span:
 
 
 def _plan(state: StreamState, start: int, chunk_size: int) -> tuple[list[_Span], int, bool]:
-    """Which records a read from `start` returns, where it ends, and whether it is complete."""
-    boundary = (start // chunk_size + 1) * chunk_size
+    """Which records a read from `start` returns, where it ends, and whether it is complete.
+
+    The chunk window is anchored at the start of the record holding `start`, so a read from
+    inside a record ends exactly where a read from that record's start does: a cache holding
+    the latter can answer the former with a slice.
+    """
+    boundary = -1
     spans: list[_Span] = []
     end = start
     members = list(reversed(state.chain()))  # root first
@@ -59,6 +64,8 @@ def _plan(state: StreamState, start: int, chunk_size: int) -> tuple[list[_Span],
         if first < 0 or member.record_end(first) <= end:
             first += 1  # `end` is a record boundary (or before the first record)
         skip = end - member.starts[first] if first < len(member.starts) else 0
+        if boundary < 0:
+            boundary = ((start - skip) // chunk_size + 1) * chunk_size
         index = first
         while index < len(member.starts) and member.starts[index] < upper:
             record_end = member.record_end(index)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote
@@ -49,6 +50,11 @@ def catch_up(scope: Scope, *, complete: bool, explicit_offset: bool) -> str:
 
 def long_poll(scope: Scope) -> str:
     return _directive(scope, LONG_POLL_MAX_AGE)
+
+
+def cap_max_age(cache_control: str, cap: int) -> str:
+    """`cache_control` with every max-age lowered to at most `cap` seconds."""
+    return re.sub(r"max-age=(\d+)", lambda m: f"max-age={min(int(m.group(1)), cap)}", cache_control)
 
 
 def surrogate_key(path: str) -> str:
