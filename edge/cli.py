@@ -83,5 +83,5 @@ def run(args: argparse.Namespace) -> int:
         config.port,
         grace=config.shutdown_grace,
         reuse_port=args.reuse_port,
-        announce=not args.reuse_port,
+        announce=True,  # a worker tells its supervisor it listens; the supervisor tells the world
     )

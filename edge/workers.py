@@ -9,6 +9,7 @@ and exits with the worst code any worker had (a worker killed by signal S counts
 from __future__ import annotations
 
 import logging
+import select
 import signal
 import socket
 import subprocess
@@ -31,15 +32,22 @@ def _reserve_port(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _wait_listening(host: str, port: int, timeout: float) -> bool:
+def _wait_ready(children: list[subprocess.Popen[bytes]], timeout: float) -> bool:
+    """Every worker printed SERVER_URL= (it listens), so connections spread over all of them."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
+    for child in children:
+        assert child.stdout is not None
+        line = b""
+        while not line.startswith(b"SERVER_URL="):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or child.poll() is not None:
+                return False
+            ready, _, _ = select.select([child.stdout], [], [], remaining)
+            if ready:
+                line = child.stdout.readline()
+                if not line:
+                    return False
+    return True
 
 
 def supervise(config: EdgeConfig) -> int:
@@ -48,7 +56,7 @@ def supervise(config: EdgeConfig) -> int:
     argv = [a for a in sys.argv[1:] if a]
     argv = _replace_flag(_replace_flag(argv, "--port", str(port)), "--workers", "1")
     command = [sys.argv[0], *argv, "--reuse-port"]
-    children = [subprocess.Popen(command, stdin=subprocess.DEVNULL) for _ in range(config.workers)]
+    children = [_start(command) for _ in range(config.workers)]
     stopping = False
     worst = 0
 
@@ -62,7 +70,7 @@ def supervise(config: EdgeConfig) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     host = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host
-    if _wait_listening(host, port, 30):
+    if _wait_ready(children, 30):
         print(f"SERVER_URL=http://{host}:{port}", flush=True)
     while not stopping or any(child.poll() is None for child in children):
         time.sleep(0.2)
@@ -72,11 +80,16 @@ def supervise(config: EdgeConfig) -> int:
                 continue
             worst = max(worst, _exit_status(code))
             logger.error("edge worker %d exited with %d; starting a new one", child.pid, code)
-            children[i] = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+            children[i] = _start(command)
     reserved.close()
     for child in children:
         worst = max(worst, _exit_status(child.returncode or 0))
     return worst
+
+
+def _start(command: list[str]) -> subprocess.Popen[bytes]:
+    # The worker's stdout carries only its SERVER_URL= line; logs go to the shared stderr.
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
 
 
 def _exit_status(code: int) -> int:
