@@ -7,8 +7,10 @@ when it can) until it stands exactly where the hub is, or where one of the hub's
 starts, and only then subscribes; the seam has no gap and no duplicate because events are
 whole ranges [start, end) and a client subscribes only at an event boundary.
 
-Each subscriber has a bounded queue; one that falls too far behind is cut off (it resumes from
-its last offset) and never slows the others or grows memory without bound.
+Live events are written straight into each subscriber's transport from the hub, in one pass,
+with no task or coroutine wake-up per client per event (the bytes, already chunk-framed, are the
+same object for everyone). A subscriber whose unsent bytes pass its budget is cut off (it
+resumes from its last offset); it never slows the others or grows memory without bound.
 """
 
 from __future__ import annotations
@@ -40,7 +42,11 @@ from shared.paths import STREAM_PREFIX
 
 logger = logging.getLogger(__name__)
 HISTORY_BYTES = 256 * 1024  # recent events kept for clients joining slightly behind
-WRITE_TIMEOUT = 10.0  # seconds one write to a client may block before the client is cut off
+
+
+def chunk_framed(data: bytes) -> bytes:
+    """`data` as one HTTP/1.1 chunk, as aiohttp frames a chunked response body."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,35 +55,39 @@ class Event:
     end: str
     wire: bytes  # data event + control event, exactly as written to every subscriber
     closed: bool
+    framed: bytes = b""  # `wire` as an HTTP chunk
 
 
 class Subscriber:
-    __slots__ = ("chunks", "done", "limit", "overflow", "size", "wake")
+    """One live client: the hub writes into its transport; the handler only waits for the end."""
 
-    def __init__(self, limit: int) -> None:
-        self.chunks: deque[bytes] = deque()
-        self.size = 0
+    __slots__ = ("chunked", "done", "limit", "overflow", "transport", "wake")
+
+    def __init__(self, transport: asyncio.Transport, limit: int, chunked: bool) -> None:
+        self.transport = transport
         self.limit = limit
+        self.chunked = chunked
         self.overflow = False
-        self.done = False  # the stream closed or the hub ended: write what is queued, then end
+        self.done = False  # the stream closed or the hub ended
         self.wake = asyncio.Event()
 
-    def push(self, chunk: bytes) -> None:
-        if self.overflow:
+    def push(self, event: Event) -> None:
+        if self.done or self.overflow:
             return  # once an event is lost, nothing after it may reach this client
-        if self.size + len(chunk) > self.limit:
+        data = event.framed if self.chunked else event.wire
+        if self.transport.is_closing():
+            self.finish()
+        elif self.transport.get_write_buffer_size() + len(data) > self.limit:
             self.overflow = True
+            self.wake.set()
         else:
-            self.chunks.append(chunk)
-            self.size += len(chunk)
-        self.wake.set()
+            self.transport.write(data)
+            if event.closed:
+                self.finish()
 
-    def take(self) -> bytes:
-        data = self.chunks.popleft() if len(self.chunks) == 1 else b"".join(self.chunks)
-        self.chunks.clear()
-        self.size = 0
-        self.wake.clear()
-        return data
+    def finish(self) -> None:
+        self.done = True
+        self.wake.set()
 
 
 class Hub:
@@ -91,6 +101,7 @@ class Hub:
         idle_close: float,
         on_end: Callable[[Hub], None],
         credentials_query: str = "",
+        keepalive: float = 15.0,
     ) -> None:
         self.key = key
         self.path = path
@@ -112,7 +123,9 @@ class Hub:
         self.subscribers: set[Subscriber] = set()
         self._changed = asyncio.Event()
         self._idle_since = time.monotonic()
+        self._last_event = time.monotonic()
         self.task = spawn(self._run(), name="edge-sse-hub")
+        self._keeper = spawn(self._keep_alive(keepalive), name="edge-sse-keepalive")
 
     # -- upstream ---------------------------------------------------------------------------
 
@@ -135,10 +148,10 @@ class Hub:
                     return
         finally:
             self.ended = True
+            self._keeper.cancel()
             self.ready.set()
             for subscriber in self.subscribers:
-                subscriber.done = True
-                subscriber.wake.set()
+                subscriber.finish()
             self._wake()
             self._on_end(self)
 
@@ -181,13 +194,12 @@ class Hub:
             wire = (sse.encode_data_text(data) if data is not None else b"") + self._control(
                 next_offset, up_to_date or closed, closed
             )
-            event = Event(self.position, next_offset, wire, closed)
+            event = Event(self.position, next_offset, wire, closed, chunk_framed(wire))
             self._remember(event)
             self.position = next_offset
+            self._last_event = time.monotonic()
             for subscriber in self.subscribers:
-                subscriber.push(wire)
-                if closed:
-                    subscriber.done = True
+                subscriber.push(event)
             self._metrics.sse_events.inc()
             self._metrics.delivery_lag.observe(time.perf_counter() - started)
         self.closed = closed
@@ -221,20 +233,31 @@ class Hub:
         """Cursors never go backwards for anyone: the hub's cursor covers every client's."""
         self.cursor = max(self.cursor, cursor.next_cursor(now_ms(), echoed, self.path))
 
-    def subscribe(self, position: str, limit: int) -> Subscriber | None:
-        """Join at `position` if it is the hub's position or the start of a recent event."""
+    def can_take(self, position: str) -> bool:
         if self.ended or self.position is None:
+            return False
+        return position == self.position or any(e.start == position for e in self.history)
+
+    def subscribe(self, position: str, transport: asyncio.Transport, limit: int, chunked: bool) -> Subscriber | None:
+        """Join at `position` if it is the hub's position or the start of a recent event."""
+        if not self.can_take(position):
             return None
-        subscriber = Subscriber(limit)
+        subscriber = Subscriber(transport, limit, chunked)
         if position != self.position:
-            index = next((i for i, e in enumerate(self.history) if e.start == position), None)
-            if index is None:
-                return None
+            index = next(i for i, e in enumerate(self.history) if e.start == position)
             for event in list(self.history)[index:]:
-                subscriber.push(event.wire)
-                subscriber.done = subscriber.done or event.closed
+                subscriber.push(event)
         self.subscribers.add(subscriber)
         return subscriber
+
+    async def _keep_alive(self, interval: float) -> None:
+        """While no event flows, one comment every `interval` keeps proxies from timing out."""
+        framed = Event("", "", sse.KEEP_ALIVE, False, chunk_framed(sse.KEEP_ALIVE))
+        while True:
+            await asyncio.sleep(interval)
+            if time.monotonic() - self._last_event >= interval:
+                for subscriber in list(self.subscribers):
+                    subscriber.push(framed)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
@@ -267,6 +290,7 @@ class SSEFanout:
                 self.config.sse_idle_close,  # type: ignore[attr-defined]
                 self._ended,
                 credentials_query,
+                self.config.sse_keepalive,  # type: ignore[attr-defined]
             )
             self.hubs[key] = hub
         return hub
@@ -297,6 +321,9 @@ class SSEFanout:
             raise hub.error
         hub.raise_cursor(echoed)
         response = web.StreamResponse(status=200)
+        if http.version >= (1, 1):
+            # Explicit, so that `response.chunked` tells the hub to frame what it writes raw.
+            response.enable_chunked_encoding()
         response.headers[h.CONTENT_TYPE] = h.SSE_CONTENT_TYPE
         response.headers[h.CACHE_CONTROL] = "no-cache"
         response.headers["X-Accel-Buffering"] = "no"
@@ -328,9 +355,20 @@ class SSEFanout:
         while subscriber is None:
             if self.stopping or time.monotonic() > deadline or hub.error is not None:
                 return
-            subscriber = hub.subscribe(position, config.sse_client_buffer)  # type: ignore[attr-defined]
-            if subscriber is not None:
-                break
+            if hub.can_take(position):
+                if not sent_control and position == hub.position:
+                    # The first control goes out before any live bytes (the hub may move meanwhile,
+                    # then the loop tries again: from its history, or with another read).
+                    await response.write(hub._control(position, True, False))
+                    sent_control = True
+                transport = http.transport
+                if transport is None:
+                    return
+                limit = config.sse_client_buffer  # type: ignore[attr-defined]
+                subscriber = hub.subscribe(position, transport, limit, response.chunked)
+                if subscriber is not None:
+                    break
+                continue
             # (A hub that ended, e.g. at closure, leaves the client to plain reads, which say so.)
             live_ahead = not hub.ended and hub.position is not None and position != h.OFFSET_START
             if live_ahead and hub.position is not None and position > hub.position:
@@ -372,41 +410,21 @@ class SSEFanout:
         sent_control: bool,
         deadline: float,
     ) -> None:
-        if not sent_control and not subscriber.chunks:
-            await response.write(hub._control(position, True, False))
-        keepalive = self.config.sse_keepalive  # type: ignore[attr-defined]
-        while True:
-            if subscriber.overflow:  # before writing: what is queued sits past a lost event
-                self.metrics.slow_disconnects.inc()
-                _abort(http)
-                return
-            if subscriber.chunks:
-                try:
-                    # A client that stops reading fills its socket and blocks this write; the
-                    # hub meanwhile overflows its queue. Either way, it is cut off in bounded time.
-                    async with asyncio.timeout(WRITE_TIMEOUT):
-                        await response.write(subscriber.take())
-                except TimeoutError:
-                    self.metrics.slow_disconnects.inc()
-                    _abort(http)
-                    return
-            if subscriber.done or self.stopping:
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            try:
-                async with asyncio.timeout(min(keepalive, remaining)):
+        """The hub writes; this only waits for the end: closure, overflow, shutdown or max age."""
+        remaining = deadline - time.monotonic()
+        if remaining > 0 and not (subscriber.done or subscriber.overflow or self.stopping):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
                     await subscriber.wake.wait()
-            except TimeoutError:
-                if time.monotonic() < deadline:
-                    await response.write(sse.KEEP_ALIVE)
+        if subscriber.overflow:
+            self.metrics.slow_disconnects.inc()
+            _abort(http)
 
     def shutdown(self) -> None:
         self.stopping = True
         for hub in list(self.hubs.values()):
             for subscriber in hub.subscribers:
-                subscriber.wake.set()
+                subscriber.finish()
             hub.stop()
 
 
