@@ -1,10 +1,13 @@
-"""TailCachedStore: keeps the most recently appended records of each stream in memory.
+"""TailCachedStore: keeps the most recently appended records of each stream in memory, and
+the most recently read ranges of older records.
 
 Live readers almost always want what was just written: when one append wakes a thousand
 long-polls, they are answered from here with no disk read and no thread hop. It wraps any
 engine behind the same Store interface (and passes the same contract suite), holding for each
 stream its newest records up to a per-stream budget, and at most `total_bytes` across streams
-(least recently appended-to streams are forgotten first).
+(least recently appended-to streams are forgotten first). Catch-up readers walking a stream
+ask for the same chunks (the same record ranges), so older ranges read from disk are kept too,
+in an LRU of `range_bytes`: records never change, so a kept range is never stale.
 """
 
 from __future__ import annotations
@@ -28,8 +31,16 @@ class _Tail:
 
 
 class TailCachedStore:
-    def __init__(self, inner: Store, total_bytes: int, per_stream_bytes: int = PER_STREAM_BYTES) -> None:
+    def __init__(
+        self,
+        inner: Store,
+        total_bytes: int,
+        per_stream_bytes: int = PER_STREAM_BYTES,
+        range_bytes: int | None = None,
+    ) -> None:
         self.inner = inner
+        ranges = total_bytes // 2 if range_bytes is None else range_bytes
+        self._ranges: LRUCache[tuple[int, int, int], bytes] = LRUCache(max(ranges, 1), getsizeof=len)
         self._per_stream = per_stream_bytes
         self._tails: LRUCache[int, _Tail] = LRUCache(max(total_bytes, 1), getsizeof=lambda t: t.size + 64)
         self._counts: dict[int, int] = {}  # records in each stream (absolute numbering)
@@ -76,11 +87,21 @@ class TailCachedStore:
             if last - first == 1:
                 return tail.payloads[first - tail.first]
             return b"".join([tail.payloads[i - tail.first] for i in range(first, last)])
+        key = (generation, first, last)
+        data = self._ranges.get(key)
+        if data is not None:
+            self.hits += 1
+            return data
         self.misses += 1
-        return await self.inner.read(generation, first, last)
+        data = await self.inner.read(generation, first, last)
+        if len(data) <= self._ranges.maxsize:
+            self._ranges[key] = data
+        return data
 
     async def drop_before(self, generation: int, record: int, position: int) -> None:
         await self.inner.drop_before(generation, record, position)
+        for key in [k for k in self._ranges if k[0] == generation and k[1] < record]:
+            del self._ranges[key]  # (rare: retention compaction) dropped records read as dropped
         tail = self._tails.get(generation)
         while tail is not None and tail.payloads and tail.first < record:
             tail.size -= len(tail.payloads.popleft())
@@ -90,6 +111,7 @@ class TailCachedStore:
         await self.inner.replace_config(config)
 
     async def remove(self, generation: int) -> None:
+        # Ranges of this generation stay until the LRU drops them: generations are never reused.
         self._tails.pop(generation, None)
         self._counts.pop(generation, None)
         await self.inner.remove(generation)
