@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from cachetools import TTLCache
+from prometheus_client import Gauge
 
 from shared.errors import TooManyRequests, Unavailable
 
@@ -70,3 +72,15 @@ class RateLimiter:
             wait = math.ceil((1 - bucket.tokens) / self.rate)
             raise TooManyRequests("rate limit exceeded", {RETRY_AFTER: str(max(1, wait))})
         bucket.tokens -= 1
+
+
+@contextmanager
+def live_connection(limit: LiveLimiter, gauge: Gauge) -> Iterator[None]:
+    """Count one live read against the limit (503 beyond it) and in its gauge, while it lasts."""
+    limit.enter()
+    gauge.inc()
+    try:
+        yield
+    finally:
+        gauge.dec()
+        limit.leave()

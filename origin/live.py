@@ -10,14 +10,13 @@ control event when the stream closes or the server shuts down.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 from aiohttp import web
 from multidict import CIMultiDict
 
 from origin.config import OriginConfig
-from origin.limits import LiveLimiter
+from origin.limits import LiveLimiter, live_connection
 from origin.metrics import OriginMetrics
 from origin.positions import resolve_position
 from origin.reads import ReadResult, read, wait_for_data
@@ -39,17 +38,8 @@ class LiveReads:
         self.metrics = metrics
         self.limit = limit
 
-    @contextmanager
-    def _open(self, mode: str) -> Iterator[None]:
-        """Count a live connection against the limit (503 beyond it) and in the metrics."""
-        self.limit.enter()
-        gauge = self.metrics.live.labels(mode)
-        gauge.inc()
-        try:
-            yield
-        finally:
-            gauge.dec()
-            self.limit.leave()
+    def _open(self, mode: str) -> AbstractContextManager[None]:
+        return live_connection(self.limit, self.metrics.live.labels(mode))
 
     def _cursor(self, state: StreamState, position: int, echoed: int | None) -> int:
         return cursor.next_cursor(self.service.clock_ms(), echoed, f"{state.generation}:{position}")

@@ -17,15 +17,14 @@ import json
 import random
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Final
 
 from aiohttp import web
 
 from origin.config import OriginConfig
 from origin.handlers import cache_scope
-from origin.limits import LiveLimiter
+from origin.limits import LiveLimiter, live_connection
 from origin.metrics import OriginMetrics
 from origin.positions import resolve_position
 from origin.reads import read, wait_for_data
@@ -84,17 +83,8 @@ class TailHandlers:
         self.metrics = metrics
         self.messages = messages
 
-    @contextmanager
-    def _open(self, mode: str) -> Iterator[None]:
-        """Count a live connection against the origin's limit (503 beyond it) and its gauge."""
-        self.limiter.enter()
-        gauge = self.metrics.live.labels(mode)
-        gauge.inc()
-        try:
-            yield
-        finally:
-            gauge.dec()
-            self.limiter.leave()
+    def _open(self, mode: str) -> AbstractContextManager[None]:
+        return live_connection(self.limiter, self.metrics.live.labels(mode))
 
     async def _wait(self, state: StreamState, position: int, timeout: float) -> bool:
         if self.service.stopping:
