@@ -30,6 +30,12 @@ class SingleFlight(Generic[K, V]):
     async def run(self, key: K, work: Callable[[], Awaitable[V]]) -> V:
         return await asyncio.shield(self.join(key, work))
 
+    def settle_all(self, value: V) -> None:
+        """Answer every current waiter with `value` now (shutdown); the work still finishes."""
+        for future in self._inflight.values():
+            if not future.done():
+                future.set_result(value)
+
     def join(self, key: K, work: Callable[[], Awaitable[V]]) -> asyncio.Future[V]:
         """The shared future for `key`, starting the work if nobody has (never cancel it)."""
         future = self._inflight.get(key)

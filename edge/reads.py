@@ -12,9 +12,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 
 from aiohttp import web
 from cachetools import LRUCache, TTLCache
@@ -32,6 +31,8 @@ from shared.offsets import Offset, parse_offset
 from shared.parse import ReadRequest
 
 RECENT_POLL_BYTES = 64 * 1024 * 1024
+#: What waiting long-polls receive when the edge shuts down (never cached or sent upstream).
+STOPPING = Reply(204, CIMultiDict(), b"")
 
 
 def now_ms() -> int:
@@ -61,7 +62,7 @@ class EdgeReads:
         self.catch_up_flights: SingleFlight[tuple[str, str, str], Reply] = SingleFlight("catch-up")
         self.long_poll_flights: SingleFlight[tuple[str, str, str], Reply] = SingleFlight("long-poll")
         self._writes: LRUCache[str, int] = LRUCache(100_000)  # per path: writes passed through
-        self._stopping: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._stopped = False
         # Recent long-poll answers by (scope, offset): data from that offset never changes, so a
         # client arriving after the shared poll returned is answered at once (a prefix of what
         # is there now; it then polls from the answer's end) instead of asking the origin again.
@@ -109,8 +110,8 @@ class EdgeReads:
 
     def shutdown(self) -> None:
         """Answer every waiting long-poll now (204), so clients move to another edge."""
-        if not self._stopping.done():
-            self._stopping.set_result(None)
+        self._stopped = True
+        self.long_poll_flights.settle_all(STOPPING)
 
     def wrote(self, path: str) -> None:
         """A write to `path` passed through: reads issued from now on must not share older flights."""
@@ -156,18 +157,24 @@ class EdgeReads:
         if recent is not None:
             self.metrics.cache_hits.labels("recent_poll").inc()
             return self._long_poll_answer(recent, offset_text, request.cursor, scope)
-        # Cursors are the edge's own (per client); everything else goes upstream as sent.
-        query = {k: v for k, v in http.rel_url.query.items() if k != h.QUERY_CURSOR}
-        path_qs = http.rel_url.with_query(query).raw_path_qs
+        rel_url = http.rel_url
+
+        def upstream_poll() -> Awaitable[Reply]:
+            # Cursors are the edge's own (per client); everything else goes upstream as sent.
+            query = {k: v for k, v in rel_url.query.items() if k != h.QUERY_CURSOR}
+            return self._poll(http.headers, scope, offset, rel_url.with_query(query).raw_path_qs)
+
+        if self._stopped:
+            return _stopping_answer(offset_text, self._cursor(offset_text, request.cursor))
         self.metrics.long_poll_waiters.inc()
         try:
-            flight = self.long_poll_flights.join(key, lambda: self._poll(http.headers, scope, offset, path_qs))
-            await asyncio.wait([asyncio.shield(flight), self._stopping], return_when=asyncio.FIRST_COMPLETED)
+            # (One shared future per offset, settled early by shutdown(): no per-waiter callbacks
+            # on a shared "stopping" future, which would cost O(waiters) each to remove.)
+            reply = await self.long_poll_flights.run(key, upstream_poll)
         finally:
             self.metrics.long_poll_waiters.dec()
-        if not flight.done():  # shutting down: answer now, so the client resumes elsewhere
+        if reply is STOPPING:  # shutting down: answer now, so the client resumes elsewhere
             return _stopping_answer(offset_text, self._cursor(offset_text, request.cursor))
-        reply = flight.result()
         # Only explicit offsets: data after one never changes (a `-1` answer may, and is short-lived).
         if (
             offset is not None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 from shared.errors import BadRequest
@@ -57,8 +58,12 @@ NOW: Final = Sentinel(OFFSET_NOW)
 RequestedOffset = Offset | Sentinel
 
 
+@lru_cache(maxsize=8192)
 def parse_offset(text: str) -> Offset:
-    """Parse a concrete offset; sentinels are not accepted here (see parse_read_offset)."""
+    """Parse a concrete offset; sentinels are not accepted here (see parse_read_offset).
+
+    Cached: live readers send the same few offsets over and over (an Offset is immutable, and a
+    malformed text raises, which is never cached)."""
     match = _OFFSET_RE.match(text)
     if match is None:
         raise BadRequest(f"malformed offset {text[:64]!r}")
