@@ -16,6 +16,8 @@ so the numbers below are writers + readers.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 from locust import LoadTestShape
 
 from loadtest.config import CONFIG
@@ -44,8 +46,9 @@ class _Shape(LoadTestShape):
             return None
         return self.at(t / duration, self._peak())
 
+    @abstractmethod
     def at(self, progress: float, peak: int) -> tuple[int, float]:
-        raise NotImplementedError
+        """(users, spawn rate) at `progress` (0 to 1) of the run, for a peak of `peak` users."""
 
     @staticmethod
     def floor_users(n: float) -> int:
