@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -95,7 +96,13 @@ async def test_file_engine_reclaims_disk_and_keeps_it_across_restarts(
     stream_dir = next((tmp_path / "streams").iterdir())
 
     def log_bytes() -> int:
-        return sum(f.stat().st_size for f in stream_dir.iterdir() if f.name.startswith("log"))
+        """Bytes of log files once no compaction is half-way (old and new file both present)."""
+        for _ in range(100):
+            logs = [f for f in stream_dir.iterdir() if f.name.startswith("log")]
+            if len(logs) == 1:
+                return logs[0].stat().st_size
+            time.sleep(0.01)
+        return sum(f.stat().st_size for f in logs)
 
     # 100 kB appended; 10 kB kept, plus at most one compaction threshold not yet reclaimed.
     for _ in range(50):
