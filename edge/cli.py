@@ -42,6 +42,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     s.add("--auth-config", default=d.auth_config, help="the origin's TOML access policy (checks at the edge)")
     s.add("--access-log", type=boolean, default=d.access_log, help="log one line per request")
     s.add("--shutdown-grace", type=positive_float, default=d.shutdown_grace, help="seconds to drain on SIGTERM")
+    s.add("--region", default=d.region, help="name of this edge's region: keep a durable regional replica")
+    s.add(
+        "--replicate",
+        default=d.replicate,
+        repeatable=True,
+        help="with --region: glob of stream paths replicated eagerly (repeatable; '**': all)",
+    )
+    s.add("--replica-dir", default=d.replica_dir, help="with --region: directory of the regional replica")
+    s.add(
+        "--replica-idle",
+        type=positive_float,
+        default=d.replica_idle,
+        help="seconds a stream replicated because it was read stays replicated after its last read",
+    )
+    s.add("--origin-token", default=d.origin_token, help="bearer token the replica shows the origin (read on all)")
+    s.add(
+        "--link-heartbeat",
+        type=positive_float,
+        default=d.link_heartbeat,
+        help="seconds between change-feed heartbeats; three missed mark the link down",
+    )
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     _settings = s
 
@@ -63,6 +84,12 @@ def config_from_args(args: argparse.Namespace) -> EdgeConfig:
         auth_config=args.auth_config,
         access_log=args.access_log,
         shutdown_grace=args.shutdown_grace,
+        region=args.region,
+        replicate=tuple(args.replicate),
+        replica_dir=os.path.abspath(args.replica_dir),
+        replica_idle=args.replica_idle,
+        origin_token=args.origin_token,
+        link_heartbeat=args.link_heartbeat,
     )
 
 
@@ -74,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     if _settings is not None:
         _settings.check_environment()
     config = config_from_args(args)
+    if config.region is not None and config.workers > 1:
+        raise SystemExit("--region needs --workers 1: one process owns the replica's storage")
     if config.workers > 1 and not args.reuse_port:
         return supervise(config)
     app = build_app(config)

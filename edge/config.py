@@ -23,3 +23,11 @@ class EdgeConfig:
     auth_config: str | None = None
     access_log: bool = False
     shutdown_grace: float = 10.0
+    # Regions (edge.region): a durable replica of the origin's streams, read locally.
+    region: str | None = None  # set: this edge keeps a regional replica
+    replicate: tuple[str, ...] = ()  # path globs replicated eagerly ("**": all)
+    replica_dir: str = "./replica"
+    replica_idle: float = 300.0  # seconds a stream replicated on read stays after its last read
+    origin_token: str | None = None  # bearer token for the replication API (read on "")
+    link_heartbeat: float = 1.0  # change feed heartbeat; 3 missed = link down
+    replica_heartbeat: float = 5.0  # per-stream log feed heartbeat while idle

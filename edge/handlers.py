@@ -14,6 +14,7 @@ from aiohttp import web
 from edge.cache import ChunkCache
 from edge.fanout import SSEFanout
 from edge.reads import EdgeReads, respond
+from edge.region.router import RegionRouter
 from edge.scope import read_scope
 from edge.upstream import Upstream
 from shared import headers as h
@@ -37,11 +38,19 @@ class EdgeHandlers:
         self.fanout = fanout
         self.cache = cache
         self.policy = policy
+        self.region: RegionRouter | None = None  # set when this edge keeps a regional replica
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         if request.method == "OPTIONS":
             return await preflight(request)
         path = validate_path(request.match_info["path"])
+        if self.region is not None:
+            if request.method in ("PUT", "POST", "DELETE"):
+                return await self.region.write(request, path, self.write)
+            if request.method in ("GET", "HEAD"):
+                local = await self.region.read(request, path)
+                if local is not None:
+                    return local
         if request.method in ("PUT", "POST", "DELETE"):
             return await self.write(request, path)
         if request.method == "HEAD":

@@ -22,6 +22,7 @@ from origin.handlers import StreamHandlers
 from origin.limits import LiveLimiter, RateLimiter
 from origin.metrics import OriginMetrics
 from origin.page import add_page_routes
+from origin.replication.routes import add_replication_routes
 from origin.rest import add_rest_routes
 from origin.service import StreamService
 from origin.storage import FileStore, MemoryStore, Store
@@ -138,4 +139,5 @@ def build_app(
     app.router.add_get("/readyz", readyz, allow_head=False)
     app.router.add_route("*", "/v1/stream/{path:.+}", handlers.dispatch)
     add_rest_routes(app, service, config, policy=policy, limiter=handlers.live.limit, metrics=metrics)
+    add_replication_routes(app, service, policy)
     return app

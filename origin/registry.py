@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from origin.events import NoEvents, StreamEvents
 from origin.storage.base import LoadedStream, StorageError, Store
 from origin.stream import StreamState
 from shared.aio.tasks import spawn
@@ -18,16 +19,20 @@ from shared.errors import Gone, NotFound
 logger = logging.getLogger(__name__)
 
 
-def is_expired(state: StreamState, now_ms: int) -> bool:
+def is_expired(state: StreamState, now_ms: int, *, sliding: bool = True) -> bool:
     config = state.config
     if config.expires is not None and now_ms >= config.expires.at_ms:
         return True
-    return config.ttl_seconds is not None and now_ms >= state.last_access_ms + config.ttl_seconds * 1000
+    return sliding and config.ttl_seconds is not None and now_ms >= state.last_access_ms + config.ttl_seconds * 1000
 
 
 class Registry:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.events: StreamEvents = NoEvents()
+        # False on a regional replica: a sliding TTL counts accesses in every region, so only the
+        # origin can decide it (and announces it); an absolute Expires-At is the same everywhere.
+        self.sliding_expiry = True
         self.by_path: dict[str, StreamState] = {}
         self.by_generation: dict[int, StreamState] = {}
 
@@ -53,7 +58,7 @@ class Registry:
             if self.by_path.get(state.config.path) is not state:
                 state.removed = True
         for state in list(self.by_path.values()):
-            if is_expired(state, now_ms):
+            if is_expired(state, now_ms, sliding=self.sliding_expiry):
                 self.expire(state)
         # Leftovers of an interrupted cascade: unreferenced and unreachable, so reclaim them.
         for state in sorted(self.by_generation.values(), key=lambda s: -s.generation):
@@ -66,7 +71,7 @@ class Registry:
     def visible(self, path: str, now_ms: int) -> StreamState | None:
         """The incarnation at `path` (possibly soft-deleted), after applying expiry."""
         state = self.by_path.get(path)
-        if state is not None and is_expired(state, now_ms):
+        if state is not None and is_expired(state, now_ms, sliding=self.sliding_expiry):
             self.expire(state)
             return None
         return state
@@ -91,6 +96,7 @@ class Registry:
     def expire(self, state: StreamState) -> None:
         """Expiry: the path is freed at once; data goes now, or when the last fork goes."""
         self._detach(state)
+        self.events.gone(state, "expired")
         if state.refcount == 0:
             spawn(self.remove(state), name=f"expire-{state.generation}")
         elif not state.soft_deleted:
@@ -101,8 +107,10 @@ class Registry:
         if state.refcount > 0:
             await self._persist_soft_delete(state)
             state.notify()
+            self.events.gone(state, "deleted")
             return
         self._detach(state)
+        self.events.gone(state, "deleted")
         await self.remove(state)
 
     async def _persist_soft_delete(self, state: StreamState) -> None:

@@ -180,6 +180,7 @@ class StreamService:
             state.accept(record)
             state.commit(record)
         self.registry.add(state)
+        self.registry.events.created(state)
         self.apply_retention(state, now)
         return state
 
@@ -255,6 +256,8 @@ class StreamService:
         )
         end = state.accept(record)
         await self.committer.submit(state, record)
+        if request.closed:
+            self.registry.events.closed(state)
         self.apply_retention(state, self.clock_ms())
         return AppendResult(
             state,

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 async def sweep_once(service: StreamService) -> int:
     now = service.clock_ms()
     registry = service.registry
-    expired = [state for state in registry.by_path.values() if is_expired(state, now)]
+    expired = [state for state in registry.by_path.values() if is_expired(state, now, sliding=registry.sliding_expiry)]
     for state in expired:
         registry.expire(state)
     for state in list(registry.by_path.values()):

@@ -30,10 +30,20 @@ class Settings:
         help: str,
         choices: list[str] | None = None,
         environ: Mapping[str, str] | None = None,
+        repeatable: bool = False,
     ) -> None:
         env = self.env_name(flag)
         self._known.add(env)
         environ = os.environ if environ is None else environ
+        if repeatable:
+            # Given N times on the command line (replacing the environment's comma-separated list).
+            if env in environ:
+                default = tuple(type(v.strip()) for v in environ[env].split(",") if v.strip())
+            shown = f" (default: {', '.join(default)})" if default else ""
+            self.parser.add_argument(
+                flag, type=type, default=default, action=_Repeated, help=f"{help}{shown} [env: {env}, comma-separated]"
+            )
+            return
         if env in environ:
             try:
                 default = type(environ[env])
@@ -47,6 +57,15 @@ class Settings:
         unknown = sorted(name for name in environ if name.startswith(self.prefix) and name not in self._known)
         if unknown:
             raise SystemExit(f"unknown setting(s) in the environment: {', '.join(unknown)}")
+
+
+class _Repeated(argparse.Action):
+    """Like "append", but the first use on the command line replaces the default."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None):  # type: ignore[override]
+        current = getattr(namespace, self.dest)
+        base = () if current is self.default else tuple(current)
+        setattr(namespace, self.dest, (*base, values))
 
 
 def positive_float(text: str) -> float:

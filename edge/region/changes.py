@@ -1,0 +1,91 @@
+"""Following the origin's change feed: new, closed, deleted and expired streams, and the link.
+
+One long-lived request per region. Its heartbeats are the link's pulse: three missed ones mark
+the link down (writes then fail fast, followers drop their dead connections), the next good
+line marks it up. It resumes from the last event seen; when the origin cannot resume there, the
+replica reconciles against the full stream list (a resync).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import aiohttp
+
+from edge.region.link import Link
+from edge.region.replica import Replica
+from shared import replication as r
+from shared.aio.tasks import spawn
+from shared.errors import Unavailable
+
+logger = logging.getLogger(__name__)
+
+
+class ChangeFollower:
+    def __init__(self, replica: Replica, link: Link, heartbeat: float = 1.0) -> None:
+        self.replica = replica
+        self.link = link
+        self.heartbeat = heartbeat
+        self.epoch: str | None = None
+        self.after = 0
+        self.access_control = False  # the origin checks credentials: so must the region
+
+    async def run(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                await self._follow_once()
+                backoff = 0.05
+            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, Unavailable, ConnectionError) as exc:
+                logger.info("change feed broke: %s: %s", type(exc).__name__, exc)
+            self.link.mark_down()
+            self.replica.link_lost()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
+
+    async def _follow_once(self) -> None:
+        replica = self.replica
+        params = {"after": str(self.after), "heartbeat": str(self.heartbeat)}
+        if self.epoch is not None:
+            params["epoch"] = self.epoch
+        silence = self.heartbeat * 3
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=silence, sock_read=silence)
+        async with replica.session.get(
+            replica.origin + r.CHANGES_PATH, params=params, headers=replica.headers, timeout=timeout
+        ) as response:
+            if response.status != 200:
+                raise Unavailable(f"change feed answered {response.status}")
+            async for line in response.content:
+                if not line.strip():
+                    continue
+                await self._handle(json.loads(line))
+
+    async def _handle(self, event: dict[str, object]) -> None:
+        kind = event["type"]
+        replica = self.replica
+        if kind in (r.HELLO, r.RESYNC):
+            self.access_control = bool(event.get("access_control"))
+            if kind == r.RESYNC or self.epoch is None:
+                await replica.resync()
+            self.epoch = str(event["epoch"])
+            self.after = int(event["seq"])  # type: ignore[call-overload]
+            self.link.mark_up()
+            return
+        self.link.mark_up()
+        if kind == r.HEARTBEAT:
+            return
+        if kind == r.CREATED:
+            # In its own task: a fork's install waits for its source's data, and the feed must
+            # keep flowing meanwhile (a delete racing it is caught by the follower's 404).
+            spawn(self._install(event["stream"]), name="replica-install")  # type: ignore[arg-type]
+        elif kind == r.DELETED:
+            await replica.deleted_upstream(str(event["path"]), int(event["generation"]))  # type: ignore[call-overload]
+        self.after = int(event["seq"])  # type: ignore[call-overload]
+
+    async def _install(self, described: dict[str, object]) -> None:
+        try:
+            await self.replica.announced(described)
+        except Unavailable as exc:
+            logger.warning("could not replicate a new stream: %s", exc)

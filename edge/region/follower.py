@@ -1,0 +1,141 @@
+"""One replicated stream incarnation's live upstream tail: the origin's log feed, applied locally.
+
+The follower asks for records from the replica's own tail, so after a broken link, a partition
+or a restart it resumes exactly where the replica stands, and nothing is lost or applied twice
+(each frame names its start position, which must equal the local tail). Everything a chunk of
+the response holds is applied as one batch (one group commit). A heartbeat names the origin's
+tail: the follower is caught up when it has all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import aiohttp
+
+from edge.region.link import Link
+from origin.stream import StreamState
+from shared import replication as r
+
+logger = logging.getLogger(__name__)
+
+
+class Diverged(Exception):
+    """The origin sent a record that does not start at the replica's tail."""
+
+
+@dataclass(slots=True)
+class FollowerEnd:
+    """Why a follower stopped: the incarnation is gone upstream (404), or its data is (410)."""
+
+    status: int
+
+
+class Follower:
+    def __init__(
+        self,
+        state: StreamState,
+        origin: str,
+        session: aiohttp.ClientSession,
+        headers: dict[str, str],
+        link: Link,
+        apply: Callable[[StreamState, list[r.RecordFrame]], Awaitable[None]],
+        on_end: Callable[[Follower, FollowerEnd], Awaitable[None]],
+        heartbeat: float,
+        max_record: int,
+    ) -> None:
+        self.state = state
+        self._url = f"{origin}{r.LOG_PREFIX}{quote(state.config.path, safe='/')}"
+        self._session = session
+        self._headers = headers
+        self._link = link
+        self._apply = apply
+        self._on_end = on_end
+        self._heartbeat = heartbeat
+        self._max_record = max_record
+        self.origin_tail = state.tail  # as of the last frame from the origin
+        self.caught_up = asyncio.Event()
+        self.stopped = False
+        self._response: aiohttp.ClientResponse | None = None
+
+    @property
+    def lag_bytes(self) -> int:
+        return max(0, self.origin_tail - self.state.tail)
+
+    def abort(self) -> None:
+        """Drop the current upstream response now (link lost): the loop reconnects later."""
+        if self._response is not None:
+            self._response.close()
+
+    async def run(self) -> None:
+        backoff = 0.05
+        # A closed stream never changes again: only deletion, which the change feed reports.
+        while not self.stopped and not self.state.removed and not self.state.closed:
+            if not self._link.is_up:
+                await self._link.wait_up()
+            try:
+                end = await self._follow_once()
+                backoff = 0.05
+            except (aiohttp.ClientError, TimeoutError, r.FrameError, Diverged, ConnectionError) as exc:
+                if not self.stopped:
+                    logger.debug("follower of %r: %s", self.state.config.path, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            if end is not None:
+                self.stopped = True
+                await self._on_end(self, end)
+                return
+
+    async def _follow_once(self) -> FollowerEnd | None:
+        state = self.state
+        params = {"generation": str(state.generation), "from": str(state.tail), "heartbeat": str(self._heartbeat)}
+        # A silent connection for three heartbeats is a dead one (a partition drops no FIN).
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._heartbeat * 3, sock_read=self._heartbeat * 3)
+        async with self._session.get(self._url, params=params, headers=self._headers, timeout=timeout) as response:
+            if response.status in (404, 410):
+                return FollowerEnd(response.status)
+            if response.status != 200:
+                raise aiohttp.ClientResponseError(
+                    response.request_info, (), status=response.status, message=(await response.text())[:200]
+                )
+            self._response = response
+            try:
+                parser = r.FrameParser(self._max_record)
+                async for data in response.content.iter_any():
+                    records: list[r.RecordFrame] = []
+                    for frame in parser.feed(data):
+                        if isinstance(frame, r.RecordFrame):
+                            records.append(frame)
+                            self.origin_tail = max(self.origin_tail, frame.start + len(frame.payload))
+                        else:
+                            if records:
+                                await self._apply(state, records)
+                                records = []
+                            if self._on_heartbeat(frame):
+                                return None  # the incarnation left its path: nothing more will come
+                    if records:
+                        await self._apply(state, records)
+                    if self.stopped or state.removed:
+                        return None
+            finally:
+                self._response = None
+        return None
+
+    def _on_heartbeat(self, beat: r.Heartbeat) -> bool:
+        self.origin_tail = beat.tail
+        if self.state.tail >= beat.tail:
+            self.caught_up.set()
+        if beat.gone or (beat.closed and self.state.tail >= beat.tail):
+            self.stopped = True
+            return True
+        return False
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000

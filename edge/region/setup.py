@@ -1,0 +1,84 @@
+"""Assemble a region for an edge process: replica storage, followers, change feed, router."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+from prometheus_client import CollectorRegistry
+
+from edge.config import EdgeConfig
+from edge.region.changes import ChangeFollower
+from edge.region.link import Link
+from edge.region.metrics import RegionMetrics
+from edge.region.patterns import PathPatterns
+from edge.region.replica import Replica
+from edge.region.router import RegionRouter
+from origin.config import OriginConfig
+from origin.handlers import StreamHandlers
+from origin.limits import LiveLimiter
+from origin.metrics import OriginMetrics
+from origin.storage import FileStore
+from origin.storage.tail_cache import TailCachedStore
+from shared.aio.tasks import cancel_all, spawn
+from shared.auth import AccessPolicy
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Region:
+    router: RegionRouter
+    replica: Replica
+    task: asyncio.Task[None]
+
+    async def close(self) -> None:
+        await cancel_all([self.task])
+        await self.replica.close()
+
+
+async def open_region(
+    config: EdgeConfig, session: aiohttp.ClientSession, registry: CollectorRegistry, policy: AccessPolicy
+) -> Region:
+    assert config.region is not None
+    metrics = RegionMetrics(registry, config.region)
+    link = Link(metrics.link_up)
+    headers = {"Authorization": f"Bearer {config.origin_token}"} if config.origin_token else {}
+    store = TailCachedStore(FileStore(config.replica_dir, fsync=True), 64 * 1024 * 1024)
+    replica = Replica(
+        store,
+        config.origin,
+        session,
+        headers,
+        PathPatterns(config.replicate),
+        metrics,
+        link,
+        heartbeat=config.replica_heartbeat,
+        idle=config.replica_idle,
+    )
+    await replica.start()
+    changes = ChangeFollower(replica, link, config.link_heartbeat)
+    # The replica answers reads with the origin's own handlers; their metrics stay private
+    # (the edge exports ds_edge_* and ds_region_*; ds_origin_* is the origin's).
+    local_config = OriginConfig(
+        long_poll_timeout=config.long_poll_timeout,
+        sse_max_age=config.sse_max_age,
+        sse_keepalive=config.sse_keepalive,
+    )
+    local = StreamHandlers(
+        replica.service,
+        local_config,
+        OriginMetrics(CollectorRegistry()),
+        LiveLimiter(local_config.max_live_connections),
+    )
+    router = RegionRouter(config.region, replica, changes, local, link, metrics, policy)
+    logger.info(
+        "region %s: replica in %s, %d streams held, replicating %s",
+        config.region,
+        config.replica_dir,
+        len(replica.registry.by_path),
+        ", ".join(config.replicate) or "streams on first read",
+    )
+    return Region(router, replica, spawn(changes.run(), name="region-change-feed"))

@@ -1,0 +1,30 @@
+"""What the service tells listeners about streams (the replication change feed listens).
+
+Called synchronously on the event loop, right after the change is durable and visible.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from origin.stream import StreamState
+
+
+class StreamEvents(Protocol):
+    def created(self, state: StreamState) -> None: ...
+
+    def closed(self, state: StreamState) -> None: ...
+
+    def gone(self, state: StreamState, reason: str) -> None:
+        """The path no longer names `state` (deleted, soft-deleted or expired)."""
+
+
+class NoEvents:
+    def created(self, state: StreamState) -> None:
+        pass
+
+    def closed(self, state: StreamState) -> None:
+        pass
+
+    def gone(self, state: StreamState, reason: str) -> None:
+        pass

@@ -1,0 +1,167 @@
+"""HTTP routes of the replication API (shared.replication), served by the origin for replicas.
+
+All of it needs `read` on everything (a replica token) when access control is on; each route
+checks so itself, since the stream middleware only guards /v1/stream/.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from aiohttp import web
+
+from origin.replication.changes import ChangeLog
+from origin.replication.configs import describe
+from origin.replication.log_feed import serve_log
+from origin.service import StreamService
+from origin.stream import StreamState
+from shared import replication as r
+from shared.auth import AccessPolicy, Right, authorize
+from shared.errors import BadRequest, NotFound
+from shared.headers import CACHE_CONTROL, CONTENT_TYPE
+from shared.paths import validate_path
+
+MAX_PAGE = 1000
+MAX_TOUCH_PATHS = 10_000
+
+
+def _number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be between {low:g} and {high:g}")
+    return value
+
+
+class ReplicationRoutes:
+    def __init__(self, service: StreamService, changes: ChangeLog, policy: AccessPolicy) -> None:
+        self.service = service
+        self.changes = changes
+        self.policy = policy
+
+    def _authorize(self, request: web.Request, path: str = "") -> None:
+        authorize(
+            self.policy,
+            Right.READ,
+            path,
+            authorization=request.headers.get("Authorization"),
+            query={},
+            now_s=int(time.time()),
+        )
+
+    async def changes_feed(self, request: web.Request) -> web.StreamResponse:
+        self._authorize(request)
+        heartbeat = _number(request, "heartbeat", 1.0, 0.05, 60.0)
+        after = int(_number(request, "after", 0, 0, 2**62))
+        epoch = request.query.get("epoch")
+        response = web.StreamResponse(status=200)
+        response.headers[CONTENT_TYPE] = r.CONTENT_TYPE_NDJSON
+        response.headers[CACHE_CONTROL] = "no-store"
+        response.headers["X-Accel-Buffering"] = "no"
+        changes = self.changes
+        access_control = self.policy.enabled
+        try:
+            await response.prepare(request)
+            lines = changes.since(epoch, after)
+            if lines is None:
+                await response.write(changes.control(r.RESYNC, access_control=access_control))
+            else:
+                await response.write(changes.control(r.HELLO, access_control=access_control) + b"".join(lines))
+            after = changes.seq
+            while not self.service.stopping:
+                await changes.wait(after, heartbeat)
+                lines = changes.since(changes.epoch, after)
+                if lines is None:  # fell out of the window while this response was slow
+                    await response.write(changes.control(r.RESYNC, access_control=access_control))
+                elif lines:
+                    await response.write(b"".join(lines))
+                else:
+                    await response.write(changes.control(r.HEARTBEAT))
+                after = changes.seq
+            await response.write_eof()
+        except ConnectionResetError:
+            pass
+        return response
+
+    async def streams(self, request: web.Request) -> web.Response:
+        """Every live or soft-deleted incarnation that holds a path, in path order, a page at a time."""
+        self._authorize(request)
+        after = request.query.get("after", "")
+        limit = int(_number(request, "limit", MAX_PAGE, 1, MAX_PAGE))
+        now = self.service.clock_ms()
+        paths = sorted(p for p in self.service.registry.by_path if p > after)
+        page = []
+        for path in paths:
+            state = self.service.registry.visible(path, now)
+            if state is not None:
+                page.append(describe(state))
+            if len(page) >= limit:
+                break
+        more = bool(page) and page[-1]["config"]["path"] != paths[-1]
+        body = {"streams": page, "next": page[-1]["config"]["path"] if more else None}
+        return web.json_response(body, headers={CACHE_CONTROL: "no-store"})
+
+    async def describe_one(self, request: web.Request) -> web.Response:
+        """One incarnation by path (the one holding it), or by `generation` (also fork sources)."""
+        path = validate_path(request.match_info["path"])
+        self._authorize(request, path)
+        state = self._incarnation(request, path)
+        return web.json_response(describe(state), headers={CACHE_CONTROL: "no-store"})
+
+    async def log(self, request: web.Request) -> web.StreamResponse:
+        path = validate_path(request.match_info["path"])
+        self._authorize(request, path)
+        state = self._incarnation(request, path)
+        start = int(_number(request, "from", state.base, 0, 2**62))
+        heartbeat = _number(request, "heartbeat", 5.0, 0.05, 60.0)
+        return await serve_log(request, self.service, state, start, heartbeat)
+
+    async def touch(self, request: web.Request) -> web.Response:
+        """Replicas report streams read in their region, so reads anywhere keep a TTL alive."""
+        try:
+            paths = json.loads(await request.read())["paths"]
+        except (ValueError, KeyError, TypeError):
+            raise BadRequest('body must be JSON: {"paths": [...]}') from None
+        if not isinstance(paths, list) or len(paths) > MAX_TOUCH_PATHS:
+            raise BadRequest(f"paths must be a list of at most {MAX_TOUCH_PATHS} stream paths")
+        now = self.service.clock_ms()
+        for path in paths:
+            if not isinstance(path, str):
+                raise BadRequest("paths must be strings")
+            self._authorize(request, path)
+            state = self.service.registry.visible(path, now)
+            if state is not None and not state.soft_deleted:
+                self.service.touch(state, now)
+        return web.Response(status=204)
+
+    def _incarnation(self, request: web.Request, path: str) -> StreamState:
+        text = request.query.get("generation")
+        if text is None:
+            state = self.service.registry.visible(path, self.service.clock_ms())
+        else:
+            if not text.isdigit():
+                raise BadRequest("generation must be a number")
+            state = self.service.registry.by_generation.get(int(text))
+            if state is not None and state.config.path != path:
+                state = None
+        if state is None:
+            raise NotFound("stream incarnation not found")
+        return state
+
+
+def add_replication_routes(app: web.Application, service: StreamService, policy: AccessPolicy) -> ChangeLog:
+    changes = ChangeLog()
+    service.registry.events = changes
+    routes = ReplicationRoutes(service, changes, policy)
+    app.router.add_get(r.CHANGES_PATH, routes.changes_feed, allow_head=False)
+    app.router.add_get(r.STREAMS_PATH, routes.streams, allow_head=False)
+    app.router.add_get(r.STREAMS_PATH + "/{path:.+}", routes.describe_one, allow_head=False)
+    app.router.add_get(r.LOG_PREFIX + "{path:.+}", routes.log, allow_head=False)
+    app.router.add_post(r.TOUCH_PATH, routes.touch)
+    return changes
