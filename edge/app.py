@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from edge.cache import ChunkCache
 from edge.config import EdgeConfig
 from edge.fanout import SSEFanout
+from edge.fast_reads import EdgeLane, FastReads
 from edge.handlers import EdgeHandlers
 from edge.metrics import EdgeMetrics
 from edge.reads import EdgeReads
@@ -24,6 +25,7 @@ from edge.rest_proxy import add_rest_proxy
 from edge.upstream import Upstream
 from shared.aio.access import access_middleware, load_policy
 from shared.aio.cors import add_cors_routes, security_headers
+from shared.aio.fast_lane import LANE
 from shared.aio.http_errors import error_middleware
 from shared.aio.observe import metrics_handler, observe_middleware
 from shared.auth import AccessPolicy
@@ -44,6 +46,7 @@ def build_app(
     cache = ChunkCache(config.cache_memory, config.cache_dir, config.cache_disk)
     metrics.watch(lambda: cache.memory_bytes, lambda: cache.disk.bytes if cache.disk else 0)
     holder: dict[str, EdgeHandlers] = {}
+    lane = app[LANE] = EdgeLane()  # plain cached reads, answered under aiohttp's request machinery
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, keepalive_timeout=30)
@@ -53,8 +56,11 @@ def build_app(
         reads = EdgeReads(upstream, cache, metrics, config.long_poll_timeout)
         fanout = SSEFanout(upstream, reads, metrics, config)
         holder["handlers"] = EdgeHandlers(upstream, reads, fanout, cache, policy)
+        if getattr(holder["handlers"], "region", None) is None:  # a regional replica reads its own way
+            lane.reads = FastReads(reads, cache, metrics, policy)
         logger.info("edge ready: origin %s, cache %d bytes in memory", config.origin, config.cache_memory)
         yield
+        lane.reads = None
         fanout.shutdown()
         await session.close()
 

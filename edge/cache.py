@@ -112,6 +112,20 @@ class ChunkCache:
                 return chunk, "disk"
         return None
 
+    def in_memory(self, scope: str, generation: int, position: int) -> Chunk | None:
+        """The memory tier's chunk answering a read from `position` (no disk, no await), if any."""
+        key = self._starts.candidate(scope, generation, position)
+        if key is None:
+            return None
+        chunk = self._memory.get(key)
+        return chunk if chunk is not None and chunk.covers(position) else None
+
+    def may_have(self, scope: str, generation: int, position: int) -> bool:
+        """Whether some tier may hold a chunk answering a read from `position` (cheap, no I/O)."""
+        if self.in_memory(scope, generation, position) is not None:
+            return True
+        return self.disk is not None and self.disk.may_have(scope, generation, position)
+
     def drop_stream(self, path: str) -> None:
         for scope, generation in self._starts.scopes_of(path):
             while (key := self._starts.candidate(scope, generation, 2**62)) is not None:
@@ -189,6 +203,11 @@ class DiskTier:
                 os.unlink(path)  # metadata-only and rare: not worth a thread hop
             except FileNotFoundError:
                 pass
+
+    def may_have(self, scope: str, generation: int, position: int) -> bool:
+        key = self._starts.candidate(scope, generation, position)
+        entry = self._files.get(key) if key is not None else None
+        return entry is not None and (position == entry[2]["start"] or position < entry[2]["end"])
 
     async def find(self, scope: str, generation: int, position: int) -> Chunk | None:
         key = self._starts.candidate(scope, generation, position)

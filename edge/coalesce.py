@@ -27,6 +27,10 @@ class SingleFlight(Generic[K, V]):
     def waiting(self, key: K) -> bool:
         return key in self._inflight
 
+    def pending(self, key: K) -> asyncio.Future[V] | None:
+        """The shared future of a flight in progress for `key` (never cancel it), if any."""
+        return self._inflight.get(key)
+
     async def run(self, key: K, work: Callable[[], Awaitable[V]]) -> V:
         return await asyncio.shield(self.join(key, work))
 

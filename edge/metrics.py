@@ -41,6 +41,12 @@ class EdgeMetrics:
         self.slow_disconnects = Counter(
             "ds_edge_slow_client_disconnects", "SSE clients cut off for not keeping up", registry=registry
         )
+        self.fast_lane = Counter(
+            "ds_edge_fast_lane_answers",
+            "Reads answered with rendered bytes, below aiohttp's request handling",
+            ["kind"],
+            registry=registry,
+        )
         self._cache_bytes = Gauge("ds_edge_cache_bytes", "Bytes held by the cache", ["tier"], registry=registry)
 
     def watch(self, memory_bytes: Callable[[], int], disk_bytes: Callable[[], int]) -> None:

@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 from cachetools import LRUCache, TTLCache
 from multidict import CIMultiDict
+from yarl import URL
 
 from edge.cache import ChunkCache
 from edge.chunks import Chunk, ChunkKey, is_immutable
@@ -117,6 +118,13 @@ class EdgeReads:
         """A write to `path` passed through: reads issued from now on must not share older flights."""
         self._writes[path] = self._writes.get(path, 0) + 1
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def flight_key(self, scope: ReadScope, what: str) -> tuple[str, str, str]:
+        return self._flight_key(scope, what)
+
     def _flight_key(self, scope: ReadScope, what: str) -> tuple[str, str, str]:
         return (scope.credential or scope.path, scope.path, f"{self._writes.get(scope.path, 0)}|{what}")
 
@@ -157,13 +165,7 @@ class EdgeReads:
         if recent is not None:
             self.metrics.cache_hits.labels("recent_poll").inc()
             return self._long_poll_answer(recent, offset_text, request.cursor, scope)
-        rel_url = http.rel_url
-
-        def upstream_poll() -> Awaitable[Reply]:
-            # Cursors are the edge's own (per client); everything else goes upstream as sent.
-            query = {k: v for k, v in rel_url.query.items() if k != h.QUERY_CURSOR}
-            return self._poll(http.headers, scope, offset, rel_url.with_query(query).raw_path_qs)
-
+        upstream_poll = self.poll_work(http.headers, scope, offset, http.rel_url)
         if self._stopped:
             return _stopping_answer(offset_text, self._cursor(offset_text, request.cursor))
         self.metrics.long_poll_waiters.inc()
@@ -175,6 +177,25 @@ class EdgeReads:
             self.metrics.long_poll_waiters.dec()
         if reply is STOPPING:  # shutting down: answer now, so the client resumes elsewhere
             return _stopping_answer(offset_text, self._cursor(offset_text, request.cursor))
+        self.remember_poll(key, offset, reply)
+        return self._long_poll_answer(reply, offset_text, request.cursor, scope)
+
+    def poll_work(
+        self, headers: Mapping[str, str], scope: ReadScope, offset: Offset | None, rel_url: URL
+    ) -> Callable[[], Awaitable[Reply]]:
+        """The upstream long-poll a flight runs for a client asking `rel_url`."""
+
+        def upstream_poll() -> Awaitable[Reply]:
+            # Cursors are the edge's own (per client); everything else goes upstream as sent.
+            query = {k: v for k, v in rel_url.query.items() if k != h.QUERY_CURSOR}
+            return self._poll(headers, scope, offset, rel_url.with_query(query).raw_path_qs)
+
+        return upstream_poll
+
+    def recent_poll(self, key: tuple[str, str, str]) -> Reply | None:
+        return self._recent_polls.get(key)
+
+    def remember_poll(self, key: tuple[str, str, str], offset: Offset | None, reply: Reply) -> None:
         # Only explicit offsets: data after one never changes (a `-1` answer may, and is short-lived).
         if (
             offset is not None
@@ -182,20 +203,29 @@ class EdgeReads:
             and "no-store" not in reply.headers.get(h.CACHE_CONTROL, "no-store")
         ):
             self._recent_polls[key] = reply
-        return self._long_poll_answer(reply, offset_text, request.cursor, scope)
 
     def _long_poll_answer(self, reply: Reply, offset_text: str, echoed: int | None, scope: ReadScope) -> web.Response:
+        headers = self.long_poll_headers(reply, offset_text, echoed, scope)
+        return web.Response(status=reply.status, body=reply.body if reply.status == 200 else None, headers=headers)
+
+    def long_poll_headers(
+        self, reply: Reply, offset_text: str, echoed: int | None, scope: ReadScope
+    ) -> CIMultiDict[str]:
+        """A shared poll's answer for one client: the origin's headers with that client's cursor."""
         headers = end_to_end(reply.headers)
         if h.STREAM_CURSOR in headers:
             headers[h.STREAM_CURSOR] = str(self._cursor(offset_text, echoed))
         _cap_for_signature(headers, scope)
-        return web.Response(status=reply.status, body=reply.body if reply.status == 200 else None, headers=headers)
+        return headers
 
     async def _poll(self, headers: Mapping[str, str], scope: ReadScope, offset: Offset | None, path_qs: str) -> Reply:
         self.metrics.upstream.labels("long_poll").inc()
         reply = await self.upstream.request("GET", path_qs, headers, timeout=self.long_poll_timeout + 5)
         self._store(scope, offset, reply)
         return reply
+
+    def cursor_for(self, offset_text: str, echoed: int | None) -> int:
+        return self._cursor(offset_text, echoed)
 
     @staticmethod
     def _cursor(offset_text: str, echoed: int | None) -> int:
@@ -219,9 +249,14 @@ def _stopping_answer(offset_text: str, cursor_value: int) -> web.Response:
     return web.Response(status=204, headers=headers)
 
 
-def _chunk_response(chunk: Chunk, position: int, http: web.Request, scope: ReadScope) -> web.Response:
+def chunk_answer(chunk: Chunk, position: int, scope: ReadScope) -> tuple[bytes, CIMultiDict[str]]:
     body, headers = chunk.answer(position)
     _cap_for_signature(headers, scope)
+    return body, headers
+
+
+def _chunk_response(chunk: Chunk, position: int, http: web.Request, scope: ReadScope) -> web.Response:
+    body, headers = chunk_answer(chunk, position, scope)
     if caching.if_none_match(http.headers.get(h.IF_NONE_MATCH), headers[h.ETAG]):
         return web.Response(status=304, headers={h.ETAG: headers[h.ETAG], h.CACHE_CONTROL: chunk.cache_control})
     return web.Response(status=200, body=body, headers=CIMultiDict(headers))

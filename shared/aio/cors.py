@@ -5,6 +5,7 @@ Set globally in on_response_prepare so errors, 304s and live responses carry the
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Final
 
 from aiohttp import web
@@ -22,7 +23,11 @@ _EXPOSE: Final = ", ".join(EXPOSED_HEADERS)
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    headers = response.headers
+    add_security_headers(response.headers)
+
+
+def add_security_headers(headers: MutableMapping[str, str]) -> None:
+    """The headers every response gets (also used for responses rendered ahead, as bytes)."""
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Cross-Origin-Resource-Policy", "cross-origin")
     # `*`, never an echo of Origin: no credentials are ever allowed (bearer tokens travel in

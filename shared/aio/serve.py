@@ -14,6 +14,8 @@ import sys
 
 from aiohttp import web
 
+from shared.aio.fast_lane import runner_for
+
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is a dependency; this keeps odd platforms working
@@ -29,7 +31,7 @@ def serve(
 
 
 async def _serve(app: web.Application, host: str, port: int, grace: float, reuse_port: bool, announce: bool) -> int:
-    runner = web.AppRunner(
+    runner = runner_for(  # the app's fast lane, if it has one, sees requests first
         app,
         handle_signals=False,
         shutdown_timeout=grace,

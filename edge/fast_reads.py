@@ -1,0 +1,242 @@
+"""The edge's fast lane: cache hits and shared long-poll answers written as rendered bytes.
+
+Only plain requests take the lane: an anonymous HTTP/1.1 keep-alive GET of a stream, with no
+If-None-Match, Authorization or signature, whose path needs no decoding. For those the answer
+depends on the target alone, so each target is parsed once (with the same `shared` rules the
+handlers use) and remembered. Then:
+- a catch-up read from the start of a chunk in the memory cache gets the chunk's rendered head
+  and the cached body, with no copy;
+- a long-poll whose answer is already known (a recent shared poll) gets it at once; one that can
+  join a shared poll in progress is parked on the connection, and when the poll returns every
+  parked client is answered in one pass, the answer rendered once per cursor group.
+Everything else (misses, other tiers, errors, shutdown, policies, regions) is declined and goes
+to the ordinary handlers, which also produce any error response; metrics count both alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp.http import HttpVersion11
+from aiohttp.http_parser import RawRequestMessage
+from cachetools import LRUCache
+
+from edge.cache import ChunkCache
+from edge.chunks import ChunkKey
+from edge.metrics import EdgeMetrics
+from edge.reads import STOPPING, EdgeReads, chunk_answer, explicit
+from edge.scope import ReadScope
+from edge.upstream import Reply
+from shared import headers as h
+from shared import parse
+from shared.aio.fast_lane import FastConnection
+from shared.aio.rendered import Rendered
+from shared.auth import SIGNATURE_PARAM, AccessPolicy, Right, authorize
+from shared.errors import ProtocolError
+from shared.offsets import Offset
+from shared.paths import STREAM_PREFIX, validate_path
+
+#: Request headers that change the answer (scope, 304): such requests go the ordinary way.
+NOT_PLAIN: Final = ("Authorization", "If-None-Match")
+MAX_ROUTES: Final = 16_384  # remembered targets (a few hundred bytes each)
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    scope: ReadScope
+    offset: Offset
+
+
+@dataclass(frozen=True, slots=True)
+class LongPoll:
+    scope: ReadScope
+    offset: Offset
+    offset_text: str
+    echoed: int | None
+
+
+Route = CatchUp | LongPoll | None  # None: not for the lane
+
+
+class _Parked:
+    """Clients parked on one shared long-poll, grouped by the answer they will get."""
+
+    __slots__ = ("groups",)
+
+    def __init__(self) -> None:
+        self.groups: dict[LongPoll, list[tuple[FastConnection, float]]] = {}
+
+
+class EdgeLane:
+    """The edge app's lane: declines everything until the edge is ready, or if reads go elsewhere."""
+
+    def __init__(self) -> None:
+        self.reads: FastReads | None = None
+
+    def take(self, message: RawRequestMessage, conn: FastConnection) -> bool:
+        fast = self.reads
+        return fast is not None and fast.take(message, conn)
+
+
+class FastReads:
+    def __init__(self, reads: EdgeReads, cache: ChunkCache, metrics: EdgeMetrics, policy: AccessPolicy) -> None:
+        self.reads = reads
+        self.policy = policy
+        self.cache = cache
+        self.metrics = metrics
+        self.enabled = True
+        self._routes: LRUCache[str, Route] = LRUCache(MAX_ROUTES)
+        self._parked: dict[tuple[str, str, str], _Parked] = {}
+        self._heads: LRUCache[tuple[ChunkKey, int], Rendered] = LRUCache(MAX_ROUTES)
+        self._recent_heads: LRUCache[LongPoll, tuple[Reply, int, Rendered]] = LRUCache(MAX_ROUTES)
+        # labels() costs a lock and a lookup: keep the few children the lane uses.
+        self._memory_hits = metrics.cache_hits.labels("memory")
+        self._recent_hits = metrics.cache_hits.labels("recent_poll")
+        self._requests: dict[int, Any] = {}
+        self._latency = metrics.latency.labels("GET", "stream")
+        self._lane_catch_up = metrics.fast_lane.labels("catch_up")
+        self._lane_long_poll = metrics.fast_lane.labels("long_poll")
+
+    def take(self, message: RawRequestMessage, conn: FastConnection) -> bool:
+        if not self.enabled or message.method != "GET" or message.version != HttpVersion11 or message.should_close:
+            return False
+        headers = message.headers
+        for name in NOT_PLAIN:
+            if name in headers:
+                return False
+        target = message.path
+        route = self._routes.get(target, False)
+        if route is False:
+            route = self._routes[target] = _route(message, self.policy)
+        if route is None:
+            return False
+        if type(route) is CatchUp:
+            return self._catch_up(route, conn)
+        return self._long_poll(route, message, conn)  # type: ignore[arg-type]
+
+    # -- catch-up --------------------------------------------------------------------------
+
+    def _catch_up(self, route: CatchUp, conn: FastConnection) -> bool:
+        offset = route.offset
+        chunk = self.cache.in_memory(route.scope.path, offset.generation, offset.position)
+        if chunk is None or offset.position != chunk.key.start:
+            return False  # a miss, another tier or a slice: the handlers do it
+        rendered = self._heads.get((chunk.key, offset.position))
+        if rendered is None:
+            body, headers = chunk_answer(chunk, offset.position, route.scope)
+            rendered = self._heads[(chunk.key, offset.position)] = Rendered(200, headers, len(body))
+        self._memory_hits.inc()
+        self.cache.hits["memory"] += 1
+        conn.send(rendered.head(), chunk.body)
+        self._count(200, 0.0)
+        self._lane_catch_up.inc()
+        return True
+
+    # -- long-poll -------------------------------------------------------------------------
+
+    def _long_poll(self, route: LongPoll, message: RawRequestMessage, conn: FastConnection) -> bool:
+        reads = self.reads
+        offset = route.offset
+        if reads.stopped or self.cache.may_have(route.scope.path, offset.generation, offset.position):
+            return False
+        key = reads.flight_key(route.scope, route.offset_text)
+        recent = reads.recent_poll(key)
+        if recent is not None:
+            rendered = self._render_recent(recent, route)
+            if rendered is None:
+                return False
+            self._recent_hits.inc()
+            conn.send(rendered.head(), recent.body if recent.status == 200 else b"")
+            self._count(recent.status, 0.0)
+            self._lane_long_poll.inc()
+            return True
+        future = reads.long_poll_flights.pending(key)
+        if future is None or future.done():
+            # The first client here starts the shared poll (as the handler would, with its request).
+            work = reads.poll_work(message.headers, route.scope, offset, message.url)
+            future = reads.long_poll_flights.join(key, work)
+        parked = self._parked.get(key)
+        if parked is None:
+            parked = self._parked[key] = _Parked()
+            future.add_done_callback(lambda f: self._answer_parked(key, parked, route.offset, f))
+        parked.groups.setdefault(route, []).append((conn, time.perf_counter()))
+        conn.park(message)
+        self.metrics.long_poll_waiters.inc()
+        return True
+
+    def _answer_parked(
+        self, key: tuple[str, str, str], parked: _Parked, offset: Offset, future: asyncio.Future[Reply]
+    ) -> None:
+        if self._parked.get(key) is parked:
+            del self._parked[key]
+        reply = None if future.cancelled() or future.exception() is not None else future.result()
+        if reply is not None and reply is not STOPPING:
+            self.reads.remember_poll(key, offset, reply)
+        for route, clients in parked.groups.items():
+            self.metrics.long_poll_waiters.dec(len(clients))
+            rendered = self._render(reply, route) if reply is not None and reply is not STOPPING else None
+            if rendered is None:
+                for conn, _started in clients:
+                    conn.release_parked()  # errors and shutdown answers: the handlers know how
+                continue
+            head = rendered.head()
+            body = reply.body if reply is not None and reply.status == 200 else b""
+            now = time.perf_counter()
+            for conn, started in clients:
+                if not conn.closed:
+                    conn.answer_parked(head, body)
+                    self._count(rendered.status, now - started)
+                    self._lane_long_poll.inc()
+
+    def _render_recent(self, reply: Reply, route: LongPoll) -> Rendered | None:
+        """A recent answer rendered once per client group (and cursor interval), not per client."""
+        cursor = self.reads.cursor_for(route.offset_text, route.echoed)
+        known = self._recent_heads.get(route)
+        if known is not None and known[0] is reply and known[1] == cursor:
+            return known[2]
+        rendered = self._render(reply, route)
+        if rendered is not None:
+            self._recent_heads[route] = (reply, cursor, rendered)
+        return rendered
+
+    def _render(self, reply: Reply, route: LongPoll) -> Rendered | None:
+        if reply.status not in (200, 204):
+            return None
+        headers = self.reads.long_poll_headers(reply, route.offset_text, route.echoed, route.scope)
+        return Rendered(reply.status, headers, len(reply.body) if reply.status == 200 else 0)
+
+    def _count(self, status: int, seconds: float) -> None:
+        counter = self._requests.get(status)
+        if counter is None:
+            counter = self._requests[status] = self.metrics.requests.labels("GET", "stream", str(status))
+        counter.inc()
+        self._latency.observe(seconds)
+
+
+def _route(message: RawRequestMessage, policy: AccessPolicy) -> Route:
+    """What a plain GET of `message.path` asks, by the handlers' own rules; None: not for the lane."""
+    raw_path, _, query_string = message.path.partition("?")
+    if not raw_path.startswith(STREAM_PREFIX) or any(c in message.path for c in "%#") or "+" in query_string:
+        return None  # anything that needs decoding takes the ordinary way
+    try:
+        path = validate_path(raw_path[len(STREAM_PREFIX) :])
+        query = message.url.query
+        read = parse.parse_read(query, query.getall(h.QUERY_OFFSET, []))
+        if policy.enabled and SIGNATURE_PARAM not in query:
+            # Anonymous access to a path never changes while the process runs (signed URLs,
+            # which expire, never take the lane).
+            authorize(policy, Right.READ, path, authorization=None, query=query, now_s=int(time.time()))
+    except (ProtocolError, ValueError):
+        return None
+    if SIGNATURE_PARAM in query or read.live == h.LIVE_SSE:
+        return None
+    offset = explicit(query.get(h.QUERY_OFFSET))
+    if offset is None:
+        return None
+    scope = ReadScope(path, None, signed=False)
+    if read.live == h.LIVE_LONG_POLL:
+        return LongPoll(scope, offset, query[h.QUERY_OFFSET], read.cursor)
+    return CatchUp(scope, offset)
