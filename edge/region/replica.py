@@ -113,8 +113,13 @@ class Replica:
     def serving(self, path: str) -> StreamState | None:
         """The local incarnation at `path`, if the region answers reads of it itself."""
         state = self.registry.by_path.get(path)
-        if state is None or state.generation not in self._ready:
+        if state is None:
             return None
+        if state.generation not in self._ready:
+            follower = self.followers.get(state.generation)
+            if follower is None or not follower.caught_up.is_set():
+                return None  # still copying what the origin already has: ask the origin meanwhile
+            self._ready.add(state.generation)
         return state
 
     def note_read(self, path: str, state: StreamState) -> None:

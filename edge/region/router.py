@@ -64,7 +64,9 @@ class RegionRouter:
             return None  # the origin checks credentials and this edge can't: never serve locally
         state = self.replica.serving(path)
         if state is None:
-            if request.method == "GET" and self.link.is_up:
+            if not self.link.is_up:
+                raise unavailable(f"region {self.name} does not hold this stream and cannot reach the origin")
+            if request.method == "GET":
                 spawn(self.replica.replicate_on_read(path), name="replicate-on-read")
             return None
         self.metrics.local_reads.inc()

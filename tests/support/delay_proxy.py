@@ -53,7 +53,7 @@ class DelayProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)  # noqa: TID251  (test support, owns its tasks)
+        task = asyncio.get_running_loop().create_task(coro)  # (test support: this proxy owns its tasks)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -131,6 +131,7 @@ class ThreadedDelayProxy:
         asyncio.run_coroutine_threadsafe(self.proxy.close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     def __enter__(self) -> ThreadedDelayProxy:
         return self
