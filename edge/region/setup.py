@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -81,4 +82,9 @@ async def open_region(
         len(replica.registry.by_path),
         ", ".join(config.replicate) or "streams on first read",
     )
-    return Region(router, replica, spawn(changes.run(), name="region-change-feed"))
+    task = spawn(changes.run(), name="region-change-feed")
+    # Start serving once the link is up (or clearly is not: then serve what the replica holds).
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(config.link_heartbeat * 3):
+            await link.wait_up()
+    return Region(router, replica, task)
