@@ -21,6 +21,7 @@ from edge.fast_reads import EdgeLane, FastReads
 from edge.handlers import EdgeHandlers
 from edge.metrics import EdgeMetrics
 from edge.reads import EdgeReads
+from edge.region.setup import open_region
 from edge.rest_proxy import add_rest_proxy
 from edge.upstream import Upstream
 from shared.aio.access import access_middleware, load_policy
@@ -55,13 +56,18 @@ def build_app(
         await cache.open()
         reads = EdgeReads(upstream, cache, metrics, config.long_poll_timeout)
         fanout = SSEFanout(upstream, reads, metrics, config)
-        holder["handlers"] = EdgeHandlers(upstream, reads, fanout, cache, policy)
-        if getattr(holder["handlers"], "region", None) is None:  # a regional replica reads its own way
+        handlers = holder["handlers"] = EdgeHandlers(upstream, reads, fanout, cache, policy)
+        region = await open_region(config, session, registry, policy) if config.region is not None else None
+        if region is not None:
+            handlers.region = region.router
+        if region is None:  # a regional replica answers reads its own way
             lane.reads = FastReads(reads, cache, metrics, policy)
         logger.info("edge ready: origin %s, cache %d bytes in memory", config.origin, config.cache_memory)
         yield
         lane.reads = None
         fanout.shutdown()
+        if region is not None:
+            await region.close()
         await session.close()
 
     async def on_shutdown(app: web.Application) -> None:
@@ -69,6 +75,8 @@ def build_app(
         if handlers is not None:
             handlers.fanout.shutdown()
             handlers.reads.shutdown()
+            if handlers.region is not None:
+                handlers.region.replica.service.begin_shutdown()  # local long-polls answer, SSE ends
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
         return await holder["handlers"].dispatch(request)
