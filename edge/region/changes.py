@@ -30,7 +30,9 @@ class ChangeFollower:
         self.heartbeat = heartbeat
         self.epoch: str | None = None
         self.after = 0
-        self.access_control = False  # the origin checks credentials: so must the region
+        # Until the origin says otherwise, assume it checks credentials: then a region without the
+        # policy never answers reads itself (it could not tell who may read what).
+        self.access_control = True
 
     async def run(self) -> None:
         backoff = 0.05
