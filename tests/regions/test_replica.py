@@ -153,3 +153,24 @@ async def _holds(session: aiohttp.ClientSession, url: str, offset: str) -> bool:
 
 async def _replicated(session: aiohttp.ClientSession, url: str, count: int) -> bool:
     return metric(await scrape(session, url), "ds_region_streams_replicated", region="eu") == count
+
+
+async def test_a_stream_with_retention_is_copied_from_the_earliest_record_the_origin_keeps(regions: Regions) -> None:
+    origin_url = regions.origin.stream_url + "retained"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        await create(session, origin_url, TEXT, headers={"Stream-Retention-Max-Bytes": "1000"})
+        first = ""
+        for i in range(30):
+            offset = await append(session, origin_url, TEXT, f"{i:03d}".encode() * 100)  # 300-byte appends
+            first = first or offset
+        async with session.head(origin_url) as r:
+            earliest = r.headers["Stream-Earliest-Offset"]
+        replica = regions.replica("--replicate", "**")  # starts after the origin dropped the start
+        replica_url = replica.stream_url + "retained"
+        tail = (await _read_all(session, origin_url))[1][-1][0]
+        await until(lambda: _holds(session, replica_url, tail), 10, "the replica to copy the retained part")
+        assert await _read_all(session, replica_url) == await _read_all(session, origin_url)
+        for url in (origin_url, replica_url):
+            async with session.get(url, params={"offset": first}) as r:
+                assert r.status == 410 and r.headers["Stream-Earliest-Offset"] == earliest, (url, r.status)
+        assert await _local_reads(session, replica.url) > 0
