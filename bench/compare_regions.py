@@ -238,6 +238,10 @@ def main() -> int:
     pinning = co.choose_pinning(args)
     if pinning.enabled:
         os.sched_setaffinity(0, {pinning.load_cpu})
+        pinning.note = (
+            f"origin, replica and Node (all threads) on CPU {pinning.server_cpu}; "
+            f"the delay proxies, the clients and this script on CPU {pinning.load_cpu}"
+        )
     data_root = Path(tempfile.mkdtemp(prefix="ds-bench-regions-"))
     machine = co.machine_info(data_root)
     began = time.monotonic()
