@@ -26,9 +26,9 @@ from edge.region.follower import Diverged, Follower, FollowerEnd
 from edge.region.link import Link
 from edge.region.metrics import RegionMetrics
 from edge.region.patterns import PathPatterns
-from origin.replication.configs import config_from_json
 from origin.service import StreamService
 from origin.storage.base import Record, StorageError, Store
+from origin.storage.config_fields import config_from_fields
 from origin.stream import StreamState
 from shared import replication as r
 from shared.aio.tasks import cancel_all, spawn
@@ -156,7 +156,7 @@ class Replica:
         return state
 
     async def install(self, described: dict[str, Any]) -> StreamState | None:
-        config = config_from_json(described["config"])
+        config = config_from_fields(described["config"])
         existing = self.registry.by_generation.get(config.generation)
         if existing is not None:
             return existing
@@ -177,7 +177,7 @@ class Replica:
             del self._installing[config.generation]
 
     async def _install(self, described: dict[str, Any]) -> StreamState | None:
-        config = config_from_json(described["config"])
+        config = config_from_fields(described["config"])
         source: StreamState | None = None
         if config.fork is not None:
             fork = config.fork

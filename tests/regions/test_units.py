@@ -8,8 +8,8 @@ import pytest
 
 from edge.region.patterns import PathPatterns
 from origin.replication.changes import ChangeLog
-from origin.replication.configs import config_from_json, config_to_json
 from origin.storage.base import ForkLink, StreamConfig
+from origin.storage.config_fields import config_from_fields, config_to_fields
 from origin.stream import StreamState
 from shared.parse import Expiry, Retention
 
@@ -69,6 +69,6 @@ def test_configuration_json_round_trips() -> None:
         retention=Retention(60, None),
         max_size=1000,
     )
-    assert config_from_json(config_to_json(config)) == config
+    assert config_from_fields(config_to_fields(config)) == config
     plain = StreamConfig(1, "p", "text/plain", 30, None, 0)
-    assert config_from_json(config_to_json(plain)) == plain
+    assert config_from_fields(config_to_fields(plain)) == plain

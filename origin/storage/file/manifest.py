@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Final
 
-from origin.storage.base import ForkLink, StreamConfig
-from shared.parse import Expiry, Retention
+from origin.storage.base import StreamConfig
+from origin.storage.config_fields import config_from_fields, config_to_fields
 
 MANIFEST: Final = "manifest.json"
 FORMAT_VERSION: Final = 1
@@ -37,31 +37,8 @@ def log_file_name(file_no: int) -> str:
 
 
 def to_json(config: StreamConfig, log: LogState = LogState()) -> bytes:
-    data: dict[str, Any] = {
-        "version": FORMAT_VERSION,
-        "generation": config.generation,
-        "path": config.path,
-        "content_type": config.content_type,
-        "ttl_seconds": config.ttl_seconds,
-        "expires": None if config.expires is None else [config.expires.at_ms, config.expires.text],
-        "created_ms": config.created_ms,
-        "soft_deleted": config.soft_deleted,
-        "fork": None,
-        "retention": None
-        if config.retention is None
-        else [config.retention.max_age_seconds, config.retention.max_bytes],
-        "max_size": config.max_size,
-        "log": [log.file_no, log.first_record, log.first_position],
-    }
-    if config.fork is not None:
-        fork = config.fork
-        data["fork"] = {
-            "source_generation": fork.source_generation,
-            "source_path": fork.source_path,
-            "position": fork.position,
-            "requested_offset": fork.requested_offset,
-            "requested_sub_offset": fork.requested_sub_offset,
-        }
+    data: dict[str, Any] = {"version": FORMAT_VERSION, **config_to_fields(config)}
+    data["log"] = [log.file_no, log.first_record, log.first_position]
     return json.dumps(data, separators=(",", ":")).encode()
 
 
@@ -70,30 +47,7 @@ def from_json(raw: bytes) -> tuple[StreamConfig, LogState]:
     log = LogState(*data.get("log", (0, 0, None)))
     if data.get("version") != FORMAT_VERSION:
         raise ValueError(f"unknown manifest version {data.get('version')!r}")
-    fork = data["fork"]
-    expires = data["expires"]
-    retention = data.get("retention")
-    config = StreamConfig(
-        generation=int(data["generation"]),
-        path=str(data["path"]),
-        content_type=str(data["content_type"]),
-        ttl_seconds=data["ttl_seconds"],
-        expires=None if expires is None else Expiry(int(expires[0]), str(expires[1])),
-        created_ms=int(data["created_ms"]),
-        soft_deleted=bool(data["soft_deleted"]),
-        retention=None if retention is None else Retention(retention[0], retention[1]),
-        max_size=data.get("max_size"),
-        fork=None
-        if fork is None
-        else ForkLink(
-            source_generation=int(fork["source_generation"]),
-            source_path=str(fork["source_path"]),
-            position=int(fork["position"]),
-            requested_offset=fork["requested_offset"],
-            requested_sub_offset=int(fork["requested_sub_offset"]),
-        ),
-    )
-    return config, log
+    return config_from_fields(data), log
 
 
 def write_atomically(directory: str, config: StreamConfig, access_ms: int, log: LogState = LogState()) -> None:
