@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -135,7 +134,3 @@ class Follower:
             self.stopped = True
             return True
         return False
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000

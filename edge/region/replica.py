@@ -26,6 +26,8 @@ from edge.region.follower import Diverged, Follower, FollowerEnd
 from edge.region.link import Link
 from edge.region.metrics import RegionMetrics
 from edge.region.patterns import PathPatterns
+from origin.app import wall_clock_ms
+from origin.registry import Registry
 from origin.service import StreamService
 from origin.storage.base import Record, StorageError, Store
 from origin.storage.config_fields import config_from_fields
@@ -36,10 +38,6 @@ from shared.errors import Unavailable
 from shared.offsets import Offset
 
 logger = logging.getLogger(__name__)
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Replica:
@@ -58,7 +56,7 @@ class Replica:
         max_record: int = 64 * 1024 * 1024,
         touch_interval: float = 0.25,
     ) -> None:
-        self.service = StreamService(store, wall_ms)
+        self.service = StreamService(store, wall_clock_ms)
         self.service.registry.sliding_expiry = False
         self.origin = origin.rstrip("/")
         self.session = session
@@ -77,10 +75,10 @@ class Replica:
         self._ready: set[int] = set()  # generations caught up once: served locally from then on
         self._last_read: dict[str, float] = {}  # lazily replicated paths: last local read (monotonic)
         self._touched: set[str] = set()  # paths read here since the last /touch
-        self._dropping: set[int] = set()  # paths whose data the origin no longer keeps from its start
+        self._dropping: set[int] = set()  # generations being dropped right now (drop is idempotent)
 
     @property
-    def registry(self):  # type: ignore[no-untyped-def]
+    def registry(self) -> Registry:
         return self.service.registry
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -198,7 +196,7 @@ class Replica:
                 await self.service.store.drop_before(config.generation, 1, retained_from)
         except StorageError as exc:
             raise Unavailable(f"replica storage failed: {exc}") from exc
-        state = StreamState(config, source, wall_ms())
+        state = StreamState(config, source, wall_clock_ms())
         if retained_from > base:
             state.dropped = 1
             state.retained_from = state.tail = state.v_tail = retained_from
@@ -278,7 +276,7 @@ class Replica:
             state.accept(record)
             futures.append(self.service.committer.submit(state, record))
         await asyncio.gather(*futures)
-        now = wall_ms()
+        now = wall_clock_ms()
         delay = max(0, now - frames[-1].written_ms) / 1000
         for frame in frames:
             self.metrics.delay.observe(max(0, now - frame.written_ms) / 1000)
