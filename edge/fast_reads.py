@@ -142,7 +142,7 @@ class FastReads:
         offset = route.offset
         if reads.stopped or self.cache.may_have(route.scope.path, offset.generation, offset.position):
             return False
-        key = reads.flight_key(route.scope, route.offset_text)
+        key = reads.flight_key(route.scope, route.offset_text, offset)
         recent = reads.recent_poll(key)
         if recent is not None:
             rendered = self._render_recent(recent, route)

@@ -16,13 +16,13 @@ from edge.fanout import SSEFanout
 from edge.reads import EdgeReads, respond
 from edge.region.router import RegionRouter
 from edge.scope import read_scope
-from edge.upstream import Upstream
+from edge.upstream import Reply, Upstream
 from shared import headers as h
 from shared import parse
 from shared.aio.cors import preflight
 from shared.auth import AccessPolicy
-from shared.errors import MethodNotAllowed
-from shared.offsets import NOW
+from shared.errors import MethodNotAllowed, ProtocolError
+from shared.offsets import NOW, Offset, parse_offset
 from shared.paths import validate_path
 
 #: Bodies up to this size are read whole and forwarded with a Content-Length; larger ones stream.
@@ -78,11 +78,21 @@ class EdgeHandlers:
             body = _stream(request)
         reply = await self.upstream.request(request.method, request.raw_path, request.headers, body)
         if reply.status < 300:
-            self.reads.wrote(path)
+            self.reads.wrote(path, _append_end(request, reply))
             if request.method == "DELETE" or reply.status == 201:
                 self.cache.drop_stream(path)
                 self.fanout.drop(path)
         return respond(reply, request)
+
+
+def _append_end(request: web.Request, reply: Reply) -> Offset | None:
+    """Where an acknowledged append ended; None for any other write (create, delete, close)."""
+    if request.method != "POST" or h.STREAM_CLOSED in request.headers or h.STREAM_CLOSED in reply.headers:
+        return None
+    try:
+        return parse_offset(reply.headers.get(h.STREAM_NEXT_OFFSET, ""))
+    except ProtocolError:
+        return None
 
 
 async def _stream(request: web.Request) -> AsyncIterator[bytes]:

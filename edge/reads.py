@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
-from cachetools import LRUCache, TTLCache
+from cachetools import TTLCache
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -26,6 +26,7 @@ from edge.coalesce import SingleFlight
 from edge.metrics import EdgeMetrics
 from edge.scope import ReadScope
 from edge.upstream import Reply, Upstream, end_to_end
+from edge.writes import WriteMarks
 from shared import caching, cursor
 from shared import headers as h
 from shared.offsets import Offset, parse_offset
@@ -62,7 +63,7 @@ class EdgeReads:
         self.long_poll_timeout = long_poll_timeout
         self.catch_up_flights: SingleFlight[tuple[str, str, str], Reply] = SingleFlight("catch-up")
         self.long_poll_flights: SingleFlight[tuple[str, str, str], Reply] = SingleFlight("long-poll")
-        self._writes: LRUCache[str, int] = LRUCache(100_000)  # per path: writes passed through
+        self.writes = WriteMarks()  # per path: writes passed through, for read-your-writes
         self._stopped = False
         # Recent long-poll answers by (scope, offset): data from that offset never changes, so a
         # client arriving after the shared poll returned is answered at once (a prefix of what
@@ -114,26 +115,27 @@ class EdgeReads:
         self._stopped = True
         self.long_poll_flights.settle_all(STOPPING)
 
-    def wrote(self, path: str) -> None:
-        """A write to `path` passed through: reads issued from now on must not share older flights."""
-        self._writes[path] = self._writes.get(path, 0) + 1
+    def wrote(self, path: str, end: Offset | None = None) -> None:
+        """A write to `path` passed through (an append ending at `end`; None: any other write):
+        reads issued from now on share only flights that cannot predate it (edge.writes)."""
+        self.writes.wrote(path, end)
 
     @property
     def stopped(self) -> bool:
         return self._stopped
 
-    def flight_key(self, scope: ReadScope, what: str) -> tuple[str, str, str]:
-        return self._flight_key(scope, what)
-
-    def _flight_key(self, scope: ReadScope, what: str) -> tuple[str, str, str]:
-        return (scope.credential or scope.path, scope.path, f"{self._writes.get(scope.path, 0)}|{what}")
+    def flight_key(self, scope: ReadScope, what: str, offset: Offset | None = None) -> tuple[str, str, str]:
+        """The key of shared reads of `what` begun since the last write through this edge; for a
+        long-poll from an `offset` no append since the last barrier passed, since that barrier
+        (edge.writes)."""
+        return (scope.credential or scope.path, scope.path, f"{self.writes.epoch(scope.path, offset)}|{what}")
 
     async def catch_up(self, http: web.Request, scope: ReadScope, request: ReadRequest) -> web.Response:
         offset = explicit(http.query.get(h.QUERY_OFFSET))
         chunk = await self.cached(scope, offset)
         if chunk is not None and offset is not None:
             return _chunk_response(chunk, offset.position, http, scope)
-        key = self._flight_key(scope, http.query_string)
+        key = self.flight_key(scope, http.query_string)
         reply = await self.catch_up_flights.run(key, lambda: self._fetch(http.headers, scope, offset, http.raw_path))
         return respond(reply, http)
 
@@ -147,7 +149,7 @@ class EdgeReads:
         query = {k: v for k, v in http.rel_url.query.items() if k not in (h.QUERY_CURSOR, h.QUERY_LIVE)}
         query[h.QUERY_OFFSET] = offset_text
         path_qs = http.rel_url.with_query(query).raw_path_qs
-        key = self._flight_key(scope, f"offset={offset_text}")
+        key = self.flight_key(scope, f"offset={offset_text}")
         return await self.catch_up_flights.run(key, lambda: self._fetch(http.headers, scope, offset, path_qs))
 
     async def long_poll(self, http: web.Request, scope: ReadScope, request: ReadRequest) -> web.Response:
@@ -160,7 +162,7 @@ class EdgeReads:
             headers[h.STREAM_CURSOR] = str(self._cursor(offset_text, request.cursor))
             _cap_for_signature(headers, scope)
             return web.Response(status=200, body=body, headers=headers)
-        key = self._flight_key(scope, offset_text)  # a write through this edge starts new flights
+        key = self.flight_key(scope, offset_text, offset)  # writes through this edge: edge.writes
         recent = self._recent_polls.get(key)
         if recent is not None:
             self.metrics.cache_hits.labels("recent_poll").inc()
@@ -173,6 +175,12 @@ class EdgeReads:
             # (One shared future per offset, settled early by shutdown(): no per-waiter callbacks
             # on a shared "stopping" future, which would cost O(waiters) each to remove.)
             reply = await self.long_poll_flights.run(key, upstream_poll)
+            strict = self.flight_key(scope, offset_text)
+            if reply.status not in (200, 204) and key != strict:
+                # A flight that may have begun before the log reached this offset (400: beyond
+                # the end) says nothing about it now: ask again, after this client's writes.
+                key = strict
+                reply = await self.long_poll_flights.run(key, upstream_poll)
         finally:
             self.metrics.long_poll_waiters.dec()
         if reply is STOPPING:  # shutting down: answer now, so the client resumes elsewhere
