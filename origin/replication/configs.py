@@ -16,4 +16,3 @@ def describe(state: StreamState) -> dict[str, Any]:
         "retained_from": state.retained_from,
         "closed": state.closed,
     }
-
