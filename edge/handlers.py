@@ -82,7 +82,11 @@ class EdgeHandlers:
             if request.method == "DELETE" or reply.status == 201:
                 self.cache.drop_stream(path)
                 self.fanout.drop(path)
-        return respond(reply, request)
+        response = respond(reply, request)
+        if h.LOCATION in response.headers:
+            # The origin names itself; a client of this edge should be sent back here.
+            response.headers[h.LOCATION] = str(request.url.with_query(None))
+        return response
 
 
 def _append_end(request: web.Request, reply: Reply) -> Offset | None:

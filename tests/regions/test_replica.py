@@ -90,7 +90,8 @@ async def test_writes_through_the_replica_are_read_back_there_at_once(regions: R
     replica = regions.replica("--replicate", "**")
     url = replica.stream_url + "ryw"
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        await create(session, url, TEXT)
+        async with session.put(url, headers={"Content-Type": TEXT}) as r:
+            assert r.status == 201 and r.headers["Location"] == url  # this region, not the origin
         for i in range(10):
             offset = await append(session, url, TEXT, f"<{i}>".encode())
             async with session.get(url, params={"offset": "-1"}) as r:
