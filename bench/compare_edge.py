@@ -7,9 +7,9 @@ One run, one machine, one system at a time: ours is ``plugin-streams origin`` pl
 the other core. Three cases, the targets of the edge issue:
 
 1. catch-up: GETs of one complete 64 KiB chunk, 16 connections (wrk, bench/lua/read.lua:
-   only 200s with a 65,536-byte body count). Ours: through the edge, the chunk warm in the
-   edge cache (checked: no upstream request during the run). Node: the same 64 KiB, directly.
-   Target: ours >= 2x Node.
+   non-2xx answers don't count; bytes per response must fit a 65,536-byte body). Ours: through
+   the edge, the chunk warm in the edge cache (checked: no upstream request during the run).
+   Node: the same 64 KiB, directly. Target: ours >= 2x Node.
 2. long-poll fan-out: 5,000 long-poll readers on one stream (through one edge / directly on
    Node), one writer appending a timestamped message every 100 ms (through the edge / directly).
    Delivery latency p50/p99 (target: ours lower) and, for ours, the origin's GETs per append

@@ -911,7 +911,10 @@ def report(results: list[dict], machine: dict, ctx: Ctx, args, elapsed_s: float)
     if "catchup" in ctx.cases:
         add("### Catch-up reads: one 64 KiB response per GET, 16 connections")
         add("")
-        add("Cells: **reads/s · p50 / p99 latency (ms)**; only 200s with a 65,536-byte body count.")
+        add(
+            "Cells: **reads/s · p50 / p99 latency (ms)**; non-2xx answers don't count; "
+            "bytes per response must fit a 65,536-byte body."
+        )
         add("")
         add("| Case | " + " | ".join(labels) + " |")
         add("|---" * (len(keys) + 1) + "|")
