@@ -278,24 +278,7 @@ def catchup_case(system, ctx: Ctx) -> dict:
     path = f"/v1/stream/bench-{system.key}-catchup-{uuid.uuid4().hex[:8]}"
     http_ = co.Http(url)
     try:
-        offsets = [co.create_stream(http_, path, co.BINARY_CT)]
-        block = bytes(range(256)) * 4  # 1 KiB
-        for _ in range(co.FILL_APPENDS):
-            status, hdrs, body = http_.request("POST", path, body=block, headers={"Content-Type": co.BINARY_CT})
-            if status not in (200, 204) or "stream-next-offset" not in hdrs:
-                raise RuntimeError(f"fill append -> {status} {body[:200]!r}")
-            offsets.append(hdrs["stream-next-offset"])
-        # Same rule as compare_origin.py: the first server-returned offset from which one GET
-        # returns exactly 64 KiB (ours: the stream start = one complete chunk; Node has no
-        # chunking, so the offset 64 appends before the tail).
-        chosen = None
-        for label, offset in (("stream start", offsets[0]), ("64 KiB before the tail", offsets[-1 - CHUNK // 1024])):
-            status, hdrs, body = http_.request("GET", f"{path}?offset={quote(offset, safe='')}")
-            if status == 200 and len(body) == CHUNK:
-                chosen = (label, offset, hdrs)
-                break
-        if chosen is None:
-            raise RuntimeError("no returned offset gives a 64 KiB catch-up response")
+        chosen = co.fill_for_catchup(http_, path)  # the same rule as compare_origin.py
         res["read_from"] = chosen[0]
         res["cache_control"] = chosen[2].get("cache-control")
         target = f"{path}?offset={quote(chosen[1], safe='')}"

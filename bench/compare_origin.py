@@ -543,31 +543,35 @@ def append_case(server, url, ctx, ctype: str, producer: bool, conns: int) -> Cas
     return res
 
 
+def fill_for_catchup(http_: Http, path: str) -> tuple[str, str, dict]:
+    """Fill a binary stream with FILL_APPENDS appends of 1 KiB; return (label, offset, headers) of
+    the first server-returned offset from which one catch-up GET returns exactly 64 KiB.
+
+    Ours cuts reads at 64 KiB boundaries, so the stream's start offset gives one complete
+    (immutable) chunk; Node has no chunking and returns everything up to the tail, so for Node
+    it is the offset returned 64 appends (64 KiB) before the end.
+    """
+    offsets = [create_stream(http_, path, BINARY_CT)]
+    block = bytes(range(256)) * 4  # 1 KiB
+    for _ in range(FILL_APPENDS):
+        status, hdrs, body = http_.request("POST", path, body=block, headers={"Content-Type": BINARY_CT})
+        if status not in (200, 204) or "stream-next-offset" not in hdrs:
+            raise RuntimeError(f"fill append -> {status} {body[:200]!r}")
+        offsets.append(hdrs["stream-next-offset"])
+    for label, offset in (("stream start", offsets[0]), ("64 KiB before the tail", offsets[-1 - CHUNK // 1024])):
+        status, hdrs, body = http_.request("GET", f"{path}?offset={quote(offset, safe='')}")
+        if status == 200 and len(body) == CHUNK:
+            return label, offset, hdrs
+    raise RuntimeError("no returned offset gives a 64 KiB catch-up response")
+
+
 def catchup_case(server, url, ctx, conns: int = 16) -> CaseResult:
     res = CaseResult(f"catch-up 64 KiB, c={conns}", "catchup")
     run_id = f"{server.key}-catchup-{uuid.uuid4().hex[:8]}"
     path = f"/v1/stream/bench-{run_id}"
     http_ = Http(url)
     try:
-        offsets = [create_stream(http_, path, BINARY_CT)]
-        block = bytes(range(256)) * 4  # 1 KiB
-        for _ in range(FILL_APPENDS):
-            status, hdrs, body = http_.request("POST", path, body=block, headers={"Content-Type": BINARY_CT})
-            if status not in (200, 204) or "stream-next-offset" not in hdrs:
-                raise RuntimeError(f"fill append -> {status} {body[:200]!r}")
-            offsets.append(hdrs["stream-next-offset"])
-        # The read offset: the first server-returned offset from which one catch-up GET returns
-        # exactly 64 KiB. Ours cuts reads at 64 KiB boundaries, so the stream's start offset
-        # gives one complete (immutable) chunk; Node has no chunking and returns everything up
-        # to the tail, so for Node it is the offset returned 64 appends (64 KiB) before the end.
-        chosen = None
-        for label, offset in (("stream start", offsets[0]), ("64 KiB before the tail", offsets[-1 - CHUNK // 1024])):
-            status, hdrs, body = http_.request("GET", f"{path}?offset={quote(offset, safe='')}")
-            if status == 200 and len(body) == CHUNK:
-                chosen = (label, offset)
-                break
-        if chosen is None:
-            raise RuntimeError("no returned offset gives a 64 KiB catch-up response")
+        chosen = fill_for_catchup(http_, path)
         res.raw["read_from"] = chosen[0]
         r, spct, lpct = run_wrk(
             f"{url}{path}?offset={quote(chosen[1], safe='')}",
