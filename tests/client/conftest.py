@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import EdgeProcess, OriginProcess, ServerProcess
+from tests.support.processes import OriginProcess, ProcessGroup
 
 
 @pytest.fixture(scope="module")
@@ -23,40 +23,15 @@ def name(request: pytest.FixtureRequest) -> str:
     return f"c/{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
 
 
-class Processes:
-    """Origins and edges a test starts (and may kill); all are stopped when the test ends."""
+class Processes(ProcessGroup):
+    """Client tests' processes: the servers' default 0.5 s long-poll timeout."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.started: list[ServerProcess] = []
-
-    def origin(self, *flags: str, data_dir: Path | None = None) -> OriginProcess:
-        process = OriginProcess(data_dir or self.tmp_path / "data", *flags)
-        self.started.append(process)
-        return process.start()
-
-    def edge(self, origin_url: str, *flags: str) -> EdgeProcess:
-        process = EdgeProcess(origin_url, self.tmp_path, *flags)
-        self.started.append(process)
-        return process.start()
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {p.log_path.name}\n{p.log_path.read_text(errors='replace')[-3000:]}"
-            for p in self.started
-            if p.log_path.exists()
-        )
+        super().__init__(tmp_path, long_poll_timeout=0.5)
 
 
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[Processes]:
     started = Processes(tmp_path)
     yield started
-    for process in reversed(started.started):
-        if process.proc is None or process.proc.poll() is not None:
-            process._close()
-            continue
-        try:
-            process.stop(timeout=15)
-        except Exception:
-            process.kill()
+    started.stop_all()

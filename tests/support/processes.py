@@ -6,6 +6,7 @@ of this checkout's virtual environment), so tests exercise the real CLI, config 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import signal
@@ -98,3 +99,52 @@ class EdgeProcess(ServerProcess):
         args += ["--long-poll-timeout", str(long_poll_timeout), *extra]
         log = Path(log_dir) / f"edge-{os.getpid()}-{id(self)}.log"
         super().__init__(args, log)
+
+
+class ProcessGroup:
+    """Origins and edges a test starts (and may kill); stop_all() stops those still running."""
+
+    def __init__(self, tmp_path: Path, long_poll_timeout: float) -> None:
+        self.tmp_path = tmp_path
+        self.long_poll_timeout = long_poll_timeout
+        self.started: list[ServerProcess] = []
+
+    def _origin(self, flags: tuple[str, ...], data_dir: Path | None, long_poll_timeout: float | None) -> OriginProcess:
+        timeout = self.long_poll_timeout if long_poll_timeout is None else long_poll_timeout
+        process = OriginProcess(data_dir or self.tmp_path / "data", *flags, long_poll_timeout=timeout)
+        self.started.append(process)
+        return process
+
+    def origin(
+        self, *flags: str, data_dir: Path | None = None, long_poll_timeout: float | None = None
+    ) -> OriginProcess:
+        return self._origin(flags, data_dir, long_poll_timeout).start()
+
+    async def aorigin(
+        self, *flags: str, data_dir: Path | None = None, long_poll_timeout: float | None = None
+    ) -> OriginProcess:
+        """Start an origin without blocking the test's event loop (clients keep running)."""
+        return await asyncio.to_thread(self._origin(flags, data_dir, long_poll_timeout).start)
+
+    def edge(self, origin_url: str, *flags: str, long_poll_timeout: float | None = None) -> EdgeProcess:
+        timeout = self.long_poll_timeout if long_poll_timeout is None else long_poll_timeout
+        process = EdgeProcess(origin_url, self.tmp_path, *flags, long_poll_timeout=timeout)
+        self.started.append(process)
+        return process.start()
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.log_path.name}\n{p.log_path.read_text(errors='replace')[-4000:]}"
+            for p in self.started
+            if p.log_path.exists()
+        )
+
+    def stop_all(self) -> None:
+        for process in reversed(self.started):
+            if process.proc is None or process.proc.poll() is not None:
+                process._close()
+                continue
+            try:
+                process.stop(timeout=15)
+            except Exception:
+                process.kill()
