@@ -19,7 +19,9 @@ the other core. Three cases, the targets of the edge issue:
    and missed/duplicated events per client (0 expected).
 
 Readers and writer: bench/live_client.py (raw sockets, one epoll loop, kernel receive
-timestamps), a separate process. Prints a markdown report on stdout; progress on stderr; raw
+timestamps), a separate process; for SSE its readers are bench/sse_readers.c (the same readers
+in C, built with gcc: 100,000 deliveries a second are more than one Python process can parse on
+one core), unless ``--sse-client python``. Prints a markdown report on stdout; progress on stderr; raw
 output (wrk, client JSON, metrics, server logs, results.json) under ``--out`` (default
 bench/results/<time>-edge/). See bench/README.md.
 
@@ -397,6 +399,9 @@ def live_case(system, ctx: Ctx, mode: str) -> dict:
             "--connect-timeout",
             str(connect_timeout),
         ]
+        res["native_readers"] = sse and ctx.sse_client == "native"
+        if res["native_readers"]:
+            cmd.append("--native-readers")
         if sse and system.key == "ours" and ctx.sse_writer == "origin":
             cmd += ["--write-url", system.origin_url]
         res["writer_via"] = "origin" if "--write-url" in cmd else ("edge" if system.key == "ours" else "node")
@@ -956,7 +961,9 @@ def report(results: dict, ctx: Ctx, args, elapsed_s: float) -> str:
             "CPU % while writing: server processes; client",
             d,
             lambda c: (
-                "; ".join(f"{k} {v:.0f}%" for k, v in c["cpu_pct"].items()) + f"; client {c['client_cpu_pct']:.0f}%"
+                "; ".join(f"{k} {v:.0f}%" for k, v in c["cpu_pct"].items())
+                + f"; client {c['client_cpu_pct']:.0f}%"
+                + (" (C readers + Python writer)" if c.get("native_readers") else "")
             ),
         )
         add("")
@@ -1057,6 +1064,12 @@ def main() -> int:
         default="origin",
         help="ours, SSE case: the writer appends to the origin (default; the rate stays 10/s) or through the edge",
     )
+    parser.add_argument(
+        "--sse-client",
+        choices=("native", "python"),
+        default="native" if shutil.which("gcc") else "python",
+        help="SSE readers: bench/sse_readers.c (default, with gcc) or live_client.py's own Python readers",
+    )
     parser.add_argument("--origin-fsync", choices=("always", "never"), default="always", help="our origin's --fsync")
     parser.add_argument("--no-pin", action="store_true", help="do not pin servers and load generators with taskset")
     parser.add_argument("--server-cpu", type=int, default=None, help="CPU for the servers (default: the last one)")
@@ -1116,6 +1129,7 @@ def main() -> int:
         interval=args.interval,
         origin_fsync=args.origin_fsync,
         sse_writer=args.sse_writer,
+        sse_client=args.sse_client,
         pinning=pinning,
         out_dir=out_dir,
         data_root=data_root,

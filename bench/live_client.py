@@ -47,6 +47,11 @@ way). After the readers close, one extra ``{"poke": true}`` message is appended 
 counted): it makes a server notice the connections that went away, so the ``closed`` scrape
 shows whether live handlers were left behind.
 
+With ``--native-readers`` (SSE only), the readers are bench/sse_readers.c, compiled here with
+gcc on first use: the same readers in C, driven by this process, which keeps the writer, the
+phases and the scrapes. 10,000 SSE readers at 10 events/s are 100,000 deliveries a second, more
+than this Python loop can parse on one core; behind, it would time its own backlog.
+
 Prints one line ``LIVE_RESULT {json}`` on stdout. Every loop is bounded in count and time.
 """
 
@@ -63,6 +68,7 @@ import resource
 import select
 import socket
 import struct
+import subprocess
 import sys
 import time
 from array import array
@@ -88,6 +94,39 @@ _NEXT_RE = re.compile(rb'"streamNextOffset"\s*:\s*"([^"]*)"')
 _CURSOR_RE = re.compile(rb'"streamCursor"\s*:\s*"?([^",}]*)')
 _CLOSED_RE = re.compile(rb'"streamClosed"\s*:\s*true')
 _SAFE_RE = re.compile(r"^[A-Za-z0-9_.~-]*$")
+
+NATIVE_SOURCE = Path(__file__).resolve().parent / "sse_readers.c"
+NATIVE_BUILD = Path(__file__).resolve().parent / ".build"
+NATIVE_READER_KEYS = [
+    "readers",
+    "expected_deliveries",
+    "deliveries",
+    "missed",
+    "duplicates",
+    "readers_with_missed",
+    "readers_with_duplicates",
+    "max_missed_per_reader",
+    "max_duplicates_per_reader",
+    "readers_incomplete",
+    "stuck_examples",
+    "readers_ready",
+    "never_stored_but_received",
+    "status_errors",
+    "bad_bodies",
+    "bad_responses",
+    "foreign_messages",
+    "reconnects",
+    "connect_failures",
+    "responses_200",
+    "responses_204",
+    "sse_responses_ended",
+    "keepalives",
+    "recvs",
+    "multi_message_recvs",
+    "kernel_timestamps",
+    "latency_ms",
+    "latency_user_ms",
+]
 
 # parser states
 HEAD, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_CRLF, TRAILER = range(6)
@@ -412,6 +451,72 @@ class Conn:
 
     def finish(self, body: bytes) -> None:
         self.bench.on_response(self, self.status, self.headers, body)
+
+
+class NativeReaders:
+    """The readers as a child process (bench/sse_readers.c; it inherits this one's CPU pinning)."""
+
+    def __init__(self, args) -> None:
+        binary = build_native()
+        parts = urlsplit(args.url)
+        cmd = [
+            str(binary),
+            "--host",
+            parts.hostname or "127.0.0.1",
+            "--port",
+            str(parts.port or 80),
+            "--path",
+            args.path,
+            "--offset",
+            args.offset,
+            "--readers",
+            str(args.readers),
+            "--appends",
+            str(args.appends),
+            "--connect-batch",
+            str(args.connect_batch),
+            "--connect-timeout",
+            str(args.connect_timeout),
+            "--drain",
+            str(args.drain),
+        ]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def expect(self, word: str) -> list[str]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith(word):
+            self.proc.kill()
+            raise RuntimeError(f"native readers said {line!r}, expected {word} (exit {self.proc.poll()})")
+        return line.split()[1:]
+
+    def tell(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def cpu_s(self) -> float:
+        return _proc_info(self.proc.pid).get("cpu_s", 0.0)
+
+    def finish(self, stored: set[int]) -> dict:
+        self.tell("STORED " + ",".join(str(i) for i in sorted(stored)))
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        self.proc.wait(timeout=30)
+        if not line.startswith("RESULT "):
+            raise RuntimeError(f"native readers ended with {line!r}")
+        return json.loads(line[len("RESULT ") :])
+
+
+def build_native() -> Path:
+    """bench/.build/sse_readers, rebuilt when the source is newer."""
+    binary = NATIVE_BUILD / "sse_readers"
+    if not binary.exists() or binary.stat().st_mtime < NATIVE_SOURCE.stat().st_mtime:
+        NATIVE_BUILD.mkdir(exist_ok=True)
+        subprocess.run(
+            ["gcc", "-O2", "-Wall", "-o", str(binary), str(NATIVE_SOURCE), "-lm"], check=True, stdin=subprocess.DEVNULL
+        )
+    return binary
 
 
 class Bench:
@@ -833,9 +938,16 @@ class Bench:
     def run(self) -> dict:
         a = self.args
         t_start = time.monotonic()
-        self.open_readers(a.connect_batch, t_start + a.connect_timeout)
-        connected = time.monotonic()
-        print(f"live_client: {len(self.conns)} connections open in {connected - t_start:.1f} s", file=sys.stderr)
+        native = NativeReaders(a) if a.native_readers else None
+        if native is not None:
+            opened = int(native.expect("CONNECTED")[0])
+            connected = time.monotonic()
+            self.ready_count = int(native.expect("READY")[0])
+        else:
+            self.open_readers(a.connect_batch, t_start + a.connect_timeout)
+            opened = len(self.conns)
+            connected = time.monotonic()
+        print(f"live_client: {opened} connections open in {connected - t_start:.1f} s", file=sys.stderr)
         # SSE: wait until every reader has had its first control event (it is subscribed)
         self.pump(lambda: self.ready_count >= len(self.readers), connected + a.connect_timeout)
         subscribed = time.monotonic()
@@ -843,12 +955,12 @@ class Bench:
         self.pump(None, time.monotonic() + a.settle)
         self.phase("ready")
         print(
-            f"live_client: {self.ready_count}/{len(self.readers)} readers ready after "
+            f"live_client: {self.ready_count}/{a.readers} readers ready after "
             f"{subscribed - t_start:.1f} s; writing {self.appends} messages",
             file=sys.stderr,
             flush=True,
         )
-        cpu0, wall0 = _self_cpu(), time.monotonic()
+        cpu0, wall0 = _self_cpu() + (native.cpu_s() if native else 0.0), time.monotonic()
         self.w_t0 = time.monotonic() + 0.01
         self.w_give_up = self.w_t0 + a.max_write_s
         self.writing = True
@@ -865,13 +977,20 @@ class Bench:
                     r.complete = True
                     self.complete_count += 1
         last_write = time.monotonic()
-        self.pump(lambda: self.complete_count >= len(self.readers), last_write + a.drain)
+        if native is not None:
+            native.tell(f"TARGET {self.target}")
+            native.expect("DRAINED")
+        else:
+            self.pump(lambda: self.complete_count >= len(self.readers), last_write + a.drain)
         drained = time.monotonic()
-        cpu1 = _self_cpu()
+        cpu1 = _self_cpu() + (native.cpu_s() if native else 0.0)
         self.phase("drained")
         self.stopping = True
         for r in self.readers:
             r.close()
+        if native is not None:
+            native.tell("CLOSE")
+            native.expect("CLOSED")
         stored = self.stored_messages()
         self.stopping = False
         self.poke()
@@ -955,7 +1074,11 @@ class Bench:
             "write_s": drained - wall0,
             "total_s": time.monotonic() - t_start,
             "phases": self.phases,
+            "native_readers": native is not None,
         }
+        if native is not None:
+            readers = native.finish(stored)
+            result.update({key: readers[key] for key in NATIVE_READER_KEYS})
         return result
 
 
@@ -1045,7 +1168,12 @@ def main() -> None:
         "--written-scrape", default="", help="comma-separated --scrape names also read right after the last ack"
     )
     parser.add_argument("--watch-pid", action="append", default=[], help="name=PID whose RSS/CPU to read per phase")
+    parser.add_argument(
+        "--native-readers", action="store_true", help="SSE: run the readers as bench/sse_readers.c (built with gcc)"
+    )
     args = parser.parse_args()
+    if args.native_readers and args.mode != "sse":
+        parser.error("--native-readers is for --mode sse")
     for url in (args.url, args.write_url or args.url):
         if urlsplit(url).hostname not in ("127.0.0.1", "localhost"):
             parser.error("only loopback servers are allowed")

@@ -27,7 +27,7 @@ from cachetools import LRUCache
 from edge.cache import ChunkCache
 from edge.chunks import ChunkKey
 from edge.metrics import EdgeMetrics
-from edge.reads import STOPPING, EdgeReads, chunk_answer, explicit
+from edge.reads import STOPPING, EdgeReads, chunk_answer, explicit, may_answer
 from edge.scope import ReadScope
 from edge.upstream import Reply
 from shared import headers as h
@@ -67,7 +67,8 @@ class _Parked:
     __slots__ = ("groups",)
 
     def __init__(self) -> None:
-        self.groups: dict[LongPoll, list[tuple[FastConnection, float]]] = {}
+        # Per client: its connection, when it came, and where the answer must reach (edge.writes).
+        self.groups: dict[LongPoll, list[tuple[FastConnection, float, Offset | None]]] = {}
 
 
 class EdgeLane:
@@ -142,8 +143,7 @@ class FastReads:
         offset = route.offset
         if reads.stopped or self.cache.may_have(route.scope.path, offset.generation, offset.position):
             return False
-        key = reads.flight_key(route.scope, route.offset_text, offset)
-        recent = reads.recent_poll(key)
+        key, need, recent = reads.shared_poll(route.scope, route.offset_text, offset)
         if recent is not None:
             rendered = self._render_recent(recent, route)
             if rendered is None:
@@ -156,37 +156,35 @@ class FastReads:
         future = reads.long_poll_flights.pending(key)
         if future is None or future.done():
             # The first client here starts the shared poll (as the handler would, with its request).
-            work = reads.poll_work(message.headers, route.scope, offset, message.url)
+            work = reads.poll_work(message.headers, route.scope, offset, message.url, key)
             future = reads.long_poll_flights.join(key, work)
         parked = self._parked.get(key)
         if parked is None:
             parked = self._parked[key] = _Parked()
-            future.add_done_callback(lambda f: self._answer_parked(key, parked, route.offset, f))
-        parked.groups.setdefault(route, []).append((conn, time.perf_counter()))
+            future.add_done_callback(lambda f: self._answer_parked(key, parked, f))
+        parked.groups.setdefault(route, []).append((conn, time.perf_counter(), need))
         conn.park(message)
         self.metrics.long_poll_waiters.inc()
         return True
 
-    def _answer_parked(
-        self, key: tuple[str, str, str], parked: _Parked, offset: Offset, future: asyncio.Future[Reply]
-    ) -> None:
+    def _answer_parked(self, key: tuple[str, str, str], parked: _Parked, future: asyncio.Future[Reply]) -> None:
         if self._parked.get(key) is parked:
             del self._parked[key]
         reply = None if future.cancelled() or future.exception() is not None else future.result()
-        if reply is not None and reply is not STOPPING:
-            self.reads.remember_poll(key, offset, reply)
         for route, clients in parked.groups.items():
             self.metrics.long_poll_waiters.dec(len(clients))
             rendered = self._render(reply, route) if reply is not None and reply is not STOPPING else None
             if rendered is None:
-                for conn, _started in clients:
+                for conn, _started, _need in clients:
                     conn.release_parked()  # errors and shutdown answers: the handlers know how
                 continue
             head = rendered.head()
             body = reply.body if reply is not None and reply.status == 200 else b""
             now = time.perf_counter()
-            for conn, started in clients:
-                if not conn.closed:
+            for conn, started, need in clients:
+                if need is not None and not may_answer(reply, need):  # type: ignore[arg-type]
+                    conn.release_parked()  # short of writes it must see: the handlers ask again
+                elif not conn.closed:
                     conn.answer_parked(head, body)
                     self._count(rendered.status, now - started)
                     self._lane_long_poll.inc()

@@ -23,16 +23,19 @@ from yarl import URL
 from edge.cache import ChunkCache
 from edge.chunks import Chunk, ChunkKey, is_immutable
 from edge.coalesce import SingleFlight
+from edge.joined import join
 from edge.metrics import EdgeMetrics
 from edge.scope import ReadScope
 from edge.upstream import Reply, Upstream, end_to_end
-from edge.writes import WriteMarks
+from edge.writes import WriteMarks, reaches
 from shared import caching, cursor
 from shared import headers as h
 from shared.offsets import Offset, parse_offset
 from shared.parse import ReadRequest
 
 RECENT_POLL_BYTES = 64 * 1024 * 1024
+#: Most recent answers joined to give a reader behind this edge's writes an answer reaching them.
+MAX_JOINED = 16
 #: What waiting long-polls receive when the edge shuts down (never cached or sent upstream).
 STOPPING = Reply(204, CIMultiDict(), b"")
 
@@ -78,7 +81,7 @@ class EdgeReads:
             return
         assert cache_control is not None
         owner = scope.for_response(cache_control)
-        end = parse_offset(reply.headers[h.STREAM_NEXT_OFFSET])
+        end = _next_offset(reply)
         if owner is None or end.generation != offset.generation:
             return
         chunk = Chunk.make(
@@ -162,12 +165,11 @@ class EdgeReads:
             headers[h.STREAM_CURSOR] = str(self._cursor(offset_text, request.cursor))
             _cap_for_signature(headers, scope)
             return web.Response(status=200, body=body, headers=headers)
-        key = self.flight_key(scope, offset_text, offset)  # writes through this edge: edge.writes
-        recent = self._recent_polls.get(key)
+        key, need, recent = self.shared_poll(scope, offset_text, offset)  # writes through this edge
         if recent is not None:
             self.metrics.cache_hits.labels("recent_poll").inc()
             return self._long_poll_answer(recent, offset_text, request.cursor, scope)
-        upstream_poll = self.poll_work(http.headers, scope, offset, http.rel_url)
+        upstream_poll = self.poll_work(http.headers, scope, offset, http.rel_url, key)
         if self._stopped:
             return _stopping_answer(offset_text, self._cursor(offset_text, request.cursor))
         self.metrics.long_poll_waiters.inc()
@@ -176,32 +178,64 @@ class EdgeReads:
             # on a shared "stopping" future, which would cost O(waiters) each to remove.)
             reply = await self.long_poll_flights.run(key, upstream_poll)
             strict = self.flight_key(scope, offset_text)
-            if reply.status not in (200, 204) and key != strict:
-                # A flight that may have begun before the log reached this offset (400: beyond
-                # the end) says nothing about it now: ask again, after this client's writes.
-                key = strict
-                reply = await self.long_poll_flights.run(key, upstream_poll)
+            if key != strict and not may_answer(reply, need):
+                # A flight that may have begun before this client's writes reached the origin (an
+                # answer short of them; 400: beyond the end) says nothing of them: ask again, after.
+                reply = await self.long_poll_flights.run(strict, upstream_poll)
         finally:
             self.metrics.long_poll_waiters.dec()
         if reply is STOPPING:  # shutting down: answer now, so the client resumes elsewhere
             return _stopping_answer(offset_text, self._cursor(offset_text, request.cursor))
-        self.remember_poll(key, offset, reply)
         return self._long_poll_answer(reply, offset_text, request.cursor, scope)
 
     def poll_work(
-        self, headers: Mapping[str, str], scope: ReadScope, offset: Offset | None, rel_url: URL
+        self,
+        headers: Mapping[str, str],
+        scope: ReadScope,
+        offset: Offset | None,
+        rel_url: URL,
+        key: tuple[str, str, str],
     ) -> Callable[[], Awaitable[Reply]]:
-        """The upstream long-poll a flight runs for a client asking `rel_url`."""
+        """The upstream long-poll a flight runs for a client asking `rel_url`; its answer is
+        remembered under `key` (the shared key, also for a retry under a stricter one)."""
+        # Cursors are the edge's own (per client); everything else goes upstream as sent.
+        query = {k: v for k, v in rel_url.query.items() if k != h.QUERY_CURSOR}
+        path_qs = rel_url.with_query(query).raw_path_qs
 
-        def upstream_poll() -> Awaitable[Reply]:
-            # Cursors are the edge's own (per client); everything else goes upstream as sent.
-            query = {k: v for k, v in rel_url.query.items() if k != h.QUERY_CURSOR}
-            return self._poll(headers, scope, offset, rel_url.with_query(query).raw_path_qs)
+        async def upstream_poll() -> Reply:
+            reply = await self._poll(headers, scope, offset, path_qs)
+            # Before any waiter wakes: a reader arriving meanwhile finds the answer, not a
+            # finished flight (uvloop may run its request before the waiters' callbacks).
+            self.remember_poll(key, offset, reply)
+            return reply
 
         return upstream_poll
 
-    def recent_poll(self, key: tuple[str, str, str]) -> Reply | None:
-        return self._recent_polls.get(key)
+    def shared_poll(
+        self, scope: ReadScope, offset_text: str, offset: Offset | None
+    ) -> tuple[tuple[str, str, str], Offset | None, Reply | None]:
+        """For a long-poll from `offset_text`: the flight it joins, where an answer must reach for
+        it (edge.writes: None, any), and a recent answer it may be given now."""
+        key = self.flight_key(scope, offset_text, offset)
+        need = self.writes.needs(scope.path, offset)
+        recent = self._recent_polls.get(key)
+        if recent is not None and need is not None and not may_answer(recent, need):
+            recent = self._joined_recent(key, offset_text, recent, need)
+        return key, need, recent
+
+    def _joined_recent(self, key: tuple[str, str, str], offset_text: str, first: Reply, need: Offset) -> Reply | None:
+        """Recent answers from `offset_text` on (each from where the one before ended), joined
+        until they reach `need`; None if they don't yet. Remembered: readers lagging together
+        all get it, and none of them asks the origin."""
+        epoch = key[2].partition("|")[0]
+        answers = [first]
+        while not may_answer(answers[-1], need):
+            after = self._recent_polls.get((key[0], key[1], f"{epoch}|{answers[-1].headers[h.STREAM_NEXT_OFFSET]}"))
+            if after is None or len(answers) == MAX_JOINED:
+                return None
+            answers.append(after)
+        joined = self._recent_polls[key] = join(offset_text, answers)
+        return joined
 
     def remember_poll(self, key: tuple[str, str, str], offset: Offset | None, reply: Reply) -> None:
         # Only explicit offsets: data after one never changes (a `-1` answer may, and is short-lived).
@@ -238,6 +272,17 @@ class EdgeReads:
     @staticmethod
     def _cursor(offset_text: str, echoed: int | None) -> int:
         return cursor.next_cursor(now_ms(), echoed, offset_text)
+
+
+def may_answer(reply: Reply, need: Offset | None) -> bool:
+    """Whether a shared long-poll answer may be given to a reader that `needs` this (edge.writes)."""
+    if reply.status == 200:
+        return need is None or reaches(_next_offset(reply), need)
+    return reply.status == 204 and need is None
+
+
+def _next_offset(reply: Reply) -> Offset:
+    return parse_offset(reply.headers[h.STREAM_NEXT_OFFSET])
 
 
 def _cap_for_signature(headers: CIMultiDict[str], scope: ReadScope) -> None:

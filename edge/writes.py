@@ -2,12 +2,18 @@
 
 Read-your-writes: a read issued after a write through this edge was acknowledged must see it.
 A shared read (a flight, a recent answer) may have begun before that write, so readers share
-only reads of the same *epoch*. The epoch is the path's write count (reads begun after the last
-acknowledged write), except for a read from an offset at or past the end of every append
-acknowledged since the last barrier: the log had to reach that offset before any answer from it
-was made, so the answer came after those appends, and such reads share across them (the epoch
-is the count at the barrier). A barrier is a write whose effect is not "data before an offset":
-create, delete, close, a new generation, or any write whose end is unknown.
+only reads of the same *epoch*:
+- a read without an explicit offset shares only reads begun after the last acknowledged write
+  (the epoch is the path's write count);
+- a read from an explicit offset shares reads begun after the last *barrier* (the epoch is the
+  count at the barrier), since an append changes nothing before its start. An answer from an
+  offset shows every acknowledged append that ends at or before the answer's end; so a reader
+  behind the furthest acknowledged append `needs` an answer reaching that append's end, and one
+  that falls short is not given to it (it asks again, after the append). A reader at or past
+  that end needs nothing more: the log had to reach its offset before any answer from there
+  was made.
+A barrier is a write whose effect is not "data before an offset": create, delete, close, a new
+generation, or any write whose end is unknown.
 """
 
 from __future__ import annotations
@@ -47,7 +53,18 @@ class WriteMarks:
     def epoch(self, path: str, offset: Offset | None) -> int:
         """Shared reads of `path` from `offset` (None: not an explicit offset) with this epoch may be joined."""
         mark = self._marks.get(path, _NONE)
-        end = mark.end
-        if offset is not None and end is not None and offset.generation == end.generation and offset >= end:
+        if offset is not None and (mark.end is None or offset.generation == mark.end.generation):
             return mark.barrier
         return mark.count
+
+    def needs(self, path: str, offset: Offset | None) -> Offset | None:
+        """Where an answer from `offset` must reach for this reader (None: any answer will do)."""
+        end = self._marks.get(path, _NONE).end
+        if offset is not None and end is not None and offset.generation == end.generation and offset < end:
+            return end
+        return None
+
+
+def reaches(end: Offset, need: Offset | None) -> bool:
+    """Whether an answer ending at `end` is one a reader that `needs` this may be given."""
+    return need is None or (end.generation == need.generation and end >= need)

@@ -10,10 +10,16 @@ answer is known) or declines, and then aiohttp handles it exactly as before.
 Order on a keep-alive connection is kept: the lane only sees a request when nothing is queued
 or in progress before it, and while a connection is parked, later requests wait in aiohttp's
 own queue and are handed to aiohttp once the parked answer is out.
+
+"Nothing in progress" is tracked here rather than read from aiohttp's waiter: after a response
+aiohttp's request loop resumes one loop iteration later, and under load a keep-alive client's
+next request often arrives in between. Judged by the waiter alone, such a connection would
+never be idle again and every later request would take the slow path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any, Final, Protocol
 
 from aiohttp import web
@@ -35,19 +41,34 @@ PARKED_GRACE: Final = 120.0
 class FastConnection(RequestHandler):
     """aiohttp's connection protocol, offering each request to the lane while it is idle."""
 
-    __slots__ = ("_lane", "_parked")
+    __slots__ = ("_handling", "_lane", "_parked")
 
     def __init__(self, manager: web.Server, lane: Lane, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._lane = lane
         self._parked: RawRequestMessage | None = None
+        self._handling = False  # aiohttp has taken a request and not yet written all its answer
+
+    def _handle_request(self, *args: Any) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
+        # Called by aiohttp's loop as it takes a request off its queue, before the handler's
+        # task first runs (on Python 3.11 that is a loop iteration later).
+        self._handling = True
+        return self._handle_then_free(*args)
+
+    async def _handle_then_free(self, *args: Any) -> tuple[web.StreamResponse, bool]:
+        try:
+            return await super()._handle_request(*args)
+        finally:
+            self._handling = False  # the answer is written: the lane may answer what follows
 
     def data_received(self, data: bytes) -> None:
         waiter = self._waiter
-        if waiter is None or waiter.done() or self._messages:
-            super().data_received(data)  # aiohttp is busy with a request: it keeps the order
+        if self._handling or self._messages or (waiter is not None and waiter.done()):
+            super().data_received(data)  # aiohttp has a request before this one: it keeps the order
             return
-        # aiohttp waits for a request: parse without waking it, so the lane sees requests first.
+        # Nothing before this request: parse without waking aiohttp, so the lane sees it first.
+        # (A None waiter means aiohttp's loop has yet to come back for its next request; when
+        # it does, it finds whatever the lane left in the queue.)
         self._waiter = None
         try:
             super().data_received(data)

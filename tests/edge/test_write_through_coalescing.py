@@ -238,3 +238,42 @@ async def test_a_poll_that_began_before_a_write_is_not_shared_after_it(servers: 
         assert after_write == (200, mine, "true"), f"a read after the write got {after_write}"
     finally:
         await proxy.__aexit__()
+
+
+async def test_a_reader_behind_the_writes_gets_recent_answers_joined(servers: Servers) -> None:
+    """Readers re-polling at A and B got A..B and B..C; a reader still at A after the write that
+    ended at C was acknowledged must see C: it gets A..C joined from those answers, without a
+    request to the origin. Past what the edge has seen, it asks the origin."""
+    origin = servers.origin("--fsync", "never", long_poll_timeout=LONG_POLL_TIMEOUT)
+    edge = servers.edge(origin.url, long_poll_timeout=LONG_POLL_TIMEOUT)
+    url = edge.url + "/v1/stream/write-through/joined"
+    json_type = "application/json"
+    async with aiohttp.ClientSession() as session:
+
+        async def poll(offset: str) -> tuple[int, bytes, str, str]:
+            async with session.get(url, params={"offset": offset, "live": "long-poll"}) as r:
+                return r.status, await r.read(), r.headers["Stream-Next-Offset"], r.headers.get("ETag", "")
+
+        async def shared_poll_answering(offset: str, body: bytes) -> tuple[int, bytes, str, str]:
+            waiting = asyncio.ensure_future(poll(offset))
+            await wait_metric(session, edge.url, "ds_edge_long_poll_waiters", 1, 10)
+            await append(session, url, json_type, body)
+            return await waiting
+
+        start = await create(session, url, json_type)
+        first = await shared_poll_answering(start, b'{"n":1}')
+        second = await shared_poll_answering(first[2], b'[{"n":2},{"n":3}]')
+        assert first[:2] == (200, b'[{"n":1}]') and second[:2] == (200, b'[{"n":2},{"n":3}]')
+        before = await origin_stream_gets(session, origin.url)
+        joined = await poll(start)
+        assert await origin_stream_gets(session, origin.url) == before  # answered by the edge
+        assert joined == (200, b'[{"n":1},{"n":2},{"n":3}]', second[2], f'"{start}:{second[2]}"')
+        # The origin's own answer to that read is the same.
+        async with session.get(origin.url + "/v1/stream/write-through/joined", params={"offset": start}) as r:
+            assert (await r.read(), r.headers["ETag"]) == (joined[1], joined[3])
+        # A write the edge has no answer for yet: the reader behind it is sent to the origin.
+        before = await origin_stream_gets(session, origin.url)
+        end = await append(session, url, json_type, b'{"n":4}')
+        latest = await poll(start)
+        assert latest[:3] == (200, b'[{"n":1},{"n":2},{"n":3},{"n":4}]', end)
+        assert await origin_stream_gets(session, origin.url) == before + 1
