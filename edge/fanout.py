@@ -7,10 +7,10 @@ when it can) until it stands exactly where the hub is, or where one of the hub's
 starts, and only then subscribes; the seam has no gap and no duplicate because events are
 whole ranges [start, end) and a client subscribes only at an event boundary.
 
-Live events are written straight into each subscriber's transport from the hub, in one pass,
-with no task or coroutine wake-up per client per event (the bytes, already chunk-framed, are the
-same object for everyone). A subscriber whose unsent bytes pass its budget is cut off (it
-resumes from its last offset); it never slows the others or grows memory without bound.
+Live events are written straight into each subscriber's transport by the hub's delivery
+(edge.delivery: rolling rounds, bytes joined and framed once, no task or coroutine wake-up per
+client per event). A subscriber whose unsent bytes pass its budget is cut off (it resumes from
+its last offset); it never slows the others or grows memory without bound.
 """
 
 from __future__ import annotations
@@ -21,14 +21,13 @@ import contextlib
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 import aiohttp
 from aiohttp import web
 
+from edge.delivery import Delivery, Subscriber
 from edge.metrics import EdgeMetrics
 from edge.reads import EdgeReads, now_ms
 from edge.scope import ReadScope
@@ -41,53 +40,6 @@ from shared.errors import ProtocolError, Unavailable
 from shared.paths import STREAM_PREFIX
 
 logger = logging.getLogger(__name__)
-HISTORY_BYTES = 256 * 1024  # recent events kept for clients joining slightly behind
-
-
-def chunk_framed(data: bytes) -> bytes:
-    """`data` as one HTTP/1.1 chunk, as aiohttp frames a chunked response body."""
-    return b"%x\r\n%b\r\n" % (len(data), data)
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    start: str
-    end: str
-    wire: bytes  # data event + control event, exactly as written to every subscriber
-    closed: bool
-    framed: bytes = b""  # `wire` as an HTTP chunk
-
-
-class Subscriber:
-    """One live client: the hub writes into its transport; the handler only waits for the end."""
-
-    __slots__ = ("chunked", "done", "limit", "overflow", "transport", "wake")
-
-    def __init__(self, transport: asyncio.Transport, limit: int, chunked: bool) -> None:
-        self.transport = transport
-        self.limit = limit
-        self.chunked = chunked
-        self.overflow = False
-        self.done = False  # the stream closed or the hub ended
-        self.wake = asyncio.Event()
-
-    def push(self, event: Event) -> None:
-        if self.done or self.overflow:
-            return  # once an event is lost, nothing after it may reach this client
-        data = event.framed if self.chunked else event.wire
-        if self.transport.is_closing():
-            self.finish()
-        elif self.transport.get_write_buffer_size() + len(data) > self.limit:
-            self.overflow = True
-            self.wake.set()
-        else:
-            self.transport.write(data)
-            if event.closed:
-                self.finish()
-
-    def finish(self) -> None:
-        self.done = True
-        self.wake.set()
 
 
 class Hub:
@@ -118,13 +70,12 @@ class Hub:
         self.closed = False
         self.ended = False
         self.cursor = 0
-        self.history: deque[Event] = deque()
-        self._history_bytes = 0
-        self.subscribers: set[Subscriber] = set()
+        self.delivery = Delivery(metrics)
         self._changed = asyncio.Event()
         self._idle_since = time.monotonic()
         self._last_event = time.monotonic()
         self.task = spawn(self._run(), name="edge-sse-hub")
+        self._deliverer = spawn(self.delivery.run(), name="edge-sse-delivery")
         self._keeper = spawn(self._keep_alive(keepalive), name="edge-sse-keepalive")
 
     # -- upstream ---------------------------------------------------------------------------
@@ -133,7 +84,7 @@ class Hub:
         backoff = 0.1
         try:
             while not self.closed:
-                if not self.subscribers and time.monotonic() - self._idle_since > self._idle_close:
+                if not self.delivery.subscribers and time.monotonic() - self._idle_since > self._idle_close:
                     return
                 offset = self.position or h.OFFSET_NOW
                 try:
@@ -149,8 +100,10 @@ class Hub:
         finally:
             self.ended = True
             self._keeper.cancel()
+            self._deliverer.cancel()
+            self.delivery.flush()  # (e.g. the closing event) before the subscribers are let go
             self.ready.set()
-            for subscriber in self.subscribers:
+            for subscriber in self.delivery.subscribers:
                 subscriber.finish()
             self._wake()
             self._on_end(self)
@@ -190,18 +143,12 @@ class Hub:
             self.position = next_offset
             self.ready.set()
         if data is not None or closed or next_offset != self.position:
-            started = time.perf_counter()
             wire = (sse.encode_data_text(data) if data is not None else b"") + self._control(
                 next_offset, up_to_date or closed, closed
             )
-            event = Event(self.position, next_offset, wire, closed, chunk_framed(wire))
-            self._remember(event)
+            self.delivery.add(self.position, next_offset, wire, closed)
             self.position = next_offset
             self._last_event = time.monotonic()
-            for subscriber in self.subscribers:
-                subscriber.push(event)
-            self._metrics.sse_events.inc()
-            self._metrics.delivery_lag.observe(time.perf_counter() - started)
         self.closed = closed
         self._wake()
 
@@ -211,12 +158,6 @@ class Hub:
             next_offset, cursor=None if closed else self.cursor, up_to_date=up_to_date, closed=closed
         )
         return sse.encode_control(payload)
-
-    def _remember(self, event: Event) -> None:
-        self.history.append(event)
-        self._history_bytes += len(event.wire)
-        while self._history_bytes > HISTORY_BYTES and len(self.history) > 1:
-            self._history_bytes -= len(self.history.popleft().wire)
 
     def _wake(self) -> None:
         self._changed.set()
@@ -236,32 +177,27 @@ class Hub:
     def can_take(self, position: str) -> bool:
         if self.ended or self.position is None:
             return False
-        return position == self.position or any(e.start == position for e in self.history)
+        return position == self.position or self.delivery.starting_at(position) is not None
 
     def subscribe(self, position: str, transport: asyncio.Transport, limit: int, chunked: bool) -> Subscriber | None:
         """Join at `position` if it is the hub's position or the start of a recent event."""
-        if not self.can_take(position):
+        if self.ended or self.position is None:
             return None
-        subscriber = Subscriber(transport, limit, chunked)
-        if position != self.position:
-            index = next(i for i, e in enumerate(self.history) if e.start == position)
-            for event in list(self.history)[index:]:
-                subscriber.push(event)
-        self.subscribers.add(subscriber)
-        return subscriber
+        first = self.delivery.count if position == self.position else self.delivery.starting_at(position)
+        if first is None:
+            return None
+        return self.delivery.subscribe(transport, limit, chunked, first)
 
     async def _keep_alive(self, interval: float) -> None:
         """While no event flows, one comment every `interval` keeps proxies from timing out."""
-        framed = Event("", "", sse.KEEP_ALIVE, False, chunk_framed(sse.KEEP_ALIVE))
         while True:
             await asyncio.sleep(interval)
             if time.monotonic() - self._last_event >= interval:
-                for subscriber in list(self.subscribers):
-                    subscriber.push(framed)
+                self.delivery.comment(sse.KEEP_ALIVE)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        self.subscribers.discard(subscriber)
-        if not self.subscribers:
+        self.delivery.subscribers.discard(subscriber)
+        if not self.delivery.subscribers:
             self._idle_since = time.monotonic()
 
     def stop(self) -> None:
@@ -423,7 +359,7 @@ class SSEFanout:
     def shutdown(self) -> None:
         self.stopping = True
         for hub in list(self.hubs.values()):
-            for subscriber in hub.subscribers:
+            for subscriber in hub.delivery.subscribers:
                 subscriber.finish()
             hub.stop()
 
