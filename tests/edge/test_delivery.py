@@ -44,10 +44,14 @@ def delivery(monkeypatch: pytest.MonkeyPatch) -> Delivery:
     return Delivery(EdgeMetrics(CollectorRegistry()))
 
 
-async def settle(delivery: Delivery) -> None:
-    """Let the delivery task finish its rounds."""
-    for _ in range(50):
-        await asyncio.sleep(0)
+async def run_rounds(delivery: Delivery) -> None:
+    """Run the delivery task until its rounds are done (a few loop iterations), then stop it."""
+    task = asyncio.ensure_future(delivery.run())
+    try:
+        for _ in range(50):
+            await asyncio.sleep(0)
+    finally:
+        task.cancel()
 
 
 async def test_each_subscriber_gets_what_it_lacks_in_one_write(delivery: Delivery) -> None:
@@ -57,11 +61,7 @@ async def test_each_subscriber_gets_what_it_lacks_in_one_write(delivery: Deliver
     subscribers += [delivery.subscribe(t, 1 << 20, True, 0) for t in chunked]
     add(delivery, 0)
     add(delivery, 1)
-    task = asyncio.ensure_future(delivery.run())
-    try:
-        await settle(delivery)
-    finally:
-        task.cancel()
+    await run_rounds(delivery)
     assert all(t.writes == [wire(0) + wire(1)] for t in plain)
     assert all(t.writes == [chunk_framed(wire(0) + wire(1))] for t in chunked)
     assert all(s.next == 2 for s in subscribers)
@@ -77,11 +77,7 @@ async def test_an_event_arriving_mid_round_joins_it_for_the_subscribers_not_yet_
     for transport in transports:
         delivery.subscribe(transport, 1 << 20, False, 0)
     add(delivery, 0)
-    task = asyncio.ensure_future(delivery.run())
-    try:
-        await settle(delivery)
-    finally:
-        task.cancel()
+    await run_rounds(delivery)
     written = {id(t): t.writes for t in transports}
     first_slice = [t for t in transports if written[id(t)] == [wire(0), wire(1)]]
     later = [t for t in transports if written[id(t)] == [wire(0) + wire(1)]]
