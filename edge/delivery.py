@@ -156,10 +156,13 @@ class Delivery:
                 shared = self._joined(first, newest, shared_chunked)
             data, closes = shared
             subscriber.next = newest
-            if data:
-                subscriber.send(data, closes)
-            else:
+            if not data:
                 subscriber.cut_off()  # its next event is no longer remembered
+                continue
+            try:
+                subscriber.send(data, closes)
+            except (RuntimeError, OSError):  # its transport broke under us: it ends, the rest go on
+                subscriber.finish()
 
     def _joined(self, first: int, newest: int, chunked: bool) -> tuple[bytes, bool]:
         """Events `first` to `newest` - 1 as bytes to write (b"": forgotten), and whether they end the stream."""

@@ -102,3 +102,16 @@ async def test_a_subscriber_behind_the_history_is_cut_off_and_a_closing_event_fi
     assert current.writes == [wire(3) + wire(4)] and kept.done and kept.wake.is_set()
     assert slow.overflow and full.writes == []  # its buffer is past its budget
     assert delivery.starting_at("o3") == 3 and delivery.starting_at("o2") is None
+
+
+async def test_a_transport_failing_under_a_round_ends_its_client_only(delivery: Delivery) -> None:
+    def broken() -> None:
+        raise RuntimeError("unable to perform operation: the handler is closed")
+
+    transports = [Transport(broken)] + [Transport() for _ in range(4)]
+    subscribers = [delivery.subscribe(t, 1 << 20, False, 0) for t in transports]
+    add(delivery, 0)
+    await run_rounds(delivery)
+    assert subscribers[0].done and subscribers[0].wake.is_set()
+    assert all(t.writes == [wire(0)] for t in transports)  # (the broken one's write was attempted)
+    assert not any(s.done for s in subscribers[1:])
