@@ -1,11 +1,16 @@
 """Whose copy is this? The cache scope of a read, so private data never reaches other credentials.
 
-- No credentials: the stream path; only `public` responses are stored there.
+The scope follows the credential the origin authorises by (shared.auth.authorize): a bearer
+token whenever one is sent (any signature parameters beside it are ignored, there as here),
+otherwise a signed URL, otherwise none. Keying a token-authorised answer by signature parameters
+the client chose would hand it to anyone who sends the same parameters without the token.
+
+- A bearer token: `public` answers are stored under the path (anyone may read them), `private`
+  ones under "<path>\\0<sha256 of the Authorization header>".
 - A signed URL: checked here when the edge has the access policy (stateless, no origin call),
   then stored under "<path>\\0signed" shared by every holder of a valid URL; the signature
   parameters are left out of the key. Without the policy, the exact signature is the key.
-- A bearer token: `public` answers are stored under the path (anyone may read them), `private`
-  ones under "<path>\\0<sha256 of the Authorization header>".
+- No credentials: the stream path; only `public` responses are stored there.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.auth import EXPIRES_PARAM, SIGNATURE_PARAM, SIGNED_PARAMS, AccessPolicy, Right, authorize
+from shared.auth import EXPIRES_PARAM, SIGNATURE_PARAM, SIGNED_PARAMS, AccessPolicy, Right, authorize, parse_expiry
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,15 +46,15 @@ def _digest(text: str) -> str:
 
 
 def read_scope(path: str, headers: Mapping[str, str], query: Mapping[str, str], policy: AccessPolicy) -> ReadScope:
-    if SIGNATURE_PARAM in query:
-        expires = query.get(EXPIRES_PARAM, "")
-        until = int(expires) if expires.isdigit() else 0
-        if policy.enabled:
-            authorize(policy, Right.READ, path, authorization=None, query=query, now_s=int(time.time()))
-            return ReadScope(path, path + "\0signed", signed=True, signed_until=until)
-        exact = "&".join(f"{k}={query.get(k, '')}" for k in sorted(SIGNED_PARAMS))
-        return ReadScope(path, path + "\0sig:" + _digest(exact), signed=True, signed_until=until)
     authorization = headers.get("Authorization")
     if authorization is not None:
         return ReadScope(path, path + "\0" + _digest(authorization), signed=False)
+    if SIGNATURE_PARAM in query:
+        if policy.enabled:
+            access = authorize(policy, Right.READ, path, authorization=None, query=query, now_s=int(time.time()))
+            return ReadScope(path, path + "\0signed", signed=True, signed_until=access.signed_until)
+        # Unchecked here (the origin checks it): a malformed expiry caps cached copies at nothing.
+        until = parse_expiry(query.get(EXPIRES_PARAM, "")) or 0
+        exact = "&".join(f"{k}={query.get(k, '')}" for k in sorted(SIGNED_PARAMS))
+        return ReadScope(path, path + "\0sig:" + _digest(exact), signed=True, signed_until=until)
     return ReadScope(path, None, signed=False)

@@ -3,10 +3,13 @@
 Pure functions over a frozen AccessPolicy, so that the origin and the edge check requests the
 same way (an edge verifies signed URLs statelessly, without calling the origin).
 
-Rights: `read` (GET, HEAD), `write` (PUT, POST), `admin` (DELETE, and implies the others). A
-prefix matches every path that starts with it; "" matches every path. A signed URL grants
-`read` on a path or prefix until it expires: its parameters (`ds_scope`, `ds_exp`, `ds_sig`)
-are an HMAC-SHA256 of "scope\\nexpiry" under the policy's signing key.
+Rights: `read` (GET, HEAD), `write` (PUT, POST), `admin` (DELETE, and implies the others), each
+on scopes. A signed URL grants `read` on one scope until it expires: its parameters (`ds_scope`,
+`ds_exp`, `ds_sig`) are an HMAC-SHA256 of "scope\\nexpiry" under the policy's signing key.
+
+Scopes end on a path-segment boundary (`covers`): `rooms/42` covers the stream `rooms/42` and
+every stream below `rooms/42/`, never `rooms/420` or `rooms/42-private`; a scope ending in "/"
+(`rooms/`) covers only the streams below it; "" covers every stream.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ SCOPE_PARAM: Final = "ds_scope"
 EXPIRES_PARAM: Final = "ds_exp"
 SIGNATURE_PARAM: Final = "ds_sig"
 SIGNED_PARAMS: Final = frozenset({SCOPE_PARAM, EXPIRES_PARAM, SIGNATURE_PARAM})
+#: Unix seconds in at most 12 digits (year 33658): a longer ds_exp is nonsense, and int() of a
+#: huge one costs CPU (and raises past Python's digit limit).
+MAX_EXPIRES_DIGITS: Final = 12
 
 
 class Right(enum.IntEnum):
@@ -68,8 +74,38 @@ class Access:
 OPEN: Final = Access(public=True)
 
 
-def _matches(prefixes: tuple[str, ...], path: str) -> bool:
-    return any(path.startswith(prefix) for prefix in prefixes)
+def covers(scope: str, path: str) -> bool:
+    """Whether `scope` covers stream `path`: that path itself or a path below `scope/`.
+
+    A raw prefix test would let `rooms/42` read `rooms/420`; stream paths never end in "/" nor
+    hold an empty segment (shared.paths), so a scope ending in "/" already ends on a boundary.
+    """
+    if not scope or scope.endswith("/"):
+        return path.startswith(scope)
+    return path == scope or path.startswith(scope + "/")
+
+
+def describe_scope(scope: str) -> str:
+    """What `scope` covers, in words (`plugin-streams sign` prints it)."""
+    if not scope:
+        return "every stream"
+    if scope.endswith("/"):
+        return f"every stream below {scope!r}"
+    return f"the stream {scope!r} and every stream below {scope + '/'!r}"
+
+
+def parse_expiry(text: str) -> int | None:
+    """`ds_exp` as unix seconds, or None when it is not 1-12 ASCII digits.
+
+    (`str.isdigit` alone accepts "²" and other digits `int` refuses.)
+    """
+    if not 0 < len(text) <= MAX_EXPIRES_DIGITS or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
+def _matches(scopes: tuple[str, ...], path: str) -> bool:
+    return any(covers(scope, path) for scope in scopes)
 
 
 def _sha256(text: str) -> bytes:
@@ -128,16 +164,17 @@ def _check_signature(policy: AccessPolicy, path: str, query: Mapping[str, str], 
         raise BadRequest(f"a signed URL needs {SCOPE_PARAM}, {EXPIRES_PARAM} and {SIGNATURE_PARAM}")
     if policy.signing_key is None:
         raise Unauthorized("signed URLs are not enabled on this server")
-    if not expires.isdigit():
-        raise BadRequest(f"{EXPIRES_PARAM} must be unix seconds")
-    expected = sign(policy.signing_key, scope, int(expires))
+    until = parse_expiry(expires)
+    if until is None:
+        raise BadRequest(f"{EXPIRES_PARAM} must be unix seconds (1-{MAX_EXPIRES_DIGITS} ASCII digits)")
+    expected = sign(policy.signing_key, scope, until)
     if not hmac.compare_digest(expected.encode(), signature.encode()):
         raise Forbidden("invalid URL signature")
-    if int(expires) <= now_s:
+    if until <= now_s:
         raise Forbidden("signed URL has expired")
-    if not path.startswith(scope):
+    if not covers(scope, path):
         raise Forbidden("signed URL does not cover this stream")
-    return int(expires)
+    return until
 
 
 def authorize(

@@ -3,7 +3,7 @@
 With no policy file the server is open (development): every request is allowed and every
 stream is public. The policy is a TOML file:
 
-    public_read = ["public/"]          # prefixes anyone may read
+    public_read = ["public/"]          # scopes anyone may read (shared.auth.covers)
     signing_key = "a long random secret" # enables signed read URLs (plugin-streams sign)
 
     [[token]]
