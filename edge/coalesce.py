@@ -3,18 +3,33 @@
 The key is registered before the first await, the work runs in its own shielded task (so one
 caller giving up does not cancel it for the others), every waiter gets the same result or the
 same exception, and the key is dropped in `finally` (as aiohttp's connector does for DNS).
+
+A shared request is made with the first caller's headers, so it must carry nothing that makes
+its answer that caller's own: `shared_headers` drops the conditionals (a 304 to the first
+caller's If-None-Match would reach every caller that joined, with an empty body none of them
+asked for); each caller's own conditionals are then evaluated against the shared answer's ETag.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from typing import Final, Generic, TypeVar
+
+from multidict import CIMultiDict
 
 from shared.aio.tasks import spawn
 
+#: Request headers that make an answer depend on what one client already holds (RFC 9110 §13).
+CONDITIONALS: Final = frozenset({"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"})
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+
+def shared_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
+    """`headers` for an upstream request made on behalf of every caller of a flight."""
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in CONDITIONALS)
 
 
 class SingleFlight(Generic[K, V]):

@@ -22,7 +22,7 @@ from yarl import URL
 
 from edge.cache import ChunkCache
 from edge.chunks import Chunk, ChunkKey, is_immutable
-from edge.coalesce import SingleFlight
+from edge.coalesce import SingleFlight, shared_headers
 from edge.joined import join
 from edge.metrics import EdgeMetrics
 from edge.scope import ReadScope
@@ -109,7 +109,8 @@ class EdgeReads:
 
     async def _fetch(self, headers: Mapping[str, str], scope: ReadScope, offset: Offset | None, path_qs: str) -> Reply:
         self.metrics.upstream.labels("catch_up").inc()
-        reply = await self.upstream.request("GET", path_qs, headers)
+        # Shared by every caller of the flight: no one caller's conditionals (respond() applies each's).
+        reply = await self.upstream.request("GET", path_qs, shared_headers(headers))
         self._store(scope, offset, reply)
         return reply
 
@@ -262,7 +263,9 @@ class EdgeReads:
 
     async def _poll(self, headers: Mapping[str, str], scope: ReadScope, offset: Offset | None, path_qs: str) -> Reply:
         self.metrics.upstream.labels("long_poll").inc()
-        reply = await self.upstream.request("GET", path_qs, headers, timeout=self.long_poll_timeout + 5)
+        reply = await self.upstream.request(
+            "GET", path_qs, shared_headers(headers), timeout=self.long_poll_timeout + 5
+        )
         self._store(scope, offset, reply)
         return reply
 
