@@ -28,7 +28,7 @@ from shared.aio.access import access_middleware, load_policy
 from shared.aio.cors import add_cors_routes, security_headers
 from shared.aio.fast_lane import LANE
 from shared.aio.http_errors import error_middleware
-from shared.aio.observe import metrics_handler, observe_middleware
+from shared.aio.observe import OBSERVER, Observer, metrics_handler, observing
 from shared.auth import AccessPolicy
 
 logger = logging.getLogger(__name__)
@@ -40,14 +40,18 @@ def build_app(
     registry = registry if registry is not None else CollectorRegistry()
     metrics = EdgeMetrics(registry)
     policy = policy if policy is not None else load_policy(config.auth_config, role="edge")
-    middlewares = [observe_middleware(metrics, access_log=config.access_log), error_middleware]
+    observer = Observer(metrics, access_log=config.access_log)
+    middlewares = [observing(observer), error_middleware]
     if policy.enabled:
         middlewares.append(access_middleware(policy))
     app = web.Application(client_max_size=2 * 1024 * 1024, middlewares=middlewares)
     cache = ChunkCache(config.cache_memory, config.cache_dir, config.cache_disk)
     metrics.watch(lambda: cache.memory_bytes, lambda: cache.disk.bytes if cache.disk else 0)
     holder: dict[str, EdgeHandlers] = {}
-    lane = app[LANE] = EdgeLane()  # plain cached reads, answered under aiohttp's request machinery
+    lane = EdgeLane()
+    if config.fast_lane:  # plain cached reads, answered under aiohttp's request machinery
+        app[LANE] = lane
+        app[OBSERVER] = observer  # its answers count and log like the middleware's
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, keepalive_timeout=30)

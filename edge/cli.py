@@ -41,6 +41,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     s.add("--auth-config", default=d.auth_config, help="the origin's TOML access policy (checks at the edge)")
     s.add("--access-log", type=boolean, default=d.access_log, help="log one line per request")
+    s.add(
+        "--fast-lane",
+        type=boolean,
+        default=d.fast_lane,
+        help="answer plain cached reads and shared long-polls from rendered bytes (false: all take aiohttp's way)",
+    )
     s.add("--shutdown-grace", type=positive_float, default=d.shutdown_grace, help="seconds to drain on SIGTERM")
     s.add("--region", default=d.region, help="name of this edge's region: keep a durable regional replica")
     s.add(
@@ -83,6 +89,7 @@ def config_from_args(args: argparse.Namespace) -> EdgeConfig:
         sse_client_buffer=args.sse_client_buffer,
         auth_config=args.auth_config,
         access_log=args.access_log,
+        fast_lane=args.fast_lane,
         shutdown_grace=args.shutdown_grace,
         region=args.region,
         replicate=tuple(args.replicate),

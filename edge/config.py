@@ -22,6 +22,7 @@ class EdgeConfig:
     sse_idle_close: float = 5.0  # seconds an upstream SSE subscription outlives its last client
     auth_config: str | None = None
     access_log: bool = False
+    fast_lane: bool = True  # answer plain cached reads below aiohttp's request machinery (shared.aio.fast_lane)
     shutdown_grace: float = 10.0
     # Regions (edge.region): a durable replica of the origin's streams, read locally.
     region: str | None = None  # set: this edge keeps a regional replica

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from aiohttp.http import HttpVersion11
 from aiohttp.http_parser import RawRequestMessage
@@ -67,8 +67,8 @@ class _Parked:
     __slots__ = ("groups",)
 
     def __init__(self) -> None:
-        # Per client: its connection, when it came, and where the answer must reach (edge.writes).
-        self.groups: dict[LongPoll, list[tuple[FastConnection, float, Offset | None]]] = {}
+        # Per client: its connection and where the answer must reach (edge.writes).
+        self.groups: dict[LongPoll, list[tuple[FastConnection, Offset | None]]] = {}
 
 
 class EdgeLane:
@@ -96,8 +96,6 @@ class FastReads:
         # labels() costs a lock and a lookup: keep the few children the lane uses.
         self._memory_hits = metrics.cache_hits.labels("memory")
         self._recent_hits = metrics.cache_hits.labels("recent_poll")
-        self._requests: dict[int, Any] = {}
-        self._latency = metrics.latency.labels("GET", "stream")
         self._lane_catch_up = metrics.fast_lane.labels("catch_up")
         self._lane_long_poll = metrics.fast_lane.labels("long_poll")
 
@@ -131,8 +129,7 @@ class FastReads:
             rendered = self._heads[(chunk.key, offset.position)] = Rendered(200, headers, len(body))
         self._memory_hits.inc()
         self.cache.hits["memory"] += 1
-        conn.send(rendered.head(), chunk.body)
-        self._count(200, 0.0)
+        conn.send(rendered.head(), chunk.body)  # counted and logged by the connection's observer
         self._lane_catch_up.inc()
         return True
 
@@ -150,7 +147,6 @@ class FastReads:
                 return False
             self._recent_hits.inc()
             conn.send(rendered.head(), recent.body if recent.status == 200 else b"")
-            self._count(recent.status, 0.0)
             self._lane_long_poll.inc()
             return True
         future = reads.long_poll_flights.pending(key)
@@ -162,7 +158,7 @@ class FastReads:
         if parked is None:
             parked = self._parked[key] = _Parked()
             future.add_done_callback(lambda f: self._answer_parked(key, parked, f))
-        parked.groups.setdefault(route, []).append((conn, time.perf_counter(), need))
+        parked.groups.setdefault(route, []).append((conn, need))
         conn.park(message)
         self.metrics.long_poll_waiters.inc()
         return True
@@ -175,18 +171,16 @@ class FastReads:
             self.metrics.long_poll_waiters.dec(len(clients))
             rendered = self._render(reply, route) if reply is not None and reply is not STOPPING else None
             if rendered is None:
-                for conn, _started, _need in clients:
+                for conn, _need in clients:
                     conn.release_parked()  # errors and shutdown answers: the handlers know how
                 continue
             head = rendered.head()
             body = reply.body if reply is not None and reply.status == 200 else b""
-            now = time.perf_counter()
-            for conn, started, need in clients:
+            for conn, need in clients:
                 if need is not None and not may_answer(reply, need):  # type: ignore[arg-type]
                     conn.release_parked()  # short of writes it must see: the handlers ask again
                 elif not conn.closed:
                     conn.answer_parked(head, body)
-                    self._count(rendered.status, now - started)
                     self._lane_long_poll.inc()
 
     def _render_recent(self, reply: Reply, route: LongPoll) -> Rendered | None:
@@ -205,13 +199,6 @@ class FastReads:
             return None
         headers = self.reads.long_poll_headers(reply, route.offset_text, route.echoed, route.scope)
         return Rendered(reply.status, headers, len(reply.body) if reply.status == 200 else 0)
-
-    def _count(self, status: int, seconds: float) -> None:
-        counter = self._requests.get(status)
-        if counter is None:
-            counter = self._requests[status] = self.metrics.requests.labels("GET", "stream", str(status))
-        counter.inc()
-        self._latency.observe(seconds)
 
 
 def _route(message: RawRequestMessage, policy: AccessPolicy) -> Route:

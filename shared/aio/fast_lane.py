@@ -15,17 +15,31 @@ own queue and are handed to aiohttp once the parked answer is out.
 aiohttp's request loop resumes one loop iteration later, and under load a keep-alive client's
 next request often arrives in between. Judged by the waiter alone, such a connection would
 never be idle again and every later request would take the slow path.
+
+Pipelining: aiohttp stops reading a connection once 32 requests are queued (its parser keeps
+the rest of what it read) and its request loop refills and resumes as it drains the queue. When
+the lane drains the queue instead, it does the same refill (`_offer`), or a client pipelining
+more than 32 lane requests would wait forever for the rest of its answers.
+
+The lane works on aiohttp internals (`INTERNALS`); a server whose aiohttp lacks one of them
+runs without the lane and says so in its log, rather than wedging connections.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Coroutine
 from typing import Any, Final, Protocol
 
 from aiohttp import web
-from aiohttp.http_parser import RawRequestMessage
+from aiohttp.http_parser import HttpRequestParser, RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler
+
+from shared.aio.observe import OBSERVER, Observer
+
+logger = logging.getLogger(__name__)
 
 
 class Lane(Protocol):
@@ -37,17 +51,51 @@ LANE: Final = web.AppKey("fast_lane", Lane)
 #: Extra keep-alive time granted to a parked connection (the lane answers it well before).
 PARKED_GRACE: Final = 120.0
 
+#: What FastConnection reads or calls inside aiohttp, checked once when the server is made.
+INTERNALS: Final = {
+    RequestHandler: (
+        "_messages",  # the queue of parsed requests aiohttp's loop takes from
+        "_waiter",  # the future aiohttp's loop waits on while the queue is empty
+        "_handle_request",  # wrapped to know when aiohttp is busy with a request
+        "_parser",
+        "_buffer_paused",  # reading paused because the queue is full...
+        "_resume_reading_if_drained",  # ...and aiohttp's own refill and resume once it drained
+        "_keepalive",
+        "_keepalive_handle",
+        "_keepalive_timeout",
+        "_next_keepalive_close_time",
+        "_process_keepalive",
+        "_close",
+        "_loop",
+        "transport",
+    ),
+    HttpRequestParser: ("message_consumed",),  # frees the parser's slot for a request taken
+}
+#: Set on each web.Server (FastLaneServer copies them).
+SERVER_INTERNALS: Final = ("request_handler", "request_factory", "handler_cancellation", "_kwargs", "_loop")
+
+
+def missing_internals(server: web.Server) -> list[str]:
+    missing = [f"{cls.__name__}.{name}" for cls, names in INTERNALS.items() for name in names if not hasattr(cls, name)]
+    missing += [f"Server.{name}" for name in SERVER_INTERNALS if not hasattr(server, name)]
+    return missing
+
 
 class FastConnection(RequestHandler):
     """aiohttp's connection protocol, offering each request to the lane while it is idle."""
 
-    __slots__ = ("_handling", "_lane", "_parked")
+    __slots__ = ("_answering", "_handling", "_lane", "_observer", "_offering", "_parked", "_remote", "_started")
 
-    def __init__(self, manager: web.Server, lane: Lane, **kwargs: Any) -> None:
+    def __init__(self, manager: web.Server, lane: Lane, observer: Observer | None = None, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._lane = lane
+        self._observer = observer
         self._parked: RawRequestMessage | None = None
         self._handling = False  # aiohttp has taken a request and not yet written all its answer
+        self._offering = False  # inside _offer (aiohttp's refill calls data_received back)
+        self._answering: RawRequestMessage | None = None  # the request `send` answers
+        self._started = 0.0  # when it was offered (a parked one: its wait counts too)
+        self._remote: str | None = None
 
     def _handle_request(self, *args: Any) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
         # Called by aiohttp's loop as it takes a request off its queue, before the handler's
@@ -77,27 +125,55 @@ class FastConnection(RequestHandler):
         self._offer()
 
     def _offer(self) -> None:
+        if self._offering:
+            return  # aiohttp's refill, called from the pass below: that pass offers what it parsed
+        self._offering = True
+        try:
+            while self._offer_queued() and self._buffer_paused:
+                # The lane emptied a full queue: refill it from what the parser kept and resume
+                # reading, as aiohttp's loop does when it drains the queue itself.
+                self._resume_reading_if_drained()
+                if not self._messages:
+                    break
+        finally:
+            self._offering = False
+        waiter = self._waiter
+        if self._messages and self._parked is None and waiter is not None and not waiter.done():
+            waiter.set_result(None)  # the rest is aiohttp's
+
+    def _offer_queued(self) -> bool:
+        """Offer queued requests in order until one is declined or parked; True if it took them all."""
         messages = self._messages
+        lane = self._lane
         while messages and self._parked is None and self.transport is not None:
             message, payload = messages[0]
-            if payload is not EMPTY_PAYLOAD or type(message) is not RawRequestMessage:
-                break
+            if payload is not EMPTY_PAYLOAD or type(message) is not RawRequestMessage or message.upgrade:
+                return False  # a body, a parse error or an upgrade: only aiohttp knows what follows
             messages.popleft()
-            if not self._lane.take(message, self):
+            self._answering = message
+            self._started = time.perf_counter()
+            try:
+                taken = lane.take(message, self)
+            finally:
+                self._answering = None
+            if not taken:
                 messages.appendleft((message, payload))
-                break
+                return False
             if self._parser is not None:
+                # Taken off the queue: its parser slot is free (a parked one given back to
+                # aiohttp is queued again without one, which only lets the queue hold one more).
                 self._parser.message_consumed()
-        waiter = self._waiter
-        if messages and self._parked is None and waiter is not None and not waiter.done():
-            waiter.set_result(None)  # the rest is aiohttp's
+        return not messages and self._parked is None and self.transport is not None
 
     @property
     def closed(self) -> bool:
         return self.transport is None or self.transport.is_closing()
 
     def send(self, data: bytes, body: bytes = b"") -> None:
-        """Write a whole rendered response (head, then body) and keep the connection alive."""
+        """Answer the request being offered with a whole rendered response (head, then body)."""
+        self._write(self._answering, data, body)
+
+    def _write(self, message: RawRequestMessage | None, data: bytes, body: bytes) -> None:
         transport = self.transport
         if transport is None:
             return
@@ -106,6 +182,24 @@ class FastConnection(RequestHandler):
         else:
             transport.write(data)
         self._kept_alive(self._keepalive_timeout)
+        if self._observer is not None and message is not None:
+            # Counted and logged like the middleware does for aiohttp's answers; a rendered
+            # head starts "HTTP/1.1 NNN ".
+            self._observer.record(
+                message.method,
+                message.url,
+                int(data[9:12]),
+                len(body),
+                time.perf_counter() - self._started,
+                self._peer(),
+            )
+
+    def _peer(self) -> str | None:
+        # What aiohttp's Request.remote says for a TCP peer.
+        if self._remote is None and self.transport is not None:
+            peer = self.transport.get_extra_info("peername")
+            self._remote = str(peer[0]) if isinstance(peer, (list, tuple)) else None
+        return self._remote
 
     def park(self, message: RawRequestMessage) -> None:
         """The answer comes later (`answer_parked`); requests behind this one wait until then."""
@@ -113,8 +207,8 @@ class FastConnection(RequestHandler):
         self._kept_alive(self._keepalive_timeout + PARKED_GRACE)
 
     def answer_parked(self, data: bytes, body: bytes = b"") -> None:
-        self._parked = None
-        self.send(data, body)
+        message, self._parked = self._parked, None
+        self._write(message, data, body)
         if self._close:
             super().close()  # the server is stopping: this was the last answer
         else:
@@ -148,7 +242,7 @@ class FastConnection(RequestHandler):
 class FastLaneServer(web.Server):
     """aiohttp's low-level server, making FastConnection protocols."""
 
-    def __init__(self, server: web.Server, lane: Lane) -> None:
+    def __init__(self, server: web.Server, lane: Lane, observer: Observer | None = None) -> None:
         super().__init__(
             server.request_handler,
             request_factory=server.request_factory,
@@ -157,9 +251,10 @@ class FastLaneServer(web.Server):
             **server._kwargs,
         )
         self.lane = lane
+        self.observer = observer
 
     def __call__(self) -> RequestHandler:
-        return FastConnection(self, self.lane, loop=self._loop, **self._kwargs)
+        return FastConnection(self, self.lane, self.observer, loop=self._loop, **self._kwargs)
 
 
 class FastLaneRunner(web.AppRunner):
@@ -167,7 +262,12 @@ class FastLaneRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
-        return FastLaneServer(server, self.app[LANE])
+        missing = missing_internals(server)
+        if missing:
+            missing_text = ", ".join(missing)
+            logger.warning("fast lane off: this aiohttp lacks %s; every request takes the ordinary way", missing_text)
+            return server
+        return FastLaneServer(server, self.app[LANE], self.app.get(OBSERVER))
 
 
 def runner_for(app: web.Application, **kwargs: Any) -> web.AppRunner:

@@ -1,17 +1,19 @@
 """Per-request observation: Prometheus counters and latency, and one structured access-log line.
 
 The outermost middleware, so it sees the status that was really sent (after error mapping).
-Live reads are measured until their response ends.
+Live reads are measured until their response ends. The fast lane records its answers through
+the same Observer (OBSERVER in the app), so they count and log like any other.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from yarl import URL
 
 from shared.aio.http_errors import Handler
 
@@ -32,13 +34,59 @@ def route_of(path: str) -> str:
     return "other"
 
 
-def observe_middleware(metrics: RequestMetrics, *, access_log: bool) -> web.middleware:  # type: ignore[valid-type]
-    requests = metrics.requests
-    latency = metrics.latency
-    # labels() costs a lock and a lookup per call: keep the children (few: one per method, route and status).
-    counters: dict[tuple[str, str, int], Any] = {}
-    timers: dict[tuple[str, str], Any] = {}
+class Observer:
+    """Counts one answered request and writes its access-log line.
 
+    The observe middleware records aiohttp's answers through it, and the fast lane
+    (shared.aio.fast_lane) its own, so both appear alike in metrics and in the access log.
+    """
+
+    __slots__ = ("_counters", "_timers", "access_log", "latency", "requests")
+
+    def __init__(self, metrics: RequestMetrics, *, access_log: bool) -> None:
+        self.requests = metrics.requests
+        self.latency = metrics.latency
+        self.access_log = access_log
+        # labels() costs a lock and a lookup per call: keep the children (few: one per method, route and status).
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._timers: dict[tuple[str, str], Any] = {}
+
+    def record(self, method: str, url: URL, status: int, size: int, seconds: float, remote: str | None) -> None:
+        """`url` is the request's relative URL (aiohttp's `Request.rel_url`)."""
+        path = url.path
+        route = route_of(path)
+        counter = self._counters.get((method, route, status))
+        if counter is None:
+            counter = self._counters[(method, route, status)] = self.requests.labels(  # type: ignore[attr-defined]
+                method, route, str(status)
+            )
+        counter.inc()
+        timer = self._timers.get((method, route))
+        if timer is None:
+            timer = self._timers[(method, route)] = self.latency.labels(method, route)  # type: ignore[attr-defined]
+        timer.observe(seconds)
+        if self.access_log:
+            access_logger.info(
+                'method=%s path="%s" query="%s" status=%d bytes=%d duration_ms=%.2f remote=%s',
+                method,
+                path,
+                url.query_string,
+                status,
+                size,
+                seconds * 1000,
+                remote,
+            )
+
+
+#: The app's Observer, for answers written outside the middleware (the fast lane's).
+OBSERVER: Final = web.AppKey("observer", Observer)
+
+
+def observe_middleware(metrics: RequestMetrics, *, access_log: bool) -> web.middleware:  # type: ignore[valid-type]
+    return observing(Observer(metrics, access_log=access_log))
+
+
+def observing(observer: Observer) -> web.middleware:  # type: ignore[valid-type]
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
@@ -53,29 +101,9 @@ def observe_middleware(metrics: RequestMetrics, *, access_log: bool) -> web.midd
             status = exc.status
             raise
         finally:
-            elapsed = time.perf_counter() - started
-            route = route_of(request.path)
-            counter = counters.get((request.method, route, status))
-            if counter is None:
-                counter = counters[(request.method, route, status)] = requests.labels(  # type: ignore[attr-defined]
-                    request.method, route, str(status)
-                )
-            counter.inc()
-            timer = timers.get((request.method, route))
-            if timer is None:
-                timer = timers[(request.method, route)] = latency.labels(request.method, route)  # type: ignore[attr-defined]
-            timer.observe(elapsed)
-            if access_log:
-                access_logger.info(
-                    'method=%s path="%s" query="%s" status=%d bytes=%d duration_ms=%.2f remote=%s',
-                    request.method,
-                    request.path,
-                    request.query_string,
-                    status,
-                    size,
-                    elapsed * 1000,
-                    request.remote,
-                )
+            observer.record(
+                request.method, request.rel_url, status, size, time.perf_counter() - started, request.remote
+            )
 
     return observe
 
