@@ -5,6 +5,10 @@ never retries: like protocol writes, REST requests reach the origin exactly as o
 client sends them. Writes that pass through invalidate what the edge holds for the stream, as
 the protocol's do. An SSE tail is copied chunk by chunk as it arrives; if the origin goes away
 the response simply ends, and the client resumes from its last event id (elsewhere, if need be).
+
+Answers keep every end-to-end header that matters to a cache in front, `Vary` included: REST
+reads differ by `Accept` (JSON or raw) and may be `public, immutable`, so a CDN that never saw
+`Vary: Accept` would hand one representation to every client for a year.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from edge.config import EdgeConfig
 from edge.handlers import BUFFERED_BODY, EdgeHandlers
@@ -36,6 +41,19 @@ def _json_error(exc: ProtocolError) -> web.Response:
         response.headers[name] = value
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def response_headers(upstream: CIMultiDict[str] | CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    """The origin's answer headers for the client: end-to-end ones, and `Vary`.
+
+    (edge.upstream drops `Vary` with the headers this process sets itself; the edge adds no
+    `Vary` of its own, so the origin's is the whole of it.)
+    """
+    headers = end_to_end(upstream)
+    if "Vary" not in headers:
+        for value in upstream.getall("Vary", ()):
+            headers.add("Vary", value)
+    return headers
 
 
 def stream_name(path_safe: str) -> tuple[str | None, str | None]:
@@ -78,7 +96,7 @@ class RestProxy:
         reply = await upstream.request(request.method, request.raw_path, request.headers, body, timeout=timeout)
         self._invalidate(handlers, request, reply, body)
         payload = reply.body if reply.status not in (204, 304) else None
-        return web.Response(status=reply.status, body=payload, headers=end_to_end(reply.headers))
+        return web.Response(status=reply.status, body=payload, headers=response_headers(reply.headers))
 
     def _invalidate(self, handlers: EdgeHandlers, request: web.Request, reply: Reply, body: object) -> None:
         """Forget what the edge holds for a stream a write just changed (as edge.handlers does)."""
@@ -101,8 +119,8 @@ class RestProxy:
         try:
             if source.status != 200:
                 body = await source.read()
-                return web.Response(status=source.status, body=body or None, headers=end_to_end(source.headers))
-            response = web.StreamResponse(status=200, headers=end_to_end(source.headers))
+                return web.Response(status=source.status, body=body or None, headers=response_headers(source.headers))
+            response = web.StreamResponse(status=200, headers=response_headers(source.headers))
             await response.prepare(request)
             self._live.add(source)
             # The origin writes at least a keep-alive comment every sse_keepalive seconds; a
