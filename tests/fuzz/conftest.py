@@ -1,0 +1,15 @@
+"""Print how many requests the fuzzer tried, per target, at the end of the run."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fuzz.test_http_surface import TRIED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    lines = config.stash.get(TRIED, [])
+    if lines:
+        terminalreporter.section("fuzz: requests tried")
+        for line in lines:
+            terminalreporter.write_line(line)
