@@ -8,8 +8,9 @@ idle. The lane either takes it (writes rendered bytes now, or parks the connecti
 answer is known) or declines, and then aiohttp handles it exactly as before.
 
 Order on a keep-alive connection is kept: the lane only sees a request when nothing is queued
-or in progress before it, and while a connection is parked, later requests wait in aiohttp's
-own queue and are handed to aiohttp once the parked answer is out.
+or in progress before it, and while a connection is parked, later requests wait apart from
+aiohttp's queue (its loop would answer them first) and go back to it, in order, once the parked
+answer is out.
 
 "Nothing in progress" is tracked here rather than read from aiohttp's waiter: after a response
 aiohttp's request loop resumes one loop iteration later, and under load a keep-alive client's
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Coroutine
 from typing import Any, Final, Protocol
 
@@ -58,7 +60,9 @@ INTERNALS: Final = {
         "_waiter",  # the future aiohttp's loop waits on while the queue is empty
         "_handle_request",  # wrapped to know when aiohttp is busy with a request
         "_parser",
-        "_buffer_paused",  # reading paused because the queue is full...
+        "_max_msg_queue_size",  # where aiohttp (and its parser) stop taking requests...
+        "_buffer_paused",  # ...and pause reading...
+        "_pause_reading_for_buffer",
         "_resume_reading_if_drained",  # ...and aiohttp's own refill and resume once it drained
         "_keepalive",
         "_keepalive_handle",
@@ -84,13 +88,24 @@ def missing_internals(server: web.Server) -> list[str]:
 class FastConnection(RequestHandler):
     """aiohttp's connection protocol, offering each request to the lane while it is idle."""
 
-    __slots__ = ("_answering", "_handling", "_lane", "_observer", "_offering", "_parked", "_remote", "_started")
+    __slots__ = (
+        "_answering",
+        "_behind",
+        "_handling",
+        "_lane",
+        "_observer",
+        "_offering",
+        "_parked",
+        "_remote",
+        "_started",
+    )
 
     def __init__(self, manager: web.Server, lane: Lane, observer: Observer | None = None, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._lane = lane
         self._observer = observer
         self._parked: RawRequestMessage | None = None
+        self._behind: deque[Any] = deque()  # requests behind the parked one, out of aiohttp's sight
         self._handling = False  # aiohttp has taken a request and not yet written all its answer
         self._offering = False  # inside _offer (aiohttp's refill calls data_received back)
         self._answering: RawRequestMessage | None = None  # the request `send` answers
@@ -111,7 +126,7 @@ class FastConnection(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         waiter = self._waiter
-        if self._handling or self._messages or (waiter is not None and waiter.done()):
+        if self._parked is None and (self._handling or self._messages or (waiter is not None and waiter.done())):
             super().data_received(data)  # aiohttp has a request before this one: it keeps the order
             return
         # Nothing before this request: parse without waking aiohttp, so the lane sees it first.
@@ -137,6 +152,9 @@ class FastConnection(RequestHandler):
                     break
         finally:
             self._offering = False
+        if self._parked is not None:
+            self._hold_behind()
+            return
         waiter = self._waiter
         if self._messages and self._parked is None and waiter is not None and not waiter.done():
             waiter.set_result(None)  # the rest is aiohttp's
@@ -164,6 +182,26 @@ class FastConnection(RequestHandler):
                 # aiohttp is queued again without one, which only lets the queue hold one more).
                 self._parser.message_consumed()
         return not messages and self._parked is None and self.transport is not None
+
+    def _hold_behind(self) -> None:
+        """Keep requests behind the parked one from aiohttp's loop, which would answer them first.
+
+        (It takes from its queue whenever it comes back from a previous answer, without waiting
+        to be woken.) Held, they still count in the parser's queue, so reading pauses as it
+        would with them in aiohttp's.
+        """
+        messages = self._messages
+        if messages:
+            self._behind.extend(messages)
+            messages.clear()
+        if len(self._behind) >= self._max_msg_queue_size and not self._buffer_paused:
+            self._pause_reading_for_buffer()
+
+    def _unhold(self) -> None:
+        behind = self._behind
+        if behind:
+            self._messages.extendleft(reversed(behind))
+            behind.clear()
 
     @property
     def closed(self) -> bool:
@@ -209,6 +247,7 @@ class FastConnection(RequestHandler):
     def answer_parked(self, data: bytes, body: bytes = b"") -> None:
         message, self._parked = self._parked, None
         self._write(message, data, body)
+        self._unhold()
         if self._close:
             super().close()  # the server is stopping: this was the last answer
         else:
@@ -224,6 +263,7 @@ class FastConnection(RequestHandler):
     def release_parked(self) -> None:
         """Give the parked request back to aiohttp, as if the lane had declined it."""
         message, self._parked = self._parked, None
+        self._unhold()
         if message is not None and self.transport is not None:
             self._messages.appendleft((message, EMPTY_PAYLOAD))
             waiter = self._waiter

@@ -4,19 +4,27 @@ These drive one FastConnection directly, with a transport that records what is w
 moment a request arrives can be placed exactly: while aiohttp handles a request before it, or
 after aiohttp has written its answer but before aiohttp's request loop has come back (a loop
 iteration later), which is where busy keep-alive clients send their next request.
+
+Pipelining: aiohttp stops reading at 32 queued requests; when the lane drains the queue it must
+refill it and resume reading (issue #11: 40 pipelined lane requests got 32 answers, then none).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
+import pytest
 from aiohttp import web
 from aiohttp.http_parser import RawRequestMessage
+from aiohttp.web_protocol import RequestHandler
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from shared.aio.fast_lane import LANE, FastConnection, FastLaneRunner
+from shared.aio.fast_lane import LANE, FastConnection, FastLaneRunner, FastLaneServer
+from shared.aio.observe import OBSERVER, Observer
 
-FAST_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfast"
+FAST_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n"
 
 
 def request(path: str) -> bytes:
@@ -24,16 +32,20 @@ def request(path: str) -> bytes:
 
 
 class Lane:
-    """Takes requests for /fast (answering at once); declines the rest."""
+    """Takes requests for /fast (answering at once) and /park (answered later); declines the rest."""
 
     def __init__(self) -> None:
         self.taken: list[str] = []
 
     def take(self, message: RawRequestMessage, conn: FastConnection) -> bool:
+        if message.path == "/park":
+            self.taken.append(message.path)
+            conn.park(message)
+            return True
         if message.path != "/fast":
             return False
         self.taken.append(message.path)
-        conn.send(FAST_ANSWER)
+        conn.send(FAST_HEAD, b"fast")
         return True
 
 
@@ -46,6 +58,8 @@ class Transport(asyncio.Transport):
         self.wrote = asyncio.Event()
         self.on_write: Callable[[bytes], None] = lambda data: None
         self.closing = False
+        self.paused = False  # reading, as aiohttp's flow control left it
+        self.pauses = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.written += data
@@ -66,10 +80,11 @@ class Transport(asyncio.Transport):
         return ("127.0.0.1", 1) if name in ("peername", "sockname") else default
 
     def pause_reading(self) -> None:
-        pass
+        self.paused = True
+        self.pauses += 1
 
     def resume_reading(self) -> None:
-        pass
+        self.paused = False
 
     def get_write_buffer_size(self) -> int:
         return 0
@@ -83,11 +98,18 @@ async def ordinary(request: web.Request) -> web.Response:
     return web.Response(text="ordinary")  # /fast, when the lane does not take it
 
 
-async def connection(lane: Lane) -> tuple[FastConnection, Transport, web.AppRunner]:
+async def released(request: web.Request) -> web.Response:
+    return web.Response(text="released")  # /park, when the lane gives it back
+
+
+async def connection(lane: Lane, observer: Observer | None = None) -> tuple[FastConnection, Transport, web.AppRunner]:
     app = web.Application()
     app.router.add_get("/slow", slow)
     app.router.add_get("/fast", ordinary)
+    app.router.add_get("/park", released)
     app[LANE] = lane
+    if observer is not None:
+        app[OBSERVER] = observer
     runner = FastLaneRunner(app, access_log=None)
     await runner.setup()
     assert runner.server is not None
@@ -153,4 +175,119 @@ async def test_a_request_arriving_while_aiohttp_answers_the_one_before_stays_beh
         assert lane.taken == [] and out.endswith(b"ordinary") and out.index(b"slow") < out.index(b"ordinary")
     finally:
         conn.connection_lost(None)
+        await runner.cleanup()
+
+
+def bodies(out: bytes) -> list[bytes]:
+    """The body of each answer written, in order."""
+    return [part.split(b"\r\n\r\n", 1)[1] for part in out.split(b"HTTP/1.1 ")[1:]]
+
+
+async def test_forty_pipelined_lane_requests_get_forty_answers_and_reading_resumes() -> None:
+    lane = Lane()
+    conn, transport, runner = await connection(lane)
+    try:
+        conn.data_received(request("/fast") * 40)  # one read: aiohttp queues 32 and stops reading
+        out = await written(transport, 40)
+        assert bodies(out) == [b"fast"] * 40 and lane.taken == ["/fast"] * 40
+        assert transport.pauses >= 1 and not transport.paused  # paused at 32, resumed once drained
+        conn.data_received(request("/fast") * 100 + request("/slow"))  # and again, past the limit
+        out = await written(transport, 141)
+        assert bodies(out)[40:] == [b"fast"] * 100 + [b"slow"] and not transport.paused
+    finally:
+        conn.connection_lost(None)
+        await runner.cleanup()
+
+
+async def test_pipelined_requests_after_a_declined_one_are_answered_in_order() -> None:
+    lane = Lane()
+    conn, transport, runner = await connection(lane)
+    try:
+        # The lane takes the first 40 (refilling past 32), declines /slow; aiohttp answers the
+        # rest (the lane's own paths too: a request before them is aiohttp's) and resumes reading.
+        conn.data_received(request("/fast") * 40 + request("/slow") + request("/fast") * 40)
+        out = await written(transport, 81)
+        assert bodies(out) == [b"fast"] * 40 + [b"slow"] + [b"ordinary"] * 40
+        assert not transport.paused
+    finally:
+        conn.connection_lost(None)
+        await runner.cleanup()
+
+
+async def test_requests_behind_a_parked_one_wait_then_all_get_answers() -> None:
+    lane = Lane()
+    conn, transport, runner = await connection(lane)
+    try:
+        conn.data_received(request("/park") + request("/fast") * 40)
+        await asyncio.sleep(0.05)
+        assert transport.written == b"" and transport.paused  # 32 queued behind the parked one
+        conn.answer_parked(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n", b"parked")
+        out = await written(transport, 41)
+        assert bodies(out) == [b"parked"] + [b"fast"] * 40 and not transport.paused
+    finally:
+        conn.connection_lost(None)
+        await runner.cleanup()
+
+
+async def test_a_parked_request_given_back_is_answered_before_those_behind_it() -> None:
+    lane = Lane()
+    conn, transport, runner = await connection(lane)
+    try:
+        conn.data_received(request("/park") + request("/fast") * 40)
+        await asyncio.sleep(0.05)
+        assert transport.written == b""
+        conn.release_parked()
+        out = await written(transport, 41)
+        assert bodies(out) == [b"released"] + [b"ordinary"] * 40 and not transport.paused
+    finally:
+        conn.connection_lost(None)
+        await runner.cleanup()
+
+
+async def test_lane_answers_are_counted_and_logged_by_the_observer(caplog: pytest.LogCaptureFixture) -> None:
+    registry = CollectorRegistry()
+
+    class Metrics:
+        requests = Counter("requests", "", ["method", "route", "status"], registry=registry)
+        latency = Histogram("latency", "", ["method", "route"], registry=registry)
+
+    lane = Lane()
+    conn, transport, runner = await connection(lane, Observer(Metrics(), access_log=True))
+    try:
+        with caplog.at_level(logging.INFO, logger="plugin_streams.access"):
+            conn.data_received(request("/fast"))
+            conn.data_received(request("/park"))
+            conn.answer_parked(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await written(transport, 1)
+    finally:
+        conn.connection_lost(None)
+        await runner.cleanup()
+    lines = [r.getMessage() for r in caplog.records if r.name == "plugin_streams.access"]
+    assert len(lines) == 2
+    assert lines[0].startswith('method=GET path="/fast" query="" status=200 bytes=4 duration_ms=')
+    assert lines[1].startswith('method=GET path="/park" query="" status=204 bytes=0 duration_ms=')
+    assert all(line.endswith(" remote=127.0.0.1") for line in lines)
+    assert registry.get_sample_value("requests_total", {"method": "GET", "route": "other", "status": "200"}) == 1
+    assert registry.get_sample_value("requests_total", {"method": "GET", "route": "other", "status": "204"}) == 1
+    assert registry.get_sample_value("latency_count", {"method": "GET", "route": "other"}) == 2
+
+
+async def test_without_the_aiohttp_internals_it_needs_the_lane_stays_off(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delattr(RequestHandler, "_resume_reading_if_drained")  # as if aiohttp had changed
+    app = web.Application()
+    app.router.add_get("/fast", ordinary)
+    app[LANE] = Lane()
+    runner = FastLaneRunner(app, access_log=None)
+    with caplog.at_level(logging.WARNING, logger="shared.aio.fast_lane"):
+        await runner.setup()
+    try:
+        assert runner.server is not None and not isinstance(runner.server, FastLaneServer)
+        assert not isinstance(runner.server(), FastConnection)
+        assert any(
+            "fast lane off" in r.getMessage() and "RequestHandler._resume_reading_if_drained" in r.getMessage()
+            for r in caplog.records
+        )
+    finally:
         await runner.cleanup()
