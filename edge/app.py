@@ -18,17 +18,20 @@ from edge.cache import ChunkCache
 from edge.config import EdgeConfig
 from edge.fanout import SSEFanout
 from edge.fast_reads import EdgeLane, FastReads
+from edge.freshness import Freshness
 from edge.handlers import EdgeHandlers
 from edge.metrics import EdgeMetrics
 from edge.reads import EdgeReads
 from edge.region.setup import open_region
 from edge.rest_proxy import add_rest_proxy
+from edge.upkeep import start_upkeep
 from edge.upstream import Upstream
 from shared.aio.access import access_middleware, load_policy
 from shared.aio.cors import add_cors_routes, security_headers
 from shared.aio.fast_lane import LANE
 from shared.aio.http_errors import error_middleware
 from shared.aio.observe import OBSERVER, Observer, metrics_handler, observing
+from shared.aio.tasks import cancel_all
 from shared.auth import AccessPolicy
 
 logger = logging.getLogger(__name__)
@@ -45,7 +48,8 @@ def build_app(
     if policy.enabled:
         middlewares.append(access_middleware(policy))
     app = web.Application(client_max_size=2 * 1024 * 1024, middlewares=middlewares)
-    cache = ChunkCache(config.cache_memory, config.cache_dir, config.cache_disk)
+    freshness = Freshness(config.cache_fallback_age)  # how long a cached copy may be served
+    cache = ChunkCache(config.cache_memory, config.cache_dir, config.cache_disk, freshness)
     metrics.watch(lambda: cache.memory_bytes, lambda: cache.disk.bytes if cache.disk else 0)
     holder: dict[str, EdgeHandlers] = {}
     lane = EdgeLane()
@@ -61,6 +65,13 @@ def build_app(
         reads = EdgeReads(upstream, cache, metrics, config.long_poll_timeout)
         fanout = SSEFanout(upstream, reads, metrics, config)
         handlers = holder["handlers"] = EdgeHandlers(upstream, reads, fanout, cache, policy)
+
+        def forget(path: str) -> None:  # the origin deleted `path` (edge.invalidation)
+            reads.wrote(path)
+            cache.drop_stream(path)
+            fanout.drop(path)
+
+        upkeep = start_upkeep(config, session, cache, metrics, forget)
         region = await open_region(config, session, registry, policy) if config.region is not None else None
         if region is not None:
             handlers.region = region.router
@@ -69,6 +80,7 @@ def build_app(
         logger.info("edge ready: origin %s, cache %d bytes in memory", config.origin, config.cache_memory)
         yield
         lane.reads = None
+        await cancel_all(upkeep)
         fanout.shutdown()
         if region is not None:
             await region.close()

@@ -1,7 +1,9 @@
 """Byte-budgeted chunk cache: a memory tier (LRU) and an optional disk tier kept across restarts.
 
-Only immutable chunks are stored, so nothing here ever needs invalidating except to free space
-(a deleted stream's chunks are dropped, and a re-created stream has a new generation anyway).
+Only immutable chunks are stored: their bytes never change, but a copy is served only while
+edge.freshness says so (its max-age, and what the edge knows of its stream's deletion); a stale
+one is dropped when found, so the next read fetches it again. A deleted stream's chunks are
+dropped at once when the edge learns of it (a write through it, or the change feed).
 Each tier keeps, per stream and generation, the sorted chunk starts so that a read from any
 byte inside a chunk finds it with one bisect.
 """
@@ -13,8 +15,10 @@ import hashlib
 import json
 import logging
 import os
+import time
 from bisect import bisect_right, insort
 from collections import OrderedDict, defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import aiofiles
@@ -22,6 +26,7 @@ import aiofiles.os
 from cachetools import LRUCache
 
 from edge.chunks import Chunk, ChunkKey
+from edge.freshness import Freshness, capped
 
 logger = logging.getLogger(__name__)
 OVERHEAD = 256  # bookkeeping bytes charged per chunk
@@ -73,11 +78,17 @@ class _MemoryLRU(LRUCache[ChunkKey, Chunk]):
 
 
 class ChunkCache:
-    def __init__(self, memory_bytes: int, disk_dir: str | None = None, disk_bytes: int = 0) -> None:
+    def __init__(
+        self, memory_bytes: int, disk_dir: str | None = None, disk_bytes: int = 0, freshness: Freshness | None = None
+    ) -> None:
+        # Without a policy: a copy lives for its max-age (nothing else known of its stream).
+        self.freshness = freshness if freshness is not None else Freshness(fallback_age=float("inf"))
         self._starts = _Starts()
         self._memory = _MemoryLRU(max(memory_bytes, 1), self._starts)
-        self.disk = DiskTier(disk_dir, disk_bytes) if disk_dir and disk_bytes > 0 else None
+        self.disk = DiskTier(disk_dir, disk_bytes, self.freshness) if disk_dir and disk_bytes > 0 else None
         self.hits = {"memory": 0, "disk": 0}
+        # Called with the stream path of each read served from a capped chunk (edge.touches).
+        self.on_capped_read: Callable[[str], None] | None = None
 
     async def open(self) -> None:
         if self.disk is not None:
@@ -95,17 +106,16 @@ class ChunkCache:
             self.disk.put_soon(chunk)
 
     async def find(self, scope: str, generation: int, position: int) -> tuple[Chunk, str] | None:
-        """A cached chunk answering a read from `position`, and the tier it came from."""
-        key = self._starts.candidate(scope, generation, position)
-        if key is not None:
-            chunk = self._memory.get(key)
-            if chunk is not None and chunk.covers(position):
-                self.hits["memory"] += 1
-                return chunk, "memory"
+        """A fresh cached chunk answering a read from `position`, and the tier it came from
+        (counted as served)."""
+        chunk = self.in_memory(scope, generation, position)
+        if chunk is not None:
+            self.served(chunk, "memory")
+            return chunk, "memory"
         if self.disk is not None:
             chunk = await self.disk.find(scope, generation, position)
             if chunk is not None:
-                self.hits["disk"] += 1
+                self.served(chunk, "disk")
                 if len(chunk.body) + OVERHEAD <= self._memory.maxsize:
                     self._memory[chunk.key] = chunk
                     self._starts.add(chunk.key)
@@ -113,12 +123,25 @@ class ChunkCache:
         return None
 
     def in_memory(self, scope: str, generation: int, position: int) -> Chunk | None:
-        """The memory tier's chunk answering a read from `position` (no disk, no await), if any."""
+        """The memory tier's fresh chunk answering a read from `position` (no disk, no await), if
+        any; a stale one found on the way is dropped."""
         key = self._starts.candidate(scope, generation, position)
         if key is None:
             return None
         chunk = self._memory.get(key)
-        return chunk if chunk is not None and chunk.covers(position) else None
+        if chunk is None or not chunk.covers(position):
+            return None
+        if not self.freshness.fresh(chunk):
+            del self._memory[key]
+            self._starts.discard(key)
+            return None
+        return chunk
+
+    def served(self, chunk: Chunk, tier: str) -> None:
+        """A read was answered from `chunk` (the fast lane says so itself)."""
+        self.hits[tier] += 1
+        if self.on_capped_read is not None and capped(chunk):
+            self.on_capped_read(chunk.key.scope.partition("\0")[0])
 
     def may_have(self, scope: str, generation: int, position: int) -> bool:
         """Whether some tier may hold a chunk answering a read from `position` (cheap, no I/O)."""
@@ -138,9 +161,10 @@ class ChunkCache:
 class DiskTier:
     """Chunks as files `<sha256>.chunk`: one JSON header line, then the body. LRU by bytes."""
 
-    def __init__(self, directory: str, max_bytes: int) -> None:
+    def __init__(self, directory: str, max_bytes: int, freshness: Freshness) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
+        self.freshness = freshness
         self._files: OrderedDict[ChunkKey, tuple[str, int, dict[str, Any]]] = OrderedDict()
         self._starts = _Starts()
         self.bytes = 0
@@ -159,13 +183,20 @@ class DiskTier:
         self._evict()
 
     def _remember(self, key: ChunkKey, path: str, size: int, header: dict[str, Any]) -> None:
+        replaced = self._files.get(key)
+        if replaced is not None:
+            self.bytes -= replaced[1]
         self._files[key] = (path, size, header)
         self._files.move_to_end(key)
         self._starts.add(key)
         self.bytes += size
 
+    def _fresh(self, header: dict[str, Any]) -> bool:
+        return self.freshness.fresh_copy(header["stored"], header["expires"])
+
     def put_soon(self, chunk: Chunk) -> None:
-        if chunk.key in self._files or len(chunk.body) > self.max_bytes:
+        held = self._files.get(chunk.key)
+        if (held is not None and self._fresh(held[2])) or len(chunk.body) > self.max_bytes:
             return
         from shared.aio.tasks import spawn
 
@@ -180,7 +211,8 @@ class DiskTier:
             "content_type": chunk.content_type,
             "cache_control": chunk.cache_control,
             "surrogate_key": chunk.surrogate_key,
-            "stored": asyncio.get_running_loop().time(),
+            "stored": chunk.stored,  # unix seconds, so its age survives a restart
+            "expires": chunk.expires,
         }
         path = self._name(chunk.key)
         line = json.dumps(header).encode() + b"\n"
@@ -207,13 +239,18 @@ class DiskTier:
     def may_have(self, scope: str, generation: int, position: int) -> bool:
         key = self._starts.candidate(scope, generation, position)
         entry = self._files.get(key) if key is not None else None
-        return entry is not None and (position == entry[2]["start"] or position < entry[2]["end"])
+        if entry is None or not self._fresh(entry[2]):
+            return False
+        return position == entry[2]["start"] or position < entry[2]["end"]
 
     async def find(self, scope: str, generation: int, position: int) -> Chunk | None:
         key = self._starts.candidate(scope, generation, position)
         if key is None or key not in self._files:
             return None
         path, _, header = self._files[key]
+        if not self._fresh(header):
+            self._forget(key)
+            return None
         try:
             async with aiofiles.open(path, "rb") as f:
                 data = await f.read()
@@ -221,7 +258,13 @@ class DiskTier:
             return None
         body = data[data.index(b"\n") + 1 :]
         chunk = Chunk.make(
-            key, header["end"], body, header["content_type"], header["cache_control"], header["surrogate_key"]
+            key,
+            header["end"],
+            body,
+            header["content_type"],
+            header["cache_control"],
+            header["surrogate_key"],
+            stored=header["stored"],
         )
         if not chunk.covers(position):
             return None
@@ -230,13 +273,16 @@ class DiskTier:
 
     def drop_stream(self, path: str) -> None:
         for key in [k for k in self._files if k.scope == path or k.scope.startswith(path + "\0")]:
-            file_path, size, _ = self._files.pop(key)
-            self._starts.discard(key)
-            self.bytes -= size
-            try:
-                os.unlink(file_path)
-            except FileNotFoundError:
-                pass
+            self._forget(key)
+
+    def _forget(self, key: ChunkKey) -> None:
+        file_path, size, _ = self._files.pop(key)
+        self._starts.discard(key)
+        self.bytes -= size
+        try:
+            os.unlink(file_path)  # metadata-only and rare: not worth a thread hop
+        except FileNotFoundError:
+            pass
 
 
 def _scan_directory(directory: str) -> list[tuple[ChunkKey, str, int, dict[str, Any]]]:
@@ -252,7 +298,10 @@ def _scan_directory(directory: str) -> list[tuple[ChunkKey, str, int, dict[str, 
             with open(path, "rb") as f:
                 header = json.loads(f.readline())
             key = ChunkKey(header["scope"], int(header["generation"]), int(header["start"]))
+            # Older files name no lifetime: unknown age, so not served.
+            if not float(header["stored"]) <= time.time() < float(header["expires"]):
+                raise ValueError("expired")
             found.append((key, path, os.path.getsize(path), header))
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             os.unlink(path)
     return found

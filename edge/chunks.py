@@ -4,10 +4,16 @@ A chunk is the origin's answer to a read from `start` that stopped at a chunk bo
 the tail (Cache-Control `immutable`): its bytes can never change. A read from any later byte of
 a byte stream, or any later message boundary of a JSON stream, inside the chunk ends at the same
 boundary, so it is answered with a slice of the chunk.
+
+"Immutable" is about the bytes, not the stream: a copy lives no longer than the origin's max-age
+(capped by the stream's TTL or Expires-At, or a signature), from when the edge received it, and
+says how long it has been held (`Age`), so a cache in front never keeps it longer either.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
 
 from multidict import CIMultiDict
@@ -34,15 +40,33 @@ class Chunk:
     surrogate_key: str | None
     # JSON chunks: offsets (from the chunk start) where a message ends, i.e. valid read starts.
     message_ends: frozenset[int] | None = field(default=None, compare=False)
+    stored: float = field(default=0.0, compare=False)  # unix seconds: when the edge received it
+    expires: float = field(default=math.inf, compare=False)  # unix seconds: stored + max-age
 
     @classmethod
     def make(
-        cls, key: ChunkKey, end: int, body: bytes, content_type: str, cache_control: str, surrogate_key: str | None
+        cls,
+        key: ChunkKey,
+        end: int,
+        body: bytes,
+        content_type: str,
+        cache_control: str,
+        surrogate_key: str | None,
+        stored: float | None = None,
     ) -> Chunk:
         ends = None
         if content_types.is_json(content_type):
             ends = frozenset(jsonmode.message_ends(jsonmode.unframe(body)))
-        return cls(key, end, body, content_type, cache_control, surrogate_key, ends)
+        stored = time.time() if stored is None else stored
+        lifetime = caching.max_age(cache_control) or 0  # no max-age: nothing to serve it from
+        return cls(key, end, body, content_type, cache_control, surrogate_key, ends, stored, stored + lifetime)
+
+    @property
+    def lifetime(self) -> float:
+        return self.expires - self.stored
+
+    def age(self, now: float) -> int:
+        return max(0, int(now - self.stored))
 
     def covers(self, position: int) -> bool:
         if position == self.key.start:
@@ -51,8 +75,8 @@ class Chunk:
             return False
         return self.message_ends is None or position - self.key.start in self.message_ends
 
-    def answer(self, position: int) -> tuple[bytes, CIMultiDict[str]]:
-        """Body and headers of the origin's response to a read from `position`."""
+    def answer(self, position: int, now: float | None = None) -> tuple[bytes, CIMultiDict[str]]:
+        """Body and headers of the origin's response to a read from `position`, as held `now`."""
         skip = position - self.key.start
         if skip == 0:
             body = self.body
@@ -67,6 +91,7 @@ class Chunk:
         out[h.STREAM_NEXT_OFFSET] = end
         out[h.ETAG] = caching.etag(start, end, closed=False)
         out[h.CACHE_CONTROL] = self.cache_control
+        out[h.AGE] = str(self.age(time.time() if now is None else now))
         if self.surrogate_key:
             out[h.SURROGATE_KEY] = self.surrogate_key
             out[h.CACHE_TAG] = self.surrogate_key

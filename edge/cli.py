@@ -24,6 +24,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     s.add("--cache-memory", type=int, default=d.cache_memory, help="bytes of immutable chunks kept in memory")
     s.add("--cache-dir", default=d.cache_dir, help="directory of the disk cache tier (kept across restarts)")
     s.add("--cache-disk", type=int, default=d.cache_disk, help="bytes of the disk cache tier (0: off)")
+    s.add(
+        "--cache-fallback-age",
+        type=positive_float,
+        default=d.cache_fallback_age,
+        help="seconds a cached chunk is served while the origin's change feed is not followed "
+        "(then deletions reach this edge within it)",
+    )
     s.add("--upstream-timeout", type=positive_float, default=d.upstream_timeout, help="seconds to reach the origin")
     s.add(
         "--long-poll-timeout",
@@ -82,6 +89,7 @@ def config_from_args(args: argparse.Namespace) -> EdgeConfig:
         cache_memory=args.cache_memory,
         cache_dir=os.path.abspath(args.cache_dir) if args.cache_dir else None,
         cache_disk=args.cache_disk,
+        cache_fallback_age=args.cache_fallback_age,
         upstream_timeout=args.upstream_timeout,
         long_poll_timeout=args.long_poll_timeout,
         sse_max_age=args.sse_max_age,

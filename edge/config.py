@@ -14,6 +14,7 @@ class EdgeConfig:
     cache_memory: int = 256 * 1024 * 1024
     cache_dir: str | None = None
     cache_disk: int = 0
+    cache_fallback_age: float = 5.0  # seconds a cached chunk is trusted while the change feed is not followed
     upstream_timeout: float = 10.0  # connect + first byte for non-live upstream requests
     long_poll_timeout: float = 30.0  # the origin's long-poll timeout is the upper bound
     sse_max_age: float = 60.0

@@ -91,7 +91,8 @@ class FastReads:
         self.enabled = True
         self._routes: LRUCache[str, Route] = LRUCache(MAX_ROUTES)
         self._parked: dict[tuple[str, str, str], _Parked] = {}
-        self._heads: LRUCache[tuple[ChunkKey, int], Rendered] = LRUCache(MAX_ROUTES)
+        # Per chunk start: (the copy's stored time, its Age, the head naming both).
+        self._heads: LRUCache[tuple[ChunkKey, int], tuple[float, int, Rendered]] = LRUCache(MAX_ROUTES)
         self._recent_heads: LRUCache[LongPoll, tuple[Reply, int, Rendered]] = LRUCache(MAX_ROUTES)
         # labels() costs a lock and a lookup: keep the few children the lane uses.
         self._memory_hits = metrics.cache_hits.labels("memory")
@@ -120,15 +121,18 @@ class FastReads:
 
     def _catch_up(self, route: CatchUp, conn: FastConnection) -> bool:
         offset = route.offset
-        chunk = self.cache.in_memory(route.scope.path, offset.generation, offset.position)
+        chunk = self.cache.in_memory(route.scope.path, offset.generation, offset.position)  # fresh only
         if chunk is None or offset.position != chunk.key.start:
             return False  # a miss, another tier or a slice: the handlers do it
-        rendered = self._heads.get((chunk.key, offset.position))
-        if rendered is None:
+        # The head names the copy's Age (whole seconds): rendered again once a second at most.
+        age = chunk.age(time.time())
+        known = self._heads.get((chunk.key, offset.position))
+        if known is None or known[0] != chunk.stored or known[1] != age:
             body, headers = chunk_answer(chunk, offset.position, route.scope)
-            rendered = self._heads[(chunk.key, offset.position)] = Rendered(200, headers, len(body))
+            known = self._heads[(chunk.key, offset.position)] = (chunk.stored, age, Rendered(200, headers, len(body)))
+        rendered = known[2]
         self._memory_hits.inc()
-        self.cache.hits["memory"] += 1
+        self.cache.served(chunk, "memory")
         conn.send(rendered.head(), chunk.body)  # counted and logged by the connection's observer
         self._lane_catch_up.inc()
         return True

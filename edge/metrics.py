@@ -47,6 +47,14 @@ class EdgeMetrics:
             ["kind"],
             registry=registry,
         )
+        self.change_feed = Gauge(
+            "ds_edge_change_feed_following",
+            "1 while the origin's change feed is followed (deletions evict at once; 0: --cache-fallback-age)",
+            registry=registry,
+        )
+        self.touch_reports = Counter(
+            "ds_edge_touch_reports", "Stream paths reported to the origin as read from the cache", registry=registry
+        )
         self._cache_bytes = Gauge("ds_edge_cache_bytes", "Bytes held by the cache", ["tier"], registry=registry)
 
     def watch(self, memory_bytes: Callable[[], int], disk_bytes: Callable[[], int]) -> None:

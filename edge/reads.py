@@ -240,10 +240,14 @@ class EdgeReads:
 
     def remember_poll(self, key: tuple[str, str, str], offset: Offset | None, reply: Reply) -> None:
         # Only explicit offsets: data after one never changes (a `-1` answer may, and is short-lived).
+        # Not an answer the origin let live shorter than the memory keeps it (a TTL or expiring
+        # stream, a signature): a copy outlives no max-age, and such reads must reach the origin.
+        cache_control = reply.headers.get(h.CACHE_CONTROL, "no-store")
         if (
             offset is not None
             and reply.status == 200
-            and "no-store" not in reply.headers.get(h.CACHE_CONTROL, "no-store")
+            and "no-store" not in cache_control
+            and (caching.max_age(cache_control) or 0) >= caching.LONG_POLL_MAX_AGE
         ):
             self._recent_polls[key] = reply
 

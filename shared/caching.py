@@ -57,6 +57,12 @@ def cap_max_age(cache_control: str, cap: int) -> str:
     return re.sub(r"max-age=(\d+)", lambda m: f"max-age={min(int(m.group(1)), cap)}", cache_control)
 
 
+def max_age(cache_control: str) -> int | None:
+    """The `max-age` of a Cache-Control value in seconds (the smallest, if repeated), or None."""
+    ages = [int(m.group(1)) for m in re.finditer(r"(?<![-\w])max-age=(\d{1,12})\b", cache_control)]
+    return min(ages) if ages else None
+
+
 def surrogate_key(path: str) -> str:
     """A purge key naming the stream (Fastly `Surrogate-Key`, Cloudflare `Cache-Tag`)."""
     encoded = quote(path, safe="/-_.~")

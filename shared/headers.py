@@ -37,6 +37,7 @@ LOCATION: Final = "Location"
 RETRY_AFTER: Final = "Retry-After"
 SURROGATE_KEY: Final = "Surrogate-Key"
 CACHE_TAG: Final = "Cache-Tag"
+AGE: Final = "Age"  # seconds a cache has held the answer it serves (RFC 9111 §5.1)
 
 QUERY_OFFSET: Final = "offset"
 QUERY_LIVE: Final = "live"

@@ -1,0 +1,92 @@
+"""Reads served from the cache, reported to the origin so they keep a sliding TTL alive.
+
+A read of a TTL stream answered from a cached chunk never reaches the origin, which would then
+expire a stream that is being read. Regional replicas report their reads through the
+replication API (POST /v1/replication/touch); the edge does the same: the paths of streams read
+from capped chunks (edge.freshness.capped) are gathered in a set and posted every `interval`,
+one request for all of them, never one per read. The set is bounded by what one report may
+carry; paths beyond it wait for the copy to expire (at most its max-age, no more than the TTL),
+when the next read goes to the origin anyway.
+
+The report needs `read` on every path where the origin has an access policy: the edge sends its
+--origin-token, as a replica does. While the origin refuses (no or a weak token, or an edge in
+front of an edge), edge.freshness stops serving capped chunks, so those reads reach the origin
+themselves; the edge tries again after REFUSED_RETRY seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+from edge.freshness import Freshness
+from origin.replication.routes import MAX_TOUCH_PATHS
+from shared import replication as r
+
+logger = logging.getLogger(__name__)
+REFUSED_RETRY = 30.0  # seconds before a refused report is tried again
+REFUSED = frozenset({401, 403, 404, 405})  # no token, a weak one, or no replication API there
+
+
+class TouchReporter:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        origin: str,
+        headers: dict[str, str],
+        freshness: Freshness,
+        reported: Callable[[int], None],
+        interval: float = 0.25,
+    ) -> None:
+        self.session = session
+        self.url = origin.rstrip("/") + r.TOUCH_PATH
+        self.headers = headers
+        self.freshness = freshness
+        self.interval = interval
+        self._pending: set[str] = set()
+        self._refused = False
+        self.reported = reported  # called with how many paths the origin accepted
+
+    def note(self, path: str) -> None:
+        if len(self._pending) < MAX_TOUCH_PATHS:
+            self._pending.add(path)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            if self._pending:
+                paths, self._pending = sorted(self._pending), set()
+                await self._report(paths)
+
+    async def _report(self, paths: list[str]) -> None:
+        timeout = aiohttp.ClientTimeout(total=max(5.0, self.interval * 4))
+        try:
+            async with self.session.post(self.url, json={"paths": paths}, headers=self.headers, timeout=timeout) as rsp:
+                await rsp.read()
+                status = rsp.status
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            logger.debug("touch report failed: %s", exc)
+            status = 0
+        if status < 300 and status != 0:
+            self.reported(len(paths))
+            self.freshness.reports_accepted()
+            if self._refused:
+                logger.info("the origin accepts reports of reads served from the cache again")
+                self._refused = False
+        elif status in REFUSED:
+            # The paths are dropped: until the retry, their reads go to the origin themselves.
+            self.freshness.reports_refused(time.time() + REFUSED_RETRY)
+            if not self._refused:
+                logger.warning(
+                    "the origin refused reports of reads served from the cache (%d): reads of TTL or "
+                    "expiring streams go to the origin (give the edge an --origin-token with read on all)",
+                    status,
+                )
+                self._refused = True
+        else:  # the origin is unreachable or failing: report them with the next batch
+            for path in paths:
+                self.note(path)

@@ -1,0 +1,37 @@
+"""The cache's background upkeep: following the origin's change feed and reporting cached reads.
+
+Both talk to the origin's replication API with the edge's --origin-token (when it has one), as a
+regional replica does; both degrade to a documented bound when the origin refuses
+(edge.freshness).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from edge.cache import ChunkCache
+from edge.config import EdgeConfig
+from edge.invalidation import Invalidation
+from edge.metrics import EdgeMetrics
+from edge.touches import TouchReporter
+from shared.aio.tasks import spawn
+
+
+def start_upkeep(
+    config: EdgeConfig,
+    session: aiohttp.ClientSession,
+    cache: ChunkCache,
+    metrics: EdgeMetrics,
+    forget: Callable[[str], None],
+) -> list[asyncio.Task[Any]]:
+    """Start following deletions (`forget(path)` for each) and reporting reads of capped chunks."""
+    headers = {"Authorization": f"Bearer {config.origin_token}"} if config.origin_token else {}
+    feed = Invalidation(session, config.origin, headers, cache.freshness, forget, config.link_heartbeat)
+    touches = TouchReporter(session, config.origin, headers, cache.freshness, metrics.touch_reports.inc)
+    metrics.change_feed.set_function(lambda: 1 if cache.freshness.following else 0)
+    cache.on_capped_read = touches.note
+    return [spawn(feed.run(), name="edge-change-feed"), spawn(touches.run(), name="edge-touch-reports")]
