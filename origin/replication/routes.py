@@ -1,7 +1,9 @@
 """HTTP routes of the replication API (shared.replication), served by the origin for replicas.
 
-All of it needs `read` on everything (a replica token) when access control is on; each route
-checks so itself, since the stream middleware only guards /v1/stream/.
+All of it needs `read` on everything (a replica token: `read = [""]`) when access control is on,
+as the README documents: a per-path reader or a public path is not enough, since the feeds say
+which streams exist. Each route checks so itself, first, before reading any query or body,
+since the stream middleware only guards /v1/stream/.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from origin.service import StreamService
 from origin.stream import StreamState
 from shared import replication as r
 from shared.auth import AccessPolicy, Right, authorize
-from shared.errors import BadRequest, NotFound
+from shared.errors import BadRequest, NotFound, PayloadTooLarge
 from shared.headers import CACHE_CONTROL, CONTENT_TYPE
-from shared.paths import validate_path
+from shared.paths import MAX_PATH_BYTES, validate_path
 
 MAX_PAGE = 1000
 MAX_TOUCH_PATHS = 10_000
+#: A full touch report: every path at its longest, JSON-quoted, with room for escapes.
+MAX_TOUCH_BODY = MAX_TOUCH_PATHS * (MAX_PATH_BYTES + 8)
+MAX_GENERATION_DIGITS = 18
 
 
 def _number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
@@ -45,11 +50,12 @@ class ReplicationRoutes:
         self.changes = changes
         self.policy = policy
 
-    def _authorize(self, request: web.Request, path: str = "") -> None:
+    def _authorize(self, request: web.Request) -> None:
+        """`read` on every path (the empty prefix), whatever stream the route names."""
         authorize(
             self.policy,
             Right.READ,
-            path,
+            "",
             authorization=request.headers.get("Authorization"),
             query={},
             now_s=int(time.time()),
@@ -109,14 +115,14 @@ class ReplicationRoutes:
 
     async def describe_one(self, request: web.Request) -> web.Response:
         """One incarnation by path (the one holding it), or by `generation` (also fork sources)."""
+        self._authorize(request)
         path = validate_path(request.match_info["path"])
-        self._authorize(request, path)
         state = self._incarnation(request, path)
         return web.json_response(describe(state), headers={CACHE_CONTROL: "no-store"})
 
     async def log(self, request: web.Request) -> web.StreamResponse:
+        self._authorize(request)
         path = validate_path(request.match_info["path"])
-        self._authorize(request, path)
         state = self._incarnation(request, path)
         start = int(_number(request, "from", state.base, 0, 2**62))
         heartbeat = _number(request, "heartbeat", 5.0, 0.05, 60.0)
@@ -124,17 +130,19 @@ class ReplicationRoutes:
 
     async def touch(self, request: web.Request) -> web.Response:
         """Replicas report streams read in their region, so reads anywhere keep a TTL alive."""
+        self._authorize(request)
+        body = await _bounded_body(request, MAX_TOUCH_BODY)
         try:
-            paths = json.loads(await request.read())["paths"]
-        except (ValueError, KeyError, TypeError):
+            paths = json.loads(body)["paths"]
+        except (ValueError, KeyError, TypeError, RecursionError):
+            # RecursionError: deeply nested arrays; the only valid shape is two levels deep.
             raise BadRequest('body must be JSON: {"paths": [...]}') from None
         if not isinstance(paths, list) or len(paths) > MAX_TOUCH_PATHS:
             raise BadRequest(f"paths must be a list of at most {MAX_TOUCH_PATHS} stream paths")
+        if not all(isinstance(path, str) for path in paths):
+            raise BadRequest("paths must be strings")
         now = self.service.clock_ms()
         for path in paths:
-            if not isinstance(path, str):
-                raise BadRequest("paths must be strings")
-            self._authorize(request, path)
             state = self.service.registry.visible(path, now)
             if state is not None and not state.soft_deleted:
                 self.service.touch(state, now)
@@ -145,7 +153,8 @@ class ReplicationRoutes:
         if text is None:
             state = self.service.registry.visible(path, self.service.clock_ms())
         else:
-            if not text.isdigit():
+            # ASCII digits only (str.isdigit accepts "²", which int() refuses), and few of them.
+            if not (text.isascii() and text.isdigit() and len(text) <= MAX_GENERATION_DIGITS):
                 raise BadRequest("generation must be a number")
             state = self.service.registry.by_generation.get(int(text))
             if state is not None and state.config.path != path:
@@ -153,6 +162,18 @@ class ReplicationRoutes:
         if state is None:
             raise NotFound("stream incarnation not found")
         return state
+
+
+async def _bounded_body(request: web.Request, limit: int) -> bytes:
+    """The request body, refused with 413 past `limit` bytes without reading the rest."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:  # a chunked body that never said its length
+            raise PayloadTooLarge(f"body larger than {limit} bytes")
+    return bytes(body)
 
 
 def add_replication_routes(app: web.Application, service: StreamService, policy: AccessPolicy) -> ChangeLog:

@@ -66,6 +66,9 @@ class FileStore:
         self._configs: dict[int, StreamConfig] = {}
         self._next_generation = 1
         self._reserved_until = 0
+        # One reservation at a time: concurrent creates reaching a block's end would otherwise
+        # write the same store.json.tmp together and all but one rename would fail (ENOENT).
+        self._reserving = asyncio.Lock()
         self._access: dict[int, int] = {}  # access times noted since the last flush
         self._last_access: dict[int, int] = {}  # newest known access time of every stream
         self.discarded_bytes = 0  # torn tails cut off by the last recovery
@@ -138,7 +141,9 @@ class FileStore:
 
     async def allocate_generation(self) -> int:
         while self._next_generation >= self._reserved_until:
-            await self._reserve()
+            async with self._reserving:
+                if self._next_generation >= self._reserved_until:  # not already done while we waited
+                    await self._reserve()
         generation = self._next_generation
         self._next_generation += 1
         return generation
