@@ -195,3 +195,32 @@ async def test_without_a_token_reads_of_a_ttl_stream_still_keep_it_alive(servers
         async with session.head(origin.stream_url + "pub/ttl", headers=WRITER) as r:
             origin_status = r.status
     assert origin_status == 200 and set(statuses) == {200}, (origin_status, statuses)
+
+
+async def test_a_deleted_streams_recent_long_poll_answers_are_forgotten(servers: Servers) -> None:
+    origin = servers.origin(*SMALL_CHUNKS)
+    edge = servers.edge(origin.url, "--cache-fallback-age", "60")
+    url = edge.stream_url + "polled"
+    async with aiohttp.ClientSession() as session:
+        await wait_metric(session, edge.url, FEED, 1, timeout=5)
+        tail = await create(session, origin.stream_url + "polled", BINARY)
+        params = {"offset": tail, "live": "long-poll"}
+
+        async def poll() -> tuple[int, bytes]:
+            async with session.get(url, params=params) as r:
+                return r.status, await r.read()
+
+        waiting = asyncio.ensure_future(poll())
+        await asyncio.sleep(0.3)
+        await append(session, origin.stream_url + "polled", BINARY, b"before the delete")
+        assert await waiting == (200, b"before the delete")
+        assert await poll() == (200, b"before the delete"), "a late-comer gets the shared answer"
+        async with session.delete(origin.stream_url + "polled") as r:
+            assert r.status == 204
+        started = time.monotonic()
+        answers = []
+        while time.monotonic() - started < 5 and (not answers or answers[-1][0] != 404):
+            answers.append(await poll())
+            await asyncio.sleep(0.05)
+        waited = time.monotonic() - started
+    assert answers[-1][0] == 404 and waited < 2.0, f"{len(answers)} answers in {waited:.2f} s: {answers[-1]}"
