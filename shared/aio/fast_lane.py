@@ -20,7 +20,9 @@ never be idle again and every later request would take the slow path.
 Pipelining: aiohttp stops reading a connection once 32 requests are queued (its parser keeps
 the rest of what it read) and its request loop refills and resumes as it drains the queue. When
 the lane drains the queue instead, it does the same refill (`_offer`), or a client pipelining
-more than 32 lane requests would wait forever for the rest of its answers.
+more than 32 lane requests would wait forever for the rest of its answers. And the lane stops
+taking requests while the client does not read its answers (writing paused), as aiohttp's
+handlers wait for it: otherwise one client could pipeline answers without bound.
 
 The lane works on aiohttp internals (`INTERNALS`); a server whose aiohttp lacks one of them
 runs without the lane and says so in its log, rather than wedging connections.
@@ -72,6 +74,7 @@ INTERNALS: Final = {
         "_close",
         "_loop",
         "transport",
+        "writing_paused",  # the client is not reading what is written
     ),
     HttpRequestParser: ("message_consumed",),  # frees the parser's slot for a request taken
 }
@@ -164,6 +167,11 @@ class FastConnection(RequestHandler):
         messages = self._messages
         lane = self._lane
         while messages and self._parked is None and self.transport is not None:
+            if self.writing_paused:
+                # The client is not reading its answers: the rest are aiohttp's, whose handlers
+                # wait for the client (and whose full queue stops reading), where the lane would
+                # go on answering whatever the client sends.
+                return False
             message, payload = messages[0]
             if payload is not EMPTY_PAYLOAD or type(message) is not RawRequestMessage or message.upgrade:
                 return False  # a body, a parse error or an upgrade: only aiohttp knows what follows

@@ -64,20 +64,22 @@ async def pipeline(url: str, requests: list[bytes]) -> tuple[list[tuple[int, byt
     return answers, time.perf_counter() - started
 
 
-async def chunk_targets(session: aiohttp.ClientSession, edge_url: str, path: str, count: int) -> list[str]:
-    """`count` reads, each from the start of one cached chunk (600 distinct bytes): lane-eligible.
+async def chunk_targets(
+    session: aiohttp.ClientSession, edge_url: str, path: str, count: int, size: int = 600
+) -> list[str]:
+    """`count` reads, each from the start of one cached chunk (`size` distinct bytes): lane-eligible.
 
     One more record follows them, so each of the chunks read is complete (and kept in memory).
     """
     start = await create(session, edge_url + path, BINARY)
     for i in range(count + 1):
-        await append(session, edge_url + path, BINARY, bytes([ord("a") + i]) * 600)
+        await append(session, edge_url + path, BINARY, bytes([ord("a") + i]) * size)
     targets = []
     offset = start
     for _ in range(count):
         target = f"{path}?offset={offset}"
         async with session.get(edge_url + target) as r:  # a miss: fills the edge's cache
-            assert r.status == 200 and len(await r.read()) == 600
+            assert r.status == 200 and len(await r.read()) == size
             offset = r.headers["Stream-Next-Offset"]
         targets.append(target)
     return targets
@@ -152,6 +154,38 @@ async def test_a_thousand_pipelined_mixed_requests_all_get_answers_in_order(serv
             - metric(before, "ds_edge_http_requests_total", **counted)
             == sent
         )
+
+
+async def test_a_client_that_does_not_read_is_not_answered_without_bound(servers: Servers) -> None:
+    """Answers wait for the client to read them, as aiohttp's handlers do (no unbounded buffering)."""
+    origin = servers.origin("--chunk-size", "65536")
+    edge = servers.edge(origin.url)
+    sent = 1000
+    async with aiohttp.ClientSession() as session:
+        targets = await chunk_targets(session, edge.url, "/v1/stream/unread", 1, size=60_000)
+        counted = {"method": "GET", "route": "stream"}
+        before = metric(await scrape(session, edge.url), "ds_edge_http_requests_total", **counted)
+        parts = urlsplit(edge.url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        try:
+            writer.write(request(targets[0]) * sent)  # 60 MB of answers asked for, none read yet
+            answered: list[float] = []
+
+            async def settled() -> bool:
+                answered.append(metric(await scrape(session, edge.url), "ds_edge_http_requests_total", **counted))
+                return len(answered) > 5 and answered[-1] == answered[-6]  # unchanged for 5 scrapes
+
+            await until(settled, 30, "the edge to stop answering a client that does not read", interval=0.1)
+            unread = answered[-1] - before
+            print(f"answered while the client did not read: {unread:.0f} of {sent}")
+            async with asyncio.timeout(ANSWER_TIMEOUT):
+                for _ in range(sent):
+                    status, body = await read_answer(reader)
+                    assert status == 200 and len(body) == 60_000
+        finally:
+            writer.close()
+    # Socket buffers hold some (a few MB: ~100 answers); without the wait, all 1,000 went out.
+    assert unread < sent / 2
 
 
 ACCESS_LINE = re.compile(

@@ -244,6 +244,29 @@ async def test_a_parked_request_given_back_is_answered_before_those_behind_it() 
         await runner.cleanup()
 
 
+async def test_while_the_client_does_not_read_the_lane_takes_nothing_more() -> None:
+    lane = Lane()
+    conn, transport, runner = await connection(lane)
+    try:
+
+        def full_after_ten(data: bytes) -> None:
+            if transport.written.count(b"HTTP/1.1 200") == 10:
+                transport.on_write = lambda data: None
+                conn.pause_writing()  # the write buffer is past its high-water mark
+
+        transport.on_write = full_after_ten
+        conn.data_received(request("/fast") * 100)
+        await asyncio.sleep(0.05)
+        assert lane.taken == ["/fast"] * 10  # the rest wait (aiohttp's handler waits to drain)
+        assert transport.written.count(b"HTTP/1.1 200") <= 11
+        conn.resume_writing()
+        out = await written(transport, 100)
+        assert bodies(out) == [b"fast"] * 10 + [b"ordinary"] * 90
+    finally:
+        conn.connection_lost(None)
+        await runner.cleanup()
+
+
 async def test_lane_answers_are_counted_and_logged_by_the_observer(caplog: pytest.LogCaptureFixture) -> None:
     registry = CollectorRegistry()
 
