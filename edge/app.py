@@ -65,6 +65,7 @@ def build_app(
         reads = EdgeReads(upstream, cache, metrics, config.long_poll_timeout)
         fanout = SSEFanout(upstream, reads, metrics, config)
         handlers = holder["handlers"] = EdgeHandlers(upstream, reads, fanout, cache, policy)
+        handlers.public_url = config.public_url
 
         def forget(path: str) -> None:  # the origin deleted `path` (edge.invalidation)
             reads.wrote(path)

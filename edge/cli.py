@@ -6,7 +6,7 @@ import argparse
 import os
 
 from edge.config import EdgeConfig
-from shared.aio.settings import Settings, boolean, port_number, positive_float, positive_int
+from shared.aio.settings import Settings, boolean, port_number, positive_float, positive_int, public_url
 
 PREFIX = "DS_EDGE_"
 help = "run an edge: cache, coalescing and fan-out in front of the origin"
@@ -47,6 +47,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="bytes queued for one SSE client before it is cut off",
     )
     s.add("--auth-config", default=d.auth_config, help="the origin's TOML access policy (checks at the edge)")
+    s.add(
+        "--public-url",
+        type=public_url,
+        default=d.public_url,
+        help="base URL clients reach this edge by, for the Location of a create (default: the address reached)",
+    )
     s.add("--access-log", type=boolean, default=d.access_log, help="log one line per request")
     s.add(
         "--fast-lane",
@@ -96,6 +102,7 @@ def config_from_args(args: argparse.Namespace) -> EdgeConfig:
         sse_keepalive=args.sse_keepalive,
         sse_client_buffer=args.sse_client_buffer,
         auth_config=args.auth_config,
+        public_url=args.public_url,
         access_log=args.access_log,
         fast_lane=args.fast_lane,
         shutdown_grace=args.shutdown_grace,

@@ -22,6 +22,7 @@ class EdgeConfig:
     sse_client_buffer: int = 1024 * 1024  # bytes queued for one slow SSE client before cutting it off
     sse_idle_close: float = 5.0  # seconds an upstream SSE subscription outlives its last client
     auth_config: str | None = None
+    public_url: str | None = None  # base URL clients use (a create's Location); None: the address reached
     access_log: bool = False
     fast_lane: bool = True  # answer plain cached reads below aiohttp's request machinery (shared.aio.fast_lane)
     shutdown_grace: float = 10.0

@@ -20,6 +20,7 @@ from edge.upstream import Reply, Upstream
 from shared import headers as h
 from shared import parse
 from shared.aio.cors import preflight
+from shared.aio.location import public_location
 from shared.auth import AccessPolicy
 from shared.errors import MethodNotAllowed, ProtocolError
 from shared.offsets import NOW, Offset, parse_offset
@@ -39,6 +40,7 @@ class EdgeHandlers:
         self.cache = cache
         self.policy = policy
         self.region: RegionRouter | None = None  # set when this edge keeps a regional replica
+        self.public_url: str | None = None  # base URL of a create's Location (EdgeConfig.public_url)
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         if request.method == "OPTIONS":
@@ -84,8 +86,9 @@ class EdgeHandlers:
                 self.fanout.drop(path)
         response = respond(reply, request)
         if h.LOCATION in response.headers:
-            # The origin names itself; a client of this edge should be sent back here.
-            response.headers[h.LOCATION] = str(request.url.with_query(None))
+            # The origin names itself; a client of this edge should be sent back here (by the
+            # configured public URL or the address reached, never by the client's Host header).
+            response.headers[h.LOCATION] = public_location(request, self.public_url)
         return response
 
 

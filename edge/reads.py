@@ -253,7 +253,9 @@ class EdgeReads:
 
     def _long_poll_answer(self, reply: Reply, offset_text: str, echoed: int | None, scope: ReadScope) -> web.Response:
         headers = self.long_poll_headers(reply, offset_text, echoed, scope)
-        return web.Response(status=reply.status, body=reply.body if reply.status == 200 else None, headers=headers)
+        # Errors keep the origin's reason text (a 400's "offset is beyond the end", a 404...).
+        body = reply.body if reply.status not in (204, 304) else None
+        return web.Response(status=reply.status, body=body, headers=headers)
 
     def long_poll_headers(
         self, reply: Reply, offset_text: str, echoed: int | None, scope: ReadScope

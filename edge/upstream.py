@@ -14,6 +14,7 @@ from typing import Final
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from shared.errors import Unavailable
 
@@ -59,6 +60,15 @@ class Reply:
     body: bytes
 
 
+def origin_form(target: str) -> str:
+    """Only the path and query of a request target (RFC 9112 §3.2): an absolute-form target
+    (`GET http://x/v1/stream/s`) must never put its scheme and host after the origin's."""
+    if target.startswith("/"):
+        return target
+    path_qs = URL(target, encoded=True).raw_path_qs
+    return path_qs if path_qs.startswith("/") else "/"
+
+
 def unavailable(reason: str) -> Unavailable:
     return Unavailable(reason, {"Retry-After": str(random.randint(1, 5))})
 
@@ -70,7 +80,7 @@ class Upstream:
         self.timeout = timeout
 
     def url(self, path_qs: str) -> str:
-        return self.origin + path_qs
+        return self.origin + origin_form(path_qs)
 
     async def request(
         self,

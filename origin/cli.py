@@ -6,7 +6,7 @@ import argparse
 import os
 
 from origin.config import OriginConfig
-from shared.aio.settings import Settings, boolean, port_number, positive_float, positive_int
+from shared.aio.settings import Settings, boolean, port_number, positive_float, positive_int, public_url
 
 PREFIX = "DS_ORIGIN_"
 help = "run the origin: the authoritative, durable log"
@@ -37,6 +37,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     s.add("--shutdown-grace", type=positive_float, default=d.shutdown_grace, help="seconds to drain on SIGTERM")
     s.add("--access-log", type=boolean, default=d.access_log, help="log one line per request")
     s.add("--auth-config", default=d.auth_config, help="TOML access policy (tokens, public prefixes, signing key)")
+    s.add(
+        "--public-url",
+        type=public_url,
+        default=d.public_url,
+        help="base URL clients reach this server by, for the Location of a create (default: the address reached)",
+    )
     s.add(
         "--max-live-connections",
         type=positive_int,
@@ -76,6 +82,7 @@ def config_from_args(args: argparse.Namespace) -> OriginConfig:
         shutdown_grace=args.shutdown_grace,
         access_log=args.access_log,
         auth_config=args.auth_config,
+        public_url=args.public_url,
         max_live_connections=args.max_live_connections,
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,

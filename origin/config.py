@@ -21,6 +21,7 @@ class OriginConfig:
     shutdown_grace: float = 10.0
     access_log: bool = False
     auth_config: str | None = None  # TOML access policy; None: open (development only)
+    public_url: str | None = None  # base URL clients use (a create's Location); None: the address reached
     max_live_connections: int = 10_000
     rate_limit: float = 0.0  # requests per second per client (token or IP); 0: off
     rate_burst: int = 100

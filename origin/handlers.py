@@ -20,6 +20,7 @@ from shared import caching, content_types, parse
 from shared import headers as h
 from shared.aio.access import request_access
 from shared.aio.cors import preflight
+from shared.aio.location import public_location
 from shared.errors import MethodNotAllowed
 from shared.jsonmode import EMPTY_ARRAY
 from shared.offsets import NOW, START
@@ -87,7 +88,7 @@ class StreamHandlers:
         if state.closed:
             out[h.STREAM_CLOSED] = "true"
         if result.created:
-            out[h.LOCATION] = str(request.url.with_query(None))
+            out[h.LOCATION] = public_location(request, self.config.public_url)
         return web.Response(status=201 if result.created else 200, headers=out)
 
     async def post(self, request: web.Request, path: str) -> web.Response:

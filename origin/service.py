@@ -35,6 +35,7 @@ from shared.headers import (
     PRODUCER_EXPECTED_SEQ,
     PRODUCER_RECEIVED_SEQ,
     STREAM_CLOSED,
+    STREAM_EXPIRES_AT,
     STREAM_NEXT_OFFSET,
 )
 from shared.parse import AppendRequest, CreateRequest
@@ -93,6 +94,9 @@ class StreamService:
         while (in_progress := self._creating.get(path)) is not None:
             await asyncio.shield(in_progress)
         now = self.clock_ms()
+        if request.expires is not None and request.expires.at_ms <= now:
+            # It would be created already expired: 201 for a stream no request can ever see.
+            raise BadRequest(f"{STREAM_EXPIRES_AT} is in the past")
         existing = self.registry.visible(path, now)
         if existing is not None:
             return await self._recreate(existing, request)

@@ -103,7 +103,8 @@ def is_true(value: str | None) -> bool:
 
 
 def _non_negative(name: str, value: str, limit: int) -> int:
-    if not _NON_NEGATIVE_RE.match(value) or int(value) > limit:
+    # The length check first: int() refuses strings of more than 4300 digits (ValueError).
+    if len(value) > len(str(limit)) or not _NON_NEGATIVE_RE.match(value) or int(value) > limit:
         raise BadRequest(f"{name} must be a non-negative integer without leading zeros")
     return int(value)
 
@@ -117,9 +118,10 @@ def parse_expires_at(text: str) -> Expiry:
     zone = "+00:00" if zone in ("Z", "z") else zone
     try:
         instant = datetime.fromisoformat(f"{date}T{time}.{micro}{zone}")
-    except ValueError:
+        at_ms = int(instant.astimezone(UTC).timestamp() * 1000)
+    except (ValueError, OverflowError):  # OverflowError: year 9999 at -23:59 is past year 9999 in UTC
         raise BadRequest(f"{STREAM_EXPIRES_AT} is not a valid date") from None
-    return Expiry(int(instant.astimezone(UTC).timestamp() * 1000), text.strip())
+    return Expiry(at_ms, text.strip())
 
 
 def _content_type(headers: Mapping[str, str]) -> str | None:

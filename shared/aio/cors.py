@@ -51,5 +51,20 @@ async def preflight(request: web.Request) -> web.Response:
     )
 
 
+class _PreflightResource(web.DynamicResource):
+    """OPTIONS on any path, invisible to every other method.
+
+    A plain catch-all OPTIONS route would match every path, so aiohttp would answer 405 (not
+    404) for paths nothing serves, and list OPTIONS as allowed where nothing else is.
+    """
+
+    async def resolve(self, request: web.Request) -> tuple[web.UrlMappingMatchInfo | None, set[str]]:
+        if request.method != "OPTIONS":
+            return None, set()
+        return await super().resolve(request)
+
+
 def add_cors_routes(app: web.Application) -> None:
-    app.router.add_route("OPTIONS", "/{tail:.*}", preflight)
+    resource = _PreflightResource("/{tail:.*}")
+    app.router.register_resource(resource)
+    resource.add_route("OPTIONS", preflight)

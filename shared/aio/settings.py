@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -97,3 +98,11 @@ def boolean(text: str | bool) -> bool:
     if text.lower() in ("0", "false", "no", "off", ""):
         return False
     raise argparse.ArgumentTypeError("expected true or false")
+
+
+def public_url(text: str) -> str:
+    """A base URL clients use (`https://streams.example.com`): absolute http(s), no query; no trailing /."""
+    parts = urllib.parse.urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError("expected an absolute http(s) URL such as https://streams.example.com")
+    return text.strip().rstrip("/")

@@ -1,0 +1,131 @@
+"""Smaller findings of issue #11 on real processes: what a hostile request target, Host header
+or creation header gets from an origin and an edge in front of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from tests.edge.conftest import Servers
+
+pytestmark = pytest.mark.timeout(60)
+TEXT = {"Content-Type": "text/plain"}
+
+
+async def raw_request(url: str, head: str) -> tuple[int, bytes]:
+    """Send `head` as is (aiohttp would normalise the request target) and read the answer."""
+    parsed = URL(url)
+    reader, writer = await asyncio.open_connection(parsed.host, parsed.port)
+    try:
+        writer.write(head.encode())
+        await writer.drain()
+        async with asyncio.timeout(10):
+            answer = await reader.read()
+    finally:
+        writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+async def test_absolute_form_target_reaches_the_origin_by_path_only(servers: Servers) -> None:
+    origin = servers.origin()
+    edge = servers.edge(origin.url)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.put(origin.stream_url + "s", data=b"hello", headers=TEXT) as r,
+    ):
+        assert r.status == 201
+    for target in ("http://x/v1/stream/s?offset=-1", "http://evil.example:1/v1/stream/s?offset=now"):
+        status, body = await raw_request(edge.url, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert status == 200, (target, status, body)
+        assert body == (b"hello" if "offset=-1" in target else b"")
+    status, _ = await raw_request(
+        edge.url,
+        "POST http://x/v1/stream/s HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+        "Content-Length: 1\r\nConnection: close\r\n\r\n!",
+    )
+    assert status == 204
+
+
+async def test_unknown_paths_are_404_at_the_edge_and_known_ones_405(servers: Servers) -> None:
+    origin = servers.origin()
+    edge = servers.edge(origin.url)
+    async with aiohttp.ClientSession() as session:
+        for server, method, path, status in (
+            (edge, "GET", "/ui/", 404),
+            (edge, "GET", "/v1/replication/changes", 404),
+            (edge, "POST", "/v1/replication/touch", 404),
+            (edge, "GET", "/no/such/thing", 404),
+            (edge, "POST", "/metrics", 405),  # exists, with GET only
+            (edge, "OPTIONS", "/no/such/thing", 204),  # CORS preflight answers everywhere
+            (origin, "GET", "/no/such/thing", 404),
+            (origin, "DELETE", "/healthz", 405),
+        ):
+            async with session.request(method, server.url + path) as r:
+                assert r.status == status, (server.url, method, path, r.status)
+                if status == 405:
+                    assert "OPTIONS" not in r.headers.get("Allow", "")
+
+
+async def test_long_poll_errors_keep_their_reason_at_the_edge(servers: Servers) -> None:
+    origin = servers.origin(long_poll_timeout=1)
+    edge = servers.edge(origin.url, long_poll_timeout=1)
+    async with aiohttp.ClientSession() as session:
+        async with session.put(origin.stream_url + "s", data=b"abc", headers=TEXT) as r:
+            assert r.status == 201
+            tail = r.headers["Stream-Next-Offset"]
+        generation = int(tail.split("_")[0])
+        beyond = f"{generation:016d}_{999:016d}"
+        for path, offset in (("missing", "-1"), ("s", beyond)):
+            query = {"offset": offset, "live": "long-poll"}
+            async with session.get(origin.stream_url + path, params=query) as r:
+                expected = (r.status, await r.text())
+            assert expected[0] in (400, 404) and expected[1].strip()
+            async with session.get(edge.stream_url + path, params=query) as r:
+                assert (r.status, await r.text()) == expected
+
+
+async def test_location_never_names_the_clients_host(servers: Servers) -> None:
+    origin = servers.origin()
+    edge = servers.edge(origin.url)
+    evil = {**TEXT, "Host": "evil.example"}
+
+    async def location(server_url: str, name: str) -> str:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.put(f"{server_url}/v1/stream/{name}?x=1", headers=evil) as r,
+        ):
+            assert r.status == 201, await r.text()
+            return r.headers["Location"]
+
+    # Without --public-url: the address the connection reached.
+    assert await location(origin.url, "a") == origin.url + "/v1/stream/a"
+    assert await location(edge.url, "b") == edge.url + "/v1/stream/b"
+    public_origin = servers.origin("--public-url", "https://streams.example.com/", data_dir=servers.tmp_path / "d2")
+    public_edge = servers.edge(origin.url, "--public-url", "https://cdn.example.com")
+    assert await location(public_origin.url, "c") == "https://streams.example.com/v1/stream/c"
+    assert await location(public_edge.url, "d") == "https://cdn.example.com/v1/stream/d"
+
+
+async def test_a_stream_cannot_be_created_already_expired(servers: Servers) -> None:
+    origin = servers.origin()
+    edge = servers.edge(origin.url)
+    past = (datetime.now(UTC) - timedelta(seconds=5)).isoformat().replace("+00:00", "Z")
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    async with aiohttp.ClientSession() as session:
+        for server in (origin, edge):
+            for value in (past, "1970-01-01T00:00:00Z", "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"):
+                async with session.put(server.stream_url + "old", headers={**TEXT, "Stream-Expires-At": value}) as r:
+                    text = await r.text()
+                    assert r.status == 400 and 0 < len(text) < 200, (value, r.status, text)
+            async with session.put(server.stream_url + "ttl", headers={**TEXT, "Stream-TTL": "9" * 5000}) as r:
+                assert r.status == 400
+            async with session.head(server.stream_url + "old") as r:
+                assert r.status == 404
+        async with session.put(origin.stream_url + "new", headers={**TEXT, "Stream-Expires-At": future}) as r:
+            assert r.status == 201
