@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from tests.fuzz.strategies import Request
@@ -20,6 +22,7 @@ TRACEBACK_MARKERS = (b"Traceback", b'File "')
 # The one documented 5xx a well-formed request may get: the live-connection limit (origin/limits.py).
 OVERLOAD_503 = b"too many live connections"
 HEALTHZ_BUDGET = 0.1
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -45,20 +48,22 @@ class Findings:
     groups: dict[tuple[str, ...], Finding] = field(default_factory=dict)
     recent: deque[tuple[float, float, Request]] = field(default_factory=lambda: deque(maxlen=5000))
 
-    def add(self, kind: str, status: int, request: Request, detail: str) -> None:
-        key = (kind, str(status), route(request.target), _shape(detail))
+    def add(self, kind: str, status: int, request: Request, detail: str, cause: str = "") -> None:
+        """Count a failure; `cause` (where the server raised, from its log) groups across routes."""
+        where = route(request.target)
+        key = (kind, str(status), cause) if cause else (kind, str(status), where, _shape(detail))
         known = self.groups.get(key)
         if known is None:
-            self.groups[key] = Finding(kind, self.target, status, key[2], detail, request)
+            self.groups[key] = Finding(kind, self.target, status, cause or where, detail, request)
             return
         known.count += 1
         if len(request.to_bytes()) < len(known.request.to_bytes()):
             known.request, known.detail = request, detail
 
-    def check(self, request: Request, response: Response) -> None:
+    def check(self, request: Request, response: Response, new_logs: Callable[[], str]) -> None:
         body = response.body
         if response.status >= 500 and not (response.status == 503 and OVERLOAD_503 in body):
-            self.add("5xx", response.status, request, _text(body))
+            self.add("5xx", response.status, request, _text(body), raised_at(new_logs()))
         if any(marker in body for marker in TRACEBACK_MARKERS):
             self.add("traceback in body", response.status, request, _text(body))
 
@@ -93,6 +98,25 @@ def route(target: str) -> str:
         if path.startswith(start):
             return prefix + name
     return prefix + "other"
+
+
+_FRAME = re.compile(r'^  File "([^"]+)", line (\d+), in (\S+)', re.MULTILINE)
+
+
+def raised_at(log: str) -> str:
+    """'Error at file:line in function' for the last traceback in `log` (its innermost frame of
+    this project, not of a library), or '' when the server logged none."""
+    at = log.rfind("Traceback (most recent call last)")
+    if at < 0:
+        return ""
+    trace = log[at:]
+    frames = [f for f in _FRAME.findall(trace) if "site-packages" not in f[0] and "/lib/python" not in f[0]]
+    exceptions = _EXCEPTION_LINE.findall(trace.split("\n", 1)[-1])
+    error = exceptions[0] if exceptions else "?"
+    if not frames:
+        return error
+    path, line, function = frames[-1]
+    return f"{error} at {path.removeprefix(str(ROOT) + '/')}:{line} in {function}"
 
 
 def _text(body: bytes) -> str:

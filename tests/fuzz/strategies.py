@@ -10,7 +10,6 @@ huge values), query parameters and a body. Draws lean on the streams the fixture
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -83,10 +82,16 @@ REST_ACTIONS = ("", "/append", "/read", "/tail", "/", "/read/", "/%61ppend")
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS")
 ODD_METHODS = ("PATCH", "TRACE", "CONNECT", "PROPFIND", "get", "BREW", "G\x00T", "GET\x7f")
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+PRINTABLE = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=12)
+LONG = ("5" * 5000, "5" * 100_000)
+RAW_TEXT = TEXT.filter(lambda s: not any(c in s for c in " \t\r\n?#"))
+TRICKY_NUMBERS = st.sampled_from(
+    ["", "0", "-0", "-1", "+1", "1e9", "0x10", "1_000", " 1", "1.5", "NaN", "inf", "²", "٣", "१२", *LONG]
+)
 ODD_NUMBERS = st.one_of(
     st.integers(-(10**20), 10**20).map(str),
-    st.sampled_from(["", "0", "-0", "+1", "1e9", "0x10", "1_000", " 1", "1.5", "NaN", "inf", "²", "٣", "१२"]),
-    st.sampled_from(["5" * 5000, "5" * 100_000]),
+    TRICKY_NUMBERS,
+    TRICKY_NUMBERS,
     st.integers(1, 40).map(lambda n: "9" * n),
 )
 
@@ -96,8 +101,10 @@ def _segment() -> st.SearchStrategy[str]:
         st.sampled_from(["app", "public", "other", "json", "text", "bin", "append", "read", "tail", "x"]),
         st.sampled_from(["", ".", "..", "%2e", "%2e%2e", "%2F", "%2f..", "%00", "%ff", "%", "%zz", "~", ";x", "a:b"]),
         TEXT.map(lambda s: quote(s, safe="")),  # unicode, %-encoded
-        TEXT.filter(lambda s: not any(c in s for c in " \t\r\n?#")),  # unicode sent raw
+        TEXT.map(lambda s: quote(s, safe="")),
+        TEXT.map(lambda s: quote(s, safe="")),
         st.integers(200, 20_000).map(lambda n: "a" * n),  # very long
+        st.integers(0, 9).flatmap(lambda n: RAW_TEXT if n == 0 else st.just("x")),  # unicode sent raw, now and then
     )
 
 
@@ -122,6 +129,7 @@ def _param_value(surface: Surface) -> st.SearchStrategy[str]:
     )
 
 
+EXPIRED, FAR_FUTURE = 1_000_000_000, 4_102_444_800  # 2001 and 2100
 PARAM_NAMES = (
     "offset",
     "live",
@@ -144,16 +152,18 @@ PARAM_NAMES = (
 @st.composite
 def _query(draw: st.DrawFn, surface: Surface) -> str:
     pairs: list[tuple[str, str]] = []
-    if surface.signing_key is not None and draw(st.integers(0, 4)) == 0:
+    if draw(st.integers(0, 3)) == 0:  # a signature (valid where the server has this key), maybe with one part odd
         scope = draw(st.sampled_from(surface.scopes + tuple(surface.streams)))
-        expires = int(time.time()) + draw(st.sampled_from([-10, 60, 3600]))
-        pairs += list(signed_query(surface.signing_key, scope, expires).items())
+        expires = draw(st.sampled_from([EXPIRED, FAR_FUTURE]))  # fixed, so that a seed replays the same bytes
+        signed = signed_query(surface.signing_key or b"not-the-key", scope, expires)
+        if draw(st.booleans()):
+            signed[draw(st.sampled_from(sorted(signed)))] = draw(st.one_of(TRICKY_NUMBERS, ODD_NUMBERS, TEXT))
+        pairs += list(signed.items())
     names = st.one_of(st.sampled_from(PARAM_NAMES), TEXT)
     pairs += draw(st.lists(st.tuples(names, _param_value(surface)), max_size=5))
     if not pairs:
         return ""
-    raw = draw(st.booleans())
-    if raw:  # unencoded, as a careless client would send it (no spaces: they end the request line)
+    if draw(st.integers(0, 7)) == 0:  # unencoded, as a careless client sends it (no spaces: they end the request line)
         return "?" + "&".join(f"{k}={v}".replace(" ", "+").replace("#", "%23") for k, v in pairs)
     return "?" + "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in pairs)
 
@@ -191,7 +201,7 @@ def _header_value() -> st.SearchStrategy[bytes]:
     odd = st.binary(max_size=40).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
     huge = st.integers(1, 64).map(lambda n: b"x" * (n * 1024))  # up to 64 KiB: past the header limits
     return st.integers(0, 15).flatmap(
-        lambda n: huge if n == 0 else (ODD_NUMBERS.map(str.encode), TEXT.map(str.encode), odd)[n % 3]
+        lambda n: huge if n == 0 else odd if n == 1 else (ODD_NUMBERS.map(str.encode), PRINTABLE.map(str.encode))[n % 2]
     )
 
 
@@ -292,7 +302,7 @@ def _body() -> st.SearchStrategy[bytes]:
         REST_CREATE.map(lambda v: json.dumps(v).encode()),
         st.lists(JSON_VALUES, min_size=1, max_size=20).map(lambda v: json.dumps(v).encode()),
         st.builds(_deep_json, st.sampled_from([10, 500, 2000, 100_000]), st.sampled_from(["[", "{"])),
-        st.integers(1, 20_000).map(lambda n: b"[" + b",".join([b"1"] * n) + b"]"),  # many tiny messages
+        st.sampled_from([10, 1000, 50_000, 250_000]).map(lambda n: b"[" + b",".join([b"1"] * n) + b"]"),  # tiny ones
         st.binary(max_size=2000),
         st.integers(1, 2048).map(lambda n: bytes(range(256)) * n),  # up to 512 KiB
         TEXT.map(str.encode),
@@ -302,14 +312,91 @@ def _body() -> st.SearchStrategy[bytes]:
 
 @st.composite
 def requests(draw: st.DrawFn, surface: Surface) -> Request:
+    """Half plausible requests (a real client's, with an odd value or two), half anything."""
+    return draw(_plausible(surface) if draw(st.booleans()) else _anything(surface))
+
+
+@st.composite
+def _plausible(draw: st.DrawFn, surface: Surface) -> Request:
+    name = draw(st.sampled_from(sorted(surface.streams) or ["app/json"]))
+    content_type = {"app/text": b"text/plain", "app/bin": b"application/octet-stream"}.get(name, b"application/json")
+    headers = [("Host", f"{surface.host}:{surface.port}".encode())]
+    if surface.tokens and draw(st.integers(0, 4)):
+        headers.append(("Authorization", b"Bearer " + draw(st.sampled_from(surface.tokens)).encode()))
+    offset = quote(draw(_offset(surface)), safe="")
+    kind = draw(st.integers(0, 9))
+    body = b""
+    method = "GET"
+    if kind == 0:  # catch-up or live read
+        live = draw(st.sampled_from(["", "&live=long-poll", "&live=sse", "&live=sse&encoding=base64"]))
+        target = f"/v1/stream/{name}?offset={offset}{live}"
+    elif kind == 1:  # append, maybe as an idempotent producer
+        method, body = "POST", draw(_body())
+        headers.append(("Content-Type", content_type))
+        if draw(st.booleans()):
+            headers += [("Producer-Id", b"p"), ("Producer-Epoch", draw(ODD_NUMBERS).encode())]
+            headers.append(("Producer-Seq", draw(ODD_NUMBERS).encode()))
+        target = f"/v1/stream/{name}"
+    elif kind == 2:  # create, with the protocol's settings
+        method, target = "PUT", f"/v1/stream/{name}{draw(st.sampled_from(['', '-x', '/y']))}"
+        headers.append(("Content-Type", content_type))
+        headers += draw(st.lists(_header(surface), max_size=3))
+    elif kind == 3:  # REST read or tail
+        action = draw(st.sampled_from(["read", "tail", "tail?mode=long-poll&", "read?format=raw&"]))
+        sep = "&" if "?" in action else "?"
+        limit = quote(draw(st.one_of(TRICKY_NUMBERS, TRICKY_NUMBERS, ODD_NUMBERS)))
+        target = f"/streams/api/v1/streams/{name}/{action}{sep}after={offset}&limit={limit}"
+    elif kind == 4:  # REST append
+        method, body, target = "POST", draw(_body()), f"/streams/api/v1/streams/{name}/append"
+        headers.append(("Content-Type", content_type))
+    elif kind == 5:  # REST list or create
+        if draw(st.booleans()):
+            prefix = quote(draw(st.one_of(st.sampled_from(["", "app", "app/", "pub", "other/"]), TEXT)), safe="")
+            limit = quote(draw(st.one_of(TRICKY_NUMBERS, ODD_NUMBERS)))
+            target = f"/streams/api/v1/streams?prefix={prefix}&limit={limit}"
+        else:
+            method, target = "POST", "/streams/api/v1/streams"
+            body = json.dumps(draw(REST_CREATE)).encode()
+            headers.append(("Content-Type", b"application/json"))
+    elif kind == 6:  # replication feeds
+        method, target = draw(
+            st.sampled_from(
+                [
+                    ("GET", "/v1/replication/changes?after=" + offset),
+                    ("GET", "/v1/replication/streams"),
+                    ("GET", f"/v1/replication/streams/{name}"),
+                    ("GET", f"/v1/replication/log/{name}?generation={offset}&from={offset}"),
+                ]
+            )
+        )
+    elif kind == 7:  # a signed read, or a conditional one
+        target = f"/v1/stream/{name}?offset={offset}" + draw(_query(surface)).replace("?", "&")
+        if draw(st.booleans()):
+            headers.append(("If-None-Match", draw(st.sampled_from([b'"x"', b"*", b'W/"1"', b""]))))
+    elif kind == 8:
+        method = draw(st.sampled_from(["HEAD", "DELETE", "OPTIONS"]))
+        target = draw(st.sampled_from([f"/v1/stream/{name}", f"/streams/api/v1/streams/{name}"]))
+    else:  # a replica reporting reads
+        method, target = "POST", "/v1/replication/touch"
+        deep = st.builds(_deep_json, st.sampled_from([10, 100_000]), st.sampled_from(["[", "{"]))
+        paths = st.builds(lambda p: json.dumps({"paths": p}).encode(), JSON_VALUES)
+        body = draw(st.one_of(_body(), deep, paths))
+        headers.append(("Content-Type", b"application/json"))
+    return Request(method, target, tuple(headers), body)
+
+
+@st.composite
+def _anything(draw: st.DrawFn, surface: Surface) -> Request:
     if draw(st.integers(0, 9)) == 0:
         method = draw(st.one_of(st.sampled_from(ODD_METHODS), st.from_regex(r"\A[A-Z]{1,12}\Z")))
     else:
         method = draw(st.sampled_from(METHODS))
     target = draw(_target(surface))
     headers: list[tuple[str, bytes]] = []
-    if draw(st.integers(0, 9)):  # usually a Host; sometimes none, sometimes an odd one among the headers
+    if draw(st.integers(0, 19)):  # usually a Host; sometimes none, sometimes an odd one among the headers
         headers.append(("Host", f"{surface.host}:{surface.port}".encode()))
+    if surface.tokens and draw(st.booleans()):
+        headers.append(("Authorization", b"Bearer " + draw(st.sampled_from(surface.tokens)).encode()))
     headers += draw(st.lists(_header(surface), max_size=6))
     if method in ("POST", "PUT", "PATCH") and draw(st.booleans()):
         headers.insert(0, ("Content-Type", draw(st.sampled_from(CONTENT_TYPES[:5]))))

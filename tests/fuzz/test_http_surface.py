@@ -81,6 +81,7 @@ class Run:
             return
         surface = self.target.surface
         started = time.time()
+        marks = [(p.log_path, _size(p.log_path)) for p in self.target.logs]
         try:
             response = exchange(
                 surface.host,
@@ -90,7 +91,7 @@ class Run:
                 head_timeout=HEAD_TIMEOUT,
                 body_timeout=BODY_TIMEOUT,
             )
-            self.findings.check(request, response)
+            self.findings.check(request, response, lambda: "".join(_read_from(path, at) for path, at in marks))
             self.statuses[response.status] += 1
         except Hang as e:
             self.findings.add("hang", 0, request, str(e))
