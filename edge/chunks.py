@@ -20,6 +20,7 @@ from multidict import CIMultiDict
 
 from shared import caching, content_types, jsonmode
 from shared import headers as h
+from shared.jsonmarks import MessageMarks
 from shared.offsets import Offset
 
 
@@ -30,6 +31,33 @@ class ChunkKey:
     start: int
 
 
+#: Bytes of a JSON chunk scanned for message boundaries (once, on the loop). A read starting
+#: past them is not answered from the chunk but asked of the origin, which indexes its records.
+BOUNDARY_SCAN_BYTES = 64 * 1024
+
+
+class ChunkBoundaries:
+    """Message boundaries of a JSON chunk's first BOUNDARY_SCAN_BYTES, found on first use.
+
+    A chunk may hold millions of messages; scanning all of them when it is stored froze the
+    edge for seconds. Reads from inside a chunk are rare (readers resume at chunk ends), so a
+    bounded, lazy scan serves the common ones and leaves the rest to the origin.
+    """
+
+    __slots__ = ("_marks",)
+
+    def __init__(self) -> None:
+        self._marks: MessageMarks | None = None
+
+    def is_end(self, body: bytes, skip: int) -> bool:
+        # body[1:] is the stored form but for its last byte (`]`, not `,`): same boundaries
+        # inside the chunk, and its end is never asked here.
+        stored = memoryview(body)[1:]
+        if self._marks is None:
+            self._marks = MessageMarks.build(stored, budget=BOUNDARY_SCAN_BYTES)
+        return self._marks.knows(skip) and self._marks.is_end(stored, skip)
+
+
 @dataclass(frozen=True, slots=True)
 class Chunk:
     key: ChunkKey
@@ -38,8 +66,8 @@ class Chunk:
     content_type: str
     cache_control: str
     surrogate_key: str | None
-    # JSON chunks: offsets (from the chunk start) where a message ends, i.e. valid read starts.
-    message_ends: frozenset[int] | None = field(default=None, compare=False)
+    # JSON chunks: where a message ends (from the chunk start), i.e. valid read starts.
+    boundaries: ChunkBoundaries | None = field(default=None, compare=False)
     stored: float = field(default=0.0, compare=False)  # unix seconds: when the edge received it
     expires: float = field(default=math.inf, compare=False)  # unix seconds: stored + max-age
 
@@ -54,9 +82,7 @@ class Chunk:
         surrogate_key: str | None,
         stored: float | None = None,
     ) -> Chunk:
-        ends = None
-        if content_types.is_json(content_type):
-            ends = frozenset(jsonmode.message_ends(jsonmode.unframe(body)))
+        ends = ChunkBoundaries() if content_types.is_json(content_type) else None
         stored = time.time() if stored is None else stored
         lifetime = caching.max_age(cache_control) or 0  # no max-age: nothing to serve it from
         return cls(key, end, body, content_type, cache_control, surrogate_key, ends, stored, stored + lifetime)
@@ -73,14 +99,14 @@ class Chunk:
             return True
         if not self.key.start < position < self.end:
             return False
-        return self.message_ends is None or position - self.key.start in self.message_ends
+        return self.boundaries is None or self.boundaries.is_end(self.body, position - self.key.start)
 
     def answer(self, position: int, now: float | None = None) -> tuple[bytes, CIMultiDict[str]]:
         """Body and headers of the origin's response to a read from `position`, as held `now`."""
         skip = position - self.key.start
         if skip == 0:
             body = self.body
-        elif self.message_ends is None:
+        elif self.boundaries is None:
             body = self.body[skip:]
         else:
             body = jsonmode.frame(jsonmode.unframe(self.body)[skip:])

@@ -34,16 +34,18 @@ class ReadResult:
 class _Span:
     """Records [first, last) of one chain member, numbered as the store numbers them."""
 
-    generation: int
+    member: StreamState
     first: int
     last: int
     skip: int = 0  # bytes of the first record before the read's start
+    first_start: int = 0  # position of the first record (keys its JSON message boundaries)
     first_size: int = 0  # size of the first record (to check JSON message boundaries)
 
 
 def _span(member: StreamState, first: int, last: int, skip: int) -> _Span:
-    size = member.record_end(first) - member.starts[first]
-    return _Span(member.generation, member.dropped + first, member.dropped + last, skip, size)
+    start = member.starts[first]
+    size = member.record_end(first) - start
+    return _Span(member, member.dropped + first, member.dropped + last, skip, start, size)
 
 
 def _plan(state: StreamState, start: int, chunk_size: int) -> tuple[list[_Span], int, bool]:
@@ -88,10 +90,11 @@ async def read(store: Store, state: StreamState, start: int, chunk_size: int) ->
     parts = []
     try:
         for span in spans:
-            data = await store.read(span.generation, span.first, span.last)
+            data = await store.read(span.member.generation, span.first, span.last)
             if span.skip:
                 if json_stream:
-                    if span.skip not in jsonmode.message_ends(data[: span.first_size]):
+                    record = memoryview(data)[: span.first_size]
+                    if not await span.member.boundaries.is_end(span.first_start, record, span.skip):
                         raise BadRequest("offset is not a message boundary of this JSON stream")
                 data = data[span.skip :]
             parts.append(data)

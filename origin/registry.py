@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from origin.events import NoEvents, StreamEvents
+from origin.paths_index import SortedPaths
 from origin.storage.base import LoadedStream, StorageError, Store
 from origin.stream import StreamState
 from shared.aio.tasks import spawn
@@ -33,7 +34,8 @@ class Registry:
         # False on a regional replica: a sliding TTL counts accesses in every region, so only the
         # origin can decide it (and announces it); an absolute Expires-At is the same everywhere.
         self.sliding_expiry = True
-        self.by_path: dict[str, StreamState] = {}
+        # Sorted too: a listing by prefix starts at its first name instead of scanning them all.
+        self.by_path: SortedPaths[StreamState] = SortedPaths()
         self.by_generation: dict[int, StreamState] = {}
 
     def load(self, loaded: list[LoadedStream], now_ms: int) -> None:

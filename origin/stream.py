@@ -16,6 +16,7 @@ from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
+from origin.boundaries import RecordBoundaries
 from origin.storage.base import LoadedStream, Record, StreamConfig
 from shared.offsets import Offset
 from shared.producer import ProducerState, ProducerTuple
@@ -48,6 +49,7 @@ class StreamState:
         self.last_access_ms = last_access_ms
         self.removed = False  # no longer reachable by path; data may still serve forks
         self.changed: asyncio.Future[None] | None = None
+        self.boundaries = RecordBoundaries()  # message boundaries inside big JSON records
 
     @classmethod
     def from_loaded(cls, loaded: LoadedStream, source: StreamState | None) -> StreamState:
@@ -186,3 +188,4 @@ class StreamState:
         del self.starts[:count]
         del self.times[:count]
         self.dropped += count
+        self.boundaries.forget_before(self.starts[0] if self.starts else self.tail)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from itertools import islice
 from typing import Any, Final
 
 from shared.errors import BadRequest
@@ -66,34 +68,73 @@ def split_stored(stored: bytes) -> list[bytes]:
     return [_dump(item) for item in json.loads(frame(stored))]
 
 
-_STRUCTURE = re.compile(rb'[\[\]{},"]')
+_TOP_LEVEL = re.compile(rb'[\[\]{},"]')
+_NESTED = re.compile(rb'[\[\]{}"]')  # inside a value, commas say nothing about messages
 _STRING_TAIL = re.compile(rb'(?:[^"\\]|\\.)*"', re.DOTALL)
+_OPENING: Final = frozenset(b"[{")
+_COMMA: Final = ord(",")
+_QUOTE: Final = ord('"')
 
 
-def message_ends(stored: bytes) -> list[int]:
+def iter_message_ends(data: bytes | memoryview, start: int = 0, stop: int | None = None) -> Iterator[int]:
+    """Positions just past each message (after its comma), from `start`, a message boundary.
+
+    Scans only structure: brackets and string bounds, and commas outside any value, so a
+    message costs a regex search per bracket or string in it, never a parse. Stops at a closing
+    bracket that opened before `start` (the end of a request's `[...]` batch), and looks for no
+    structure past `stop` (a bounded scan: later boundaries stay unknown).
+    """
+    depth = 0
+    pos = start
+    stop = len(data) if stop is None else min(stop, len(data))
+    top, nested, string_tail = _TOP_LEVEL.search, _NESTED.search, _STRING_TAIL.match
+    while (match := (nested if depth else top)(data, pos, stop)) is not None:
+        pos = match.end()
+        char = data[pos - 1]
+        if char == _QUOTE:
+            tail = string_tail(data, pos)
+            if tail is None:
+                return
+            pos = tail.end()
+        elif char == _COMMA:
+            yield pos
+        elif char in _OPENING:
+            depth += 1
+        else:
+            depth -= 1
+            if depth < 0:
+                return
+
+
+def message_ends(stored: bytes | memoryview, start: int = 0, limit: int | None = None) -> list[int]:
     """Offsets just past each message of stored JSON (after its comma): the valid read starts.
 
-    Scans only structure (brackets, commas, string bounds), so a 64 KiB record costs a few
-    regex searches per message rather than a parse.
+    From `start` (a message boundary); at most `limit` of them, so a page costs its own size.
     """
-    ends: list[int] = []
-    depth = 0
-    pos = 0
-    while (match := _STRUCTURE.search(stored, pos)) is not None:
-        char = match.group()
-        pos = match.end()
-        if char == b'"':
-            tail = _STRING_TAIL.match(stored, pos)
-            if tail is None:
-                break
-            pos = tail.end()
-        elif char in (b"[", b"{"):
-            depth += 1
-        elif char in (b"]", b"}"):
-            depth -= 1
-        elif depth == 0:
-            ends.append(pos)
-    return ends
+    return list(iter_message_ends(stored, start) if limit is None else islice(iter_message_ends(stored, start), limit))
+
+
+def is_message_end(stored: bytes | memoryview, position: int, start: int = 0) -> bool:
+    """Whether `position` ends a message of stored JSON, scanning from `start` (a boundary) only."""
+    for end in iter_message_ends(stored, start):
+        if end >= position:
+            return end == position
+    return False
+
+
+def count_batch(body: bytes, cap: int) -> int:
+    """Messages in a request body (its top-level array's elements, or 1), counting at most to `cap`.
+
+    A structural count that stops at `cap`, so refusing a huge batch costs little; the body is
+    validated later by parse_messages (an invalid body's count is meaningless but harmless).
+    """
+    text = body.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
+    if not text.startswith(b"["):
+        return 1
+    inside = text[1:].lstrip(b" \t\r\n")
+    if inside.startswith(b"]"):
+        return 0
+    return 1 + sum(1 for _ in islice(iter_message_ends(inside), cap))
 
 
 def unframe(body: bytes) -> bytes:

@@ -24,6 +24,8 @@ DEFAULT_READ_LIMIT: Final = 1000
 MAX_READ_LIMIT: Final = 10_000
 DEFAULT_LIST_LIMIT: Final = 100
 MAX_LIST_LIMIT: Final = 1000
+#: Messages one JSON append may hold: its answer lists an offset per message.
+MAX_APPEND_MESSAGES: Final = MAX_READ_LIMIT
 _CREATE_FIELDS: Final = frozenset(
     {"name", "content_type", "retention", "max_size", "ttl_seconds", "expires_at", "closed"}
 )
@@ -104,7 +106,8 @@ def parse_limit(query: Mapping[str, str], default: int, maximum: int) -> int:
     text = query.get("limit")
     if text is None:
         return default
-    if not text.isdigit() or not 1 <= int(text) <= maximum:
+    # ASCII digits only (str.isdigit also accepts '²'), and few enough for int() to be cheap.
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(maximum))) or not 1 <= int(text) <= maximum:
         raise BadRequest(f"limit must be an integer from 1 to {maximum}")
     return int(text)
 

@@ -9,17 +9,21 @@ cached as immutable; one that reaches the tail is short-lived (shared.caching.ca
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlencode
 
 from aiohttp import web
 
+from origin.boundaries import INLINE_BYTES
 from origin.config import OriginConfig
 from origin.handlers import cache_scope
 from origin.positions import resolve_position
 from origin.reads import ReadResult, read
 from origin.rest.access import check
-from origin.rest.bodies import DEFAULT_READ_LIMIT, MAX_READ_LIMIT, parse_limit
+from origin.rest.bodies import DEFAULT_READ_LIMIT, MAX_APPEND_MESSAGES, MAX_READ_LIMIT, parse_limit
 from origin.rest.pages import START_OFFSET_HEADER, Page, encoding_of, page_of
 from origin.rest.receipts import Receipt, Receipts
 from origin.rest.streams import json_response
@@ -28,11 +32,12 @@ from origin.stream import StreamState
 from shared import caching, content_types, jsonmode
 from shared import headers as h
 from shared.auth import AccessPolicy, Right
-from shared.errors import BadRequest
+from shared.errors import BadRequest, PayloadTooLarge
 from shared.offsets import START, RequestedOffset, parse_read_offset
 from shared.parse import MAX_STREAM_SEQ_LENGTH, AppendRequest, is_true, parse_producer
 
 RAW_TYPE = "application/octet-stream"
+T = TypeVar("T")
 
 
 def requested_after(text: str | None) -> RequestedOffset:
@@ -50,7 +55,23 @@ def wants_raw(request: web.Request) -> bool:
     return form == "raw" or (RAW_TYPE in accept and h.JSON_CONTENT_TYPE not in accept)
 
 
-def appended_offsets(result: AppendResult) -> list[str]:
+async def _off_loop_if_big(size: int, work: Callable[[], T]) -> T:
+    """Run a structural scan of `size` bytes here when small, in a thread when big."""
+    if size <= INLINE_BYTES:
+        return work()
+    return await asyncio.get_running_loop().run_in_executor(None, work)
+
+
+async def check_batch_size(state: StreamState, body: bytes) -> None:
+    """413 for a JSON batch of more than MAX_APPEND_MESSAGES: its answer lists every offset."""
+    if not body or not content_types.is_json(state.config.content_type):
+        return
+    count = await _off_loop_if_big(len(body), lambda: jsonmode.count_batch(body, MAX_APPEND_MESSAGES))
+    if count > MAX_APPEND_MESSAGES:
+        raise PayloadTooLarge(f"a JSON append takes at most {MAX_APPEND_MESSAGES} messages here")
+
+
+async def appended_offsets(result: AppendResult) -> list[str]:
     stored = result.stored
     if not stored:
         return []
@@ -58,7 +79,8 @@ def appended_offsets(result: AppendResult) -> list[str]:
     end = result.next_position
     if content_types.is_json(state.config.content_type):
         start = end - len(stored)
-        return [str(state.offset_at(start + e)) for e in jsonmode.message_ends(stored)]
+        ends = await _off_loop_if_big(len(stored), lambda: jsonmode.message_ends(stored))
+        return [str(state.offset_at(start + e)) for e in ends]
     return [str(state.offset_at(end))]
 
 
@@ -81,13 +103,14 @@ class MessageHandlers:
         if stream_seq is not None and not 0 < len(stream_seq) <= MAX_STREAM_SEQ_LENGTH:
             raise BadRequest(f"{h.STREAM_SEQ} must be 1 to {MAX_STREAM_SEQ_LENGTH} characters")
         producer = parse_producer(request.headers)
+        await check_batch_size(self.service.registry.live(name, self.service.clock_ms()), body)
         # The stream's own content type decides how the body is read, so none is checked here.
         append = AppendRequest(content_type=None, closed=closed, stream_seq=stream_seq, producer=producer)
         result = await self.service.append(name, append, body)
         state = result.state
         out: dict[str, object]
         if result.appended:
-            offsets = appended_offsets(result)
+            offsets = await appended_offsets(result)
             next_offset = str(state.offset_at(result.next_position))
             if producer is not None:
                 self.receipts.remember(state.generation, producer, Receipt(tuple(offsets), next_offset))
@@ -122,7 +145,7 @@ class MessageHandlers:
         state = self.live_state(name)
         position = resolve_position(state, after)
         result = await read(self.service.store, state, position, self.config.chunk_size)
-        page = page_of(state, result, limit)
+        page = await page_of(state, result, limit)
         up_to_date = result.up_to_date and not page.cut
         cache_control = caching.catch_up(
             cache_scope(request), complete=not up_to_date, explicit_offset=after is not START

@@ -11,12 +11,15 @@ Message data travels as JSON: the value itself (JSON streams), a string (`text/*
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import enum
 import json
 from bisect import bisect_right
 from dataclasses import dataclass
+from functools import partial
 
+from origin.boundaries import INLINE_BYTES
 from origin.reads import ReadResult
 from origin.stream import StreamState
 from shared import content_types, jsonmode
@@ -78,11 +81,19 @@ def record_ends(state: StreamState, start: int, end: int) -> list[int]:
     return sorted(p for p in found if start < p <= end)
 
 
-def page_of(state: StreamState, result: ReadResult, limit: int) -> Page:
+async def json_message_ends(stored: bytes, limit: int) -> list[int]:
+    """The first `limit` message ends of stored JSON: scanned on the loop when the body is small,
+    off it otherwise (one message may hold millions of values, and a page costs its own size)."""
+    if len(stored) <= INLINE_BYTES:
+        return jsonmode.message_ends(stored, limit=limit)
+    return await asyncio.get_running_loop().run_in_executor(None, partial(jsonmode.message_ends, stored, limit=limit))
+
+
+async def page_of(state: StreamState, result: ReadResult, limit: int) -> Page:
     start = result.start
     if content_types.is_json(state.config.content_type):
         stored = jsonmode.unframe(result.body)
-        relative = jsonmode.message_ends(stored)
+        relative = await json_message_ends(stored, limit + 1)  # one more says whether `limit` cut it
         previous = 0
         payloads = []
         for end in relative[:limit]:

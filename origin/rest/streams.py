@@ -6,7 +6,6 @@ same settings, 409 otherwise. Descriptions and listings change at any time: neve
 
 from __future__ import annotations
 
-import heapq
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +29,8 @@ from shared.auth import AccessPolicy, Right
 from shared.errors import Gone, NotFound
 
 JSON_TYPE = "application/json"
+#: Names a listing page may examine beyond its `limit` (expired, deleted or not readable ones).
+LIST_SCAN_EXTRA = 1000
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -92,7 +93,12 @@ class StreamResources:
         return web.Response(status=204, headers={h.CACHE_CONTROL: "no-store"})
 
     async def list(self, request: web.Request) -> web.Response:
-        """Streams sorted by name, `limit` a page; `next_cursor` (and a Link) while more remain."""
+        """Streams sorted by name, `limit` a page; `next_cursor` (and a Link) while more remain.
+
+        A page examines at most `limit` + LIST_SCAN_EXTRA names, whatever their number and
+        however few of them the caller may read: when that runs out first, the page is short
+        (possibly empty) and its cursor continues after the last name examined.
+        """
         query = request.query
         prefix = query.get("prefix", "")
         limit = parse_limit(query, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
@@ -100,32 +106,29 @@ class StreamResources:
         registry = self.service.registry
         now = self.service.clock_ms()
         page: list[dict[str, Any]] = []
-        last: str | None = None
+        examined: str | None = None
+        budget = limit + LIST_SCAN_EXTRA
         more = False
-        # Candidates in name order; a few may turn out expired, deleted or unreadable.
-        while True:
-            names = heapq.nsmallest(
-                limit + 1,
-                (n for n in registry.by_path if n.startswith(prefix) and (after is None or n > after)),
-            )
-            for name in names:
-                after = name
-                try:
-                    state = registry.live(name, now)
-                except (NotFound, Gone):
-                    continue
-                if not may_read(request, self.policy, name):
-                    continue
-                if len(page) == limit:
-                    more = True
-                    break
-                page.append(describe(state))
-                last = name
-            if more or len(names) <= limit:
+        for name in registry.by_path.names_from(prefix if after is None else max(prefix, after)):
+            if not name.startswith(prefix):
                 break
-        body: dict[str, Any] = {"streams": page, "next_cursor": encode_cursor(last) if more and last else None}
+            if after is not None and name <= after:
+                continue
+            if len(page) == limit or budget == 0:
+                more = True  # some name is left: the next page starts after the last one examined
+                break
+            budget -= 1
+            examined = name
+            try:
+                state = registry.live(name, now)
+            except (NotFound, Gone):
+                continue
+            if may_read(request, self.policy, name):
+                page.append(describe(state))
+        cursor = encode_cursor(examined) if more and examined is not None else None
+        body: dict[str, Any] = {"streams": page, "next_cursor": cursor}
         headers = {}
-        if body["next_cursor"] is not None:
-            params = {k: v for k, v in query.items() if k != "cursor"} | {"cursor": body["next_cursor"]}
+        if cursor is not None:
+            params = {k: v for k, v in query.items() if k != "cursor"} | {"cursor": cursor}
             headers["Link"] = f'<{request.rel_url.raw_path}?{urlencode(params)}>; rel="next"'
         return json_response(body, headers=headers)

@@ -117,7 +117,7 @@ class TailHandlers:
             headers = {h.STREAM_NEXT_OFFSET: str(state.offset_at(position)), h.CACHE_CONTROL: caching.NO_STORE}
             return web.Response(status=204, headers=headers)
         result = await read(self.service.store, state, position, self.config.chunk_size)
-        page = page_of(state, result, limit)
+        page = await page_of(state, result, limit)
         up_to_date = result.up_to_date and not page.cut
         scope = cache_scope(request)
         if not page.ends:
@@ -155,7 +155,7 @@ class TailHandlers:
         while not state.removed:
             if position < state.tail:
                 result = await read(self.service.store, state, position, config.chunk_size)
-                page = page_of(state, result, MAX_READ_LIMIT)
+                page = await page_of(state, result, MAX_READ_LIMIT)
                 await response.write(encode_page(state, page, encoding))
                 position = page.end
                 continue
