@@ -68,9 +68,8 @@ def build_app(
         handlers.public_url = config.public_url
 
         def forget(path: str) -> None:  # the origin deleted `path` (edge.invalidation)
-            reads.wrote(path)
-            cache.drop_stream(path)
-            fanout.drop(path)
+            reads.wrote(path)  # its recent long-poll answers are no longer shared
+            cache.drop_stream(path)  # (its SSE hubs end with the origin's SSE responses)
 
         upkeep = start_upkeep(config, session, cache, metrics, forget)
         region = await open_region(config, session, registry, policy) if config.region is not None else None

@@ -33,13 +33,19 @@ OVERHEAD = 256  # bookkeeping bytes charged per chunk
 
 
 class _Starts:
-    """Per (scope, generation): sorted chunk starts, for lookups inside chunks."""
+    """Per (scope, generation): sorted chunk starts, for lookups inside chunks; and per stream
+    path, its (scope, generation) pairs, so dropping a stream costs its own entries only (the
+    change feed drops every stream deleted at the origin)."""
 
     def __init__(self) -> None:
-        self._starts: defaultdict[tuple[str, int], list[int]] = defaultdict(list)
+        self._starts: dict[tuple[str, int], list[int]] = {}
+        self._by_path: defaultdict[str, set[tuple[str, int]]] = defaultdict(set)
 
     def add(self, key: ChunkKey) -> None:
-        starts = self._starts[(key.scope, key.generation)]
+        starts = self._starts.get((key.scope, key.generation))
+        if starts is None:
+            starts = self._starts[(key.scope, key.generation)] = []
+            self._by_path[_path_of(key.scope)].add((key.scope, key.generation))
         i = bisect_right(starts, key.start)
         if i == 0 or starts[i - 1] != key.start:
             insort(starts, key.start)
@@ -53,6 +59,11 @@ class _Starts:
             del starts[i]
         if not starts:
             del self._starts[(key.scope, key.generation)]
+            path = _path_of(key.scope)
+            pairs = self._by_path[path]
+            pairs.discard((key.scope, key.generation))
+            if not pairs:
+                del self._by_path[path]
 
     def candidate(self, scope: str, generation: int, position: int) -> ChunkKey | None:
         """The chunk that starts at or before `position`, if any."""
@@ -63,7 +74,15 @@ class _Starts:
         return ChunkKey(scope, generation, starts[i]) if i >= 0 else None
 
     def scopes_of(self, path: str) -> list[tuple[str, int]]:
-        return [k for k in self._starts if k[0] == path or k[0].startswith(path + "\0")]
+        return list(self._by_path.get(path, ()))
+
+    def keys_of(self, path: str) -> list[ChunkKey]:
+        return [ChunkKey(s, g, start) for s, g in self.scopes_of(path) for start in self._starts[(s, g)]]
+
+
+def _path_of(scope: str) -> str:
+    """The stream path of a cache scope ("<path>" or "<path>\\0<credential>", edge.scope)."""
+    return scope.partition("\0")[0]
 
 
 class _MemoryLRU(LRUCache[ChunkKey, Chunk]):
@@ -141,7 +160,7 @@ class ChunkCache:
         """A read was answered from `chunk` (the fast lane says so itself)."""
         self.hits[tier] += 1
         if self.on_capped_read is not None and capped(chunk):
-            self.on_capped_read(chunk.key.scope.partition("\0")[0])
+            self.on_capped_read(_path_of(chunk.key.scope))
 
     def may_have(self, scope: str, generation: int, position: int) -> bool:
         """Whether some tier may hold a chunk answering a read from `position` (cheap, no I/O)."""
@@ -150,10 +169,9 @@ class ChunkCache:
         return self.disk is not None and self.disk.may_have(scope, generation, position)
 
     def drop_stream(self, path: str) -> None:
-        for scope, generation in self._starts.scopes_of(path):
-            while (key := self._starts.candidate(scope, generation, 2**62)) is not None:
-                self._memory.pop(key, None)
-                self._starts.discard(key)
+        for key in self._starts.keys_of(path):
+            self._memory.pop(key, None)
+            self._starts.discard(key)
         if self.disk is not None:
             self.disk.drop_stream(path)
 
@@ -272,8 +290,9 @@ class DiskTier:
         return chunk
 
     def drop_stream(self, path: str) -> None:
-        for key in [k for k in self._files if k.scope == path or k.scope.startswith(path + "\0")]:
-            self._forget(key)
+        for key in self._starts.keys_of(path):
+            if key in self._files:
+                self._forget(key)
 
     def _forget(self, key: ChunkKey) -> None:
         file_path, size, _ = self._files.pop(key)

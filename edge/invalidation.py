@@ -2,10 +2,11 @@
 
 The origin announces every delete, expiry and re-creation on its change feed
 (origin.replication.changes), which regional replicas follow already. The edge follows it too:
-a `deleted` event drops the stream's cached chunks, its recent long-poll answers and its SSE
-hubs (`forget`), as a DELETE through this edge does, so the next read asks the origin and gets
-its 404 or 410. How long a copy may be served without the feed is edge.freshness's decision:
-this module only tells it whether the feed is followed, and since when without a gap.
+a `deleted` event drops the stream's cached chunks and its recent long-poll answers (`forget`),
+as a DELETE through this edge does, so the next read asks the origin and gets its 404 or 410
+(SSE hubs end by themselves: the origin ends its SSE responses of a deleted stream). How long
+a copy may be served without the feed is edge.freshness's decision: this module only tells it
+whether the feed is followed, and since when without a gap.
 
 The feed needs `read` on every path where the origin has an access policy (the edge's
 --origin-token). Without it, or when the origin has no feed (an edge in front of an edge), the

@@ -224,3 +224,30 @@ async def test_a_deleted_streams_recent_long_poll_answers_are_forgotten(servers:
             await asyncio.sleep(0.05)
         waited = time.monotonic() - started
     assert answers[-1][0] == 404 and waited < 2.0, f"{len(answers)} answers in {waited:.2f} s: {answers[-1]}"
+
+
+async def test_with_an_origin_token_a_protected_origin_gets_reports_and_sends_deletions(servers: Servers) -> None:
+    policy = servers.tmp_path / "auth.toml"
+    policy.write_text(POLICY)
+    origin = servers.origin(*SMALL_CHUNKS, "--auth-config", str(policy))
+    edge = servers.edge(origin.url, "--origin-token", "token-w", "--cache-fallback-age", "60")
+    at_edge = edge.stream_url + "pub/ttl"
+    async with aiohttp.ClientSession() as session:
+        await wait_metric(session, edge.url, FEED, 1, timeout=5)
+        first = await fill(session, origin.stream_url + "pub/ttl", {**WRITER, "Stream-TTL": "3"})
+        await cached_read(session, edge.url, at_edge, first)
+        upstream_before = await edge_upstream(session, edge.url, "catch_up")
+        statuses = []
+        started = time.monotonic()
+        while time.monotonic() - started < 7.0:
+            statuses.append((await status_of(session, at_edge, first))[0])
+            await asyncio.sleep(0.2)
+        upstream = await edge_upstream(session, edge.url, "catch_up") - upstream_before
+        async with session.head(origin.stream_url + "pub/ttl", headers=WRITER) as r:
+            alive = r.status
+        async with session.delete(origin.stream_url + "pub/ttl", headers=WRITER) as r:
+            assert r.status == 204
+        status, waited = await until_status(session, at_edge, first, {404}, timeout=5)
+    assert alive == 200 and set(statuses) == {200}, (alive, statuses)
+    assert upstream <= 5, f"{upstream} of {len(statuses)} reads went to the origin (reports refused?)"
+    assert status == 404 and waited < 2.0, f"edge still {status} {waited:.2f} s after the delete"
