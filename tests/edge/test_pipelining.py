@@ -156,6 +156,41 @@ async def test_a_thousand_pipelined_mixed_requests_all_get_answers_in_order(serv
         )
 
 
+async def test_a_thousand_requests_pipelined_behind_a_parked_long_poll_follow_it(servers: Servers) -> None:
+    origin = servers.origin("--chunk-size", "1024", long_poll_timeout=5)
+    edge = servers.edge(origin.url, long_poll_timeout=5)
+    async with aiohttp.ClientSession() as session:
+        targets = await chunk_targets(session, edge.url, "/v1/stream/behind-reads", 2)
+        live = "/v1/stream/behind-poll"
+        tail = await create(session, edge.url + live, BINARY)
+        poll = request(f"{live}?offset={tail}&live=long-poll")
+        reads = [request(targets[i % 2]) for i in range(PIPELINED)]
+        expected = await expected_answers(edge.url, reads)
+        parts = urlsplit(edge.url)
+        starter_reader, starter = await asyncio.open_connection(parts.hostname, parts.port)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port, limit=1 << 20)
+        try:
+            starter.write(poll)  # starts the shared poll
+            await asyncio.sleep(0.2)
+            writer.write(poll + b"".join(reads))  # parked on it, with 1,000 reads behind
+            await asyncio.sleep(0.3)
+            await append(session, origin.url + live, BINARY, b"one")
+            answers = []
+            async with asyncio.timeout(ANSWER_TIMEOUT):
+                while len(answers) < 1 + PIPELINED:
+                    answers.append(await read_answer(reader))
+            await read_answer(starter_reader)
+        except TimeoutError:
+            raise AssertionError(f"{len(answers)} of {1 + PIPELINED} answers in {ANSWER_TIMEOUT} s: wedged") from None
+        finally:
+            writer.close()
+            starter.close()
+        after = await scrape(session, edge.url)
+    assert metric(after, "ds_edge_fast_lane_answers_total", kind="long_poll") == 2  # both were parked
+    assert answers[0] == (200, b"one")
+    assert answers[1:] == [expected[r] for r in reads]
+
+
 async def test_a_client_that_does_not_read_is_not_answered_without_bound(servers: Servers) -> None:
     """Answers wait for the client to read them, as aiohttp's handlers do (no unbounded buffering)."""
     origin = servers.origin("--chunk-size", "65536")
