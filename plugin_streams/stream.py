@@ -92,7 +92,11 @@ class Stream:
         return offsets[0] if offsets else None
 
     async def append_batch(self, values: Iterable[Any]) -> list[str | None]:
-        """Append several messages; JSON streams store them in one atomic append."""
+        """Append several messages; JSON streams store them in one atomic append.
+
+        The server takes at most 10,000 messages in one JSON append (PayloadTooLarge beyond), since
+        its answer lists every message's offset: send bigger sets as several batches.
+        """
         items = list(values)
         if not items:
             return []

@@ -24,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_server_flags(parser)
     parser.add_argument("name")
     parser.add_argument("messages", nargs="*", metavar="MESSAGE", help="JSON values for JSON streams, else text")
-    parser.add_argument("--batch", type=int, default=100, help="stdin lines per request (JSON streams)")
+    parser.add_argument("--batch", type=int, default=100, help="stdin lines per request (JSON streams; at most 10000)")
     parser.add_argument("--close", action="store_true", help="close the stream afterwards")
 
 
