@@ -19,7 +19,7 @@ from dataclasses import replace
 from origin.boundaries import RecordBoundaries
 from origin.storage.base import LoadedStream, Record, StreamConfig
 from shared.offsets import Offset
-from shared.producer import ProducerState, ProducerTuple
+from shared.producer import ProducerState, ProducerTable, ProducerTuple
 
 
 class StreamState:
@@ -31,12 +31,12 @@ class StreamState:
         self.tail = self.base
         self.closed = False
         self.closed_by: ProducerTuple | None = None
-        self.producers: dict[str, ProducerState] = {}
+        self.producers = ProducerTable()
         self.stream_seq: str | None = None
         self.v_tail = self.base
         self.v_closed = False
         self.v_closed_by: ProducerTuple | None = None
-        self.v_producers: dict[str, ProducerState] = {}
+        self.v_producers = ProducerTable()
         self.v_stream_seq: str | None = None
         self.queue: list[tuple[Record, asyncio.Future[None]]] = []
         self.flushing = False
@@ -65,8 +65,8 @@ class StreamState:
         summary = loaded.summary
         state.closed = state.v_closed = summary.closed
         state.closed_by = state.v_closed_by = summary.closed_by
-        state.producers = dict(summary.producers)
-        state.v_producers = dict(summary.producers)
+        state.producers = summary.producers.copy()
+        state.v_producers = summary.producers.copy()
         state.stream_seq = state.v_stream_seq = summary.stream_seq
         return state
 
@@ -89,7 +89,7 @@ class StreamState:
         self.v_tail += len(record.payload)
         if record.producer is not None:
             p = record.producer
-            self.v_producers[p.producer_id] = ProducerState(p.epoch, p.seq)
+            self.v_producers.record(p.producer_id, ProducerState(p.epoch, p.seq))
         if record.stream_seq is not None:
             self.v_stream_seq = record.stream_seq
         if record.closed:
@@ -104,7 +104,7 @@ class StreamState:
         self.tail += len(record.payload)
         if record.producer is not None:
             p = record.producer
-            self.producers[p.producer_id] = ProducerState(p.epoch, p.seq)
+            self.producers.record(p.producer_id, ProducerState(p.epoch, p.seq))
         if record.stream_seq is not None:
             self.stream_seq = record.stream_seq
         if record.closed:
@@ -115,7 +115,7 @@ class StreamState:
         self.v_tail = self.tail
         self.v_closed = self.closed
         self.v_closed_by = self.closed_by
-        self.v_producers = dict(self.producers)
+        self.v_producers = self.producers.copy()
         self.v_stream_seq = self.stream_seq
 
     # -- waiting ----------------------------------------------------------------------------

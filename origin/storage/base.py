@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from shared.parse import Expiry, Retention
-from shared.producer import ProducerState, ProducerTuple
+from shared.producer import ProducerState, ProducerTable, ProducerTuple
 
 
 class StorageError(Exception):
@@ -82,7 +82,7 @@ class Summary:
 
     sizes: array[int] = field(default_factory=lambda: array("q"))
     times: array[int] = field(default_factory=lambda: array("q"))  # written_ms, 0 if unknown
-    producers: dict[str, ProducerState] = field(default_factory=dict)
+    producers: ProducerTable = field(default_factory=ProducerTable)
     stream_seq: str | None = None
     closed: bool = False
     closed_by: ProducerTuple | None = None
@@ -92,7 +92,7 @@ class Summary:
         self.times.append(record_meta.written_ms or 0)
         producer = record_meta.producer
         if producer is not None:
-            self.producers[producer.producer_id] = ProducerState(producer.epoch, producer.seq)
+            self.producers.record(producer.producer_id, ProducerState(producer.epoch, producer.seq))
         if record_meta.stream_seq is not None:
             self.stream_seq = record_meta.stream_seq
         if record_meta.closed:
