@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from tests.fuzz import deployment as dep
 from tests.fuzz.findings import Findings, log_problems
 from tests.fuzz.strategies import Request, requests
-from tests.fuzz.wire import Hang, exchange
+from tests.fuzz.wire import Hang, Malformed, exchange
 
 FUZZ_SECONDS = float(os.environ.get("FUZZ_SECONDS", "60"))
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -95,8 +95,12 @@ class Run:
             self.statuses[response.status] += 1
         except Hang as e:
             self.findings.add("hang", 0, request, str(e))
+        except Malformed as e:
+            self.findings.add("malformed answer", 0, request, str(e))
         except ConnectionRefusedError as e:
             self.findings.add("no server", 0, request, repr(e))
+        except OSError as e:  # a reset before any answer: reported, so that a pattern shows
+            self.findings.add("connection error", 0, request, repr(e))
         finally:
             self.findings.recent.append((started, time.time(), request))
             self.tried += 1

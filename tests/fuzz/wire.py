@@ -21,6 +21,10 @@ class Hang(Exception):
     """The server did not answer (or finish answering) within the client's deadline."""
 
 
+class Malformed(Exception):
+    """The answer is not valid HTTP/1.1 framing (the bytes received are in the message)."""
+
+
 @dataclass
 class Response:
     status: int  # 0: the server closed the connection without answering
@@ -39,6 +43,7 @@ class _Reader:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = b""
+        self.received = bytearray()  # everything, for a report when the framing is wrong
         self.eof = False
 
     def fill(self, deadline: float) -> bool:
@@ -57,6 +62,8 @@ class _Reader:
             self.eof = True
             return False
         self.buffer += chunk
+        if len(self.received) < 8192:
+            self.received += chunk[:8192]
         return True
 
     def until(self, marker: bytes, deadline: float, limit: int) -> bytes | None:
@@ -99,6 +106,8 @@ def exchange(
         _version, _, rest = status_line.partition(" ")
         code, _, reason = rest.partition(" ")
         headers = [(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines)]
+        if not code.isdigit():
+            raise Malformed(f"status line {status_line[:100]!r}")
         response = Response(int(code), reason, headers)
         if head_request or response.status in (204, 304) or response.status < 200:
             return response
@@ -107,6 +116,8 @@ def exchange(
         deadline = time.monotonic() + (live_read if response.live else body_timeout)
         try:
             _read_body(reader, response, deadline, max_body)
+        except ValueError:
+            raise Malformed(f"body framing; received {bytes(reader.received[:1500])!r}") from None
         except Hang:
             if not response.live:
                 raise Hang(f"{response.status} head arrived, body unfinished after {body_timeout} s") from None
