@@ -1,9 +1,11 @@
 """Byte-budgeted chunk cache: a memory tier (LRU) and an optional disk tier kept across restarts.
 
 Only immutable chunks are stored: their bytes never change, but a copy is served only while
-edge.freshness says so (its max-age, and what the edge knows of its stream's deletion); a stale
-one is dropped when found, so the next read fetches it again. A deleted stream's chunks are
-dropped at once when the edge learns of it (a write through it, or the change feed).
+edge.freshness says so (its max-age, and what the edge knows of its stream's deletion), so the
+next read fetches it again, which replaces it. One past its max-age is dropped when found; one
+merely unverified is kept for when the origin cannot be reached (`unverified=True`: served as
+long as its max-age lasts). A deleted stream's chunks are dropped at once when the edge learns of
+it (a write through it, or the change feed).
 Each tier keeps, per stream and generation, the sorted chunk starts so that a read from any
 byte inside a chunk finds it with one bisect.
 """
@@ -124,15 +126,17 @@ class ChunkCache:
         if self.disk is not None:
             self.disk.put_soon(chunk)
 
-    async def find(self, scope: str, generation: int, position: int) -> tuple[Chunk, str] | None:
+    async def find(
+        self, scope: str, generation: int, position: int, *, unverified: bool = False
+    ) -> tuple[Chunk, str] | None:
         """A fresh cached chunk answering a read from `position`, and the tier it came from
-        (counted as served)."""
-        chunk = self.in_memory(scope, generation, position)
+        (counted as served); `unverified`: any within its max-age (the origin is unreachable)."""
+        chunk = self.in_memory(scope, generation, position, unverified=unverified)
         if chunk is not None:
             self.served(chunk, "memory")
             return chunk, "memory"
         if self.disk is not None:
-            chunk = await self.disk.find(scope, generation, position)
+            chunk = await self.disk.find(scope, generation, position, unverified=unverified)
             if chunk is not None:
                 self.served(chunk, "disk")
                 if len(chunk.body) + OVERHEAD <= self._memory.maxsize:
@@ -141,20 +145,21 @@ class ChunkCache:
                 return chunk, "disk"
         return None
 
-    def in_memory(self, scope: str, generation: int, position: int) -> Chunk | None:
+    def in_memory(self, scope: str, generation: int, position: int, *, unverified: bool = False) -> Chunk | None:
         """The memory tier's fresh chunk answering a read from `position` (no disk, no await), if
-        any; a stale one found on the way is dropped."""
+        any; one past its max-age found on the way is dropped."""
         key = self._starts.candidate(scope, generation, position)
         if key is None:
             return None
         chunk = self._memory.get(key)
         if chunk is None or not chunk.covers(position):
             return None
-        if not self.freshness.fresh(chunk):
+        now = time.time()
+        if now >= chunk.expires:
             del self._memory[key]
             self._starts.discard(key)
             return None
-        return chunk
+        return chunk if unverified or self.freshness.fresh(chunk, now) else None
 
     def served(self, chunk: Chunk, tier: str) -> None:
         """A read was answered from `chunk` (the fast lane says so itself)."""
@@ -261,13 +266,15 @@ class DiskTier:
             return False
         return position == entry[2]["start"] or position < entry[2]["end"]
 
-    async def find(self, scope: str, generation: int, position: int) -> Chunk | None:
+    async def find(self, scope: str, generation: int, position: int, *, unverified: bool = False) -> Chunk | None:
         key = self._starts.candidate(scope, generation, position)
         if key is None or key not in self._files:
             return None
         path, _, header = self._files[key]
-        if not self._fresh(header):
+        if time.time() >= header["expires"]:
             self._forget(key)
+            return None
+        if not unverified and not self._fresh(header):
             return None
         try:
             async with aiofiles.open(path, "rb") as f:

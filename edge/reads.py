@@ -30,6 +30,7 @@ from edge.upstream import Reply, Upstream, end_to_end
 from edge.writes import WriteMarks, reaches
 from shared import caching, cursor
 from shared import headers as h
+from shared.errors import Unavailable
 from shared.offsets import Offset, parse_offset
 from shared.parse import ReadRequest
 
@@ -94,13 +95,13 @@ class EdgeReads:
         )
         self.cache.put(chunk)
 
-    async def cached(self, scope: ReadScope, offset: Offset | None) -> Chunk | None:
+    async def cached(self, scope: ReadScope, offset: Offset | None, *, unverified: bool = False) -> Chunk | None:
         if offset is None:
             return None
         for owner in (scope.public, scope.credential):
             if owner is None or (owner == scope.public and scope.signed):
                 continue
-            found = await self.cache.find(owner, offset.generation, offset.position)
+            found = await self.cache.find(owner, offset.generation, offset.position, unverified=unverified)
             if found is not None:
                 self.metrics.cache_hits.labels(found[1]).inc()
                 return found[0]
@@ -140,7 +141,17 @@ class EdgeReads:
         if chunk is not None and offset is not None:
             return _chunk_response(chunk, offset.position, http, scope)
         key = self.flight_key(scope, http.query_string)
-        reply = await self.catch_up_flights.run(key, lambda: self._fetch(http.headers, scope, offset, http.raw_path))
+        try:
+            reply = await self.catch_up_flights.run(
+                key, lambda: self._fetch(http.headers, scope, offset, http.raw_path)
+            )
+        except Unavailable:
+            # The origin cannot be asked whether the stream still exists: a copy within its
+            # max-age is served anyway (edge.freshness), as no answer of the origin contradicts it.
+            chunk = await self.cached(scope, offset, unverified=True)
+            if chunk is None or offset is None:
+                raise
+            return _chunk_response(chunk, offset.position, http, scope)
         return respond(reply, http)
 
     async def read_at(self, http: web.Request, scope: ReadScope, offset_text: str) -> Reply:

@@ -251,3 +251,15 @@ async def test_with_an_origin_token_a_protected_origin_gets_reports_and_sends_de
     assert alive == 200 and set(statuses) == {200}, (alive, statuses)
     assert upstream <= 5, f"{upstream} of {len(statuses)} reads went to the origin (reports refused?)"
     assert status == 404 and waited < 2.0, f"edge still {status} {waited:.2f} s after the delete"
+
+
+async def test_while_the_origin_is_down_copies_within_their_max_age_are_still_served(servers: Servers) -> None:
+    origin = servers.origin(*SMALL_CHUNKS)
+    edge = servers.edge(origin.url, "--cache-fallback-age", "1")
+    async with aiohttp.ClientSession() as session:
+        first = await fill(session, origin.stream_url + "kept")
+        await cached_read(session, edge.url, edge.stream_url + "kept", first)
+        origin.kill()
+        await asyncio.sleep(1.5)  # past the fallback age: the copy is no longer verified, nor can it be
+        status, headers = await status_of(session, edge.stream_url + "kept", first)
+    assert status == 200 and "immutable" in headers["Cache-Control"], (status, headers)
