@@ -29,6 +29,7 @@ from edge.upstream import Upstream
 from shared.aio.access import access_middleware, load_policy
 from shared.aio.cors import add_cors_routes, security_headers
 from shared.aio.fast_lane import LANE
+from shared.aio.forwarded import forwarding_middleware
 from shared.aio.http_errors import error_middleware
 from shared.aio.observe import OBSERVER, Observer, metrics_handler, observing
 from shared.aio.tasks import cancel_all
@@ -47,6 +48,7 @@ def build_app(
     middlewares = [observing(observer), error_middleware]
     if policy.enabled:
         middlewares.append(access_middleware(policy))
+    middlewares.append(forwarding_middleware)  # the origin sees who each request is for (its rate limit)
     app = web.Application(client_max_size=2 * 1024 * 1024, middlewares=middlewares)
     freshness = Freshness(config.cache_fallback_age)  # how long a cached copy may be served
     cache = ChunkCache(config.cache_memory, config.cache_dir, config.cache_disk, freshness)

@@ -6,7 +6,15 @@ import argparse
 import os
 
 from edge.config import EdgeConfig
-from shared.aio.settings import Settings, boolean, port_number, positive_float, positive_int, public_url
+from shared.aio.settings import (
+    Settings,
+    add_timeout_flags,
+    boolean,
+    port_number,
+    positive_float,
+    positive_int,
+    public_url,
+)
 
 PREFIX = "DS_EDGE_"
 help = "run an edge: cache, coalescing and fan-out in front of the origin"
@@ -46,6 +54,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=d.sse_client_buffer,
         help="bytes queued for one SSE client before it is cut off",
     )
+    s.add(
+        "--sse-write-timeout",
+        type=positive_float,
+        default=d.sse_write_timeout,
+        help="seconds an SSE client may leave a write blocked before it is cut off",
+    )
+    add_timeout_flags(s, header=d.header_timeout, body=d.body_timeout, idle=d.idle_timeout)
     s.add("--auth-config", default=d.auth_config, help="the origin's TOML access policy (checks at the edge)")
     s.add(
         "--public-url",
@@ -101,6 +116,10 @@ def config_from_args(args: argparse.Namespace) -> EdgeConfig:
         sse_max_age=args.sse_max_age,
         sse_keepalive=args.sse_keepalive,
         sse_client_buffer=args.sse_client_buffer,
+        sse_write_timeout=args.sse_write_timeout,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        idle_timeout=args.idle_timeout,
         auth_config=args.auth_config,
         public_url=args.public_url,
         access_log=args.access_log,
@@ -118,6 +137,7 @@ def config_from_args(args: argparse.Namespace) -> EdgeConfig:
 def run(args: argparse.Namespace) -> int:
     from edge.app import build_app
     from edge.workers import supervise
+    from shared.aio.guard import ConnectionTimeouts
     from shared.aio.serve import serve
 
     if _settings is not None:
@@ -135,4 +155,5 @@ def run(args: argparse.Namespace) -> int:
         grace=config.shutdown_grace,
         reuse_port=args.reuse_port,
         announce=True,  # a worker tells its supervisor it listens; the supervisor tells the world
+        timeouts=ConnectionTimeouts(config.header_timeout, config.body_timeout, config.idle_timeout),
     )

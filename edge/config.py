@@ -20,6 +20,10 @@ class EdgeConfig:
     sse_max_age: float = 60.0
     sse_keepalive: float = 15.0
     sse_client_buffer: int = 1024 * 1024  # bytes queued for one slow SSE client before cutting it off
+    sse_write_timeout: float = 30.0  # seconds an SSE catch-up write may stay blocked before cutting the client off
+    header_timeout: float = 10.0  # seconds to receive a request head (shared.aio.guard)
+    body_timeout: float = 30.0  # seconds a request body may go without a byte
+    idle_timeout: float = 75.0  # seconds an idle keep-alive connection is kept
     sse_idle_close: float = 5.0  # seconds an upstream SSE subscription outlives its last client
     auth_config: str | None = None
     public_url: str | None = None  # base URL clients use (a create's Location); None: the address reached

@@ -34,6 +34,8 @@ from edge.scope import ReadScope
 from edge.upstream import Upstream
 from shared import cursor, sse
 from shared import headers as h
+from shared.aio.departure import leaves_with_client
+from shared.aio.slow_clients import SlowClient, WriteBudget, end_live, write_live
 from shared.aio.tasks import spawn
 from shared.auth import SIGNED_PARAMS
 from shared.errors import ProtocolError, Unavailable
@@ -269,14 +271,22 @@ class SSEFanout:
         gauge = self.metrics.live_clients.labels("sse")
         gauge.inc()
         try:
-            await self._stream(http, response, scope, hub, offset_text)
+            with leaves_with_client(http):  # a client that leaves frees its place at once
+                await self._stream(http, response, scope, hub, offset_text)
+        except SlowClient:
+            self.metrics.slow_disconnects.inc()
+            return response
         except (ConnectionResetError, ProtocolError):
             return response
         finally:
             gauge.dec()
         with contextlib.suppress(ConnectionResetError):
-            await response.write_eof()
+            await end_live(http, response, self._budget())
         return response
+
+    def _budget(self) -> WriteBudget:
+        config = self.config
+        return WriteBudget(config.sse_client_buffer, config.sse_write_timeout)  # type: ignore[attr-defined]
 
     async def _stream(
         self, http: web.Request, response: web.StreamResponse, scope: ReadScope, hub: Hub, offset_text: str
@@ -295,7 +305,7 @@ class SSEFanout:
                 if not sent_control and position == hub.position:
                     # The first control goes out before any live bytes (the hub may move meanwhile,
                     # then the loop tries again: from its history, or with another read).
-                    await response.write(hub._control(position, True, False))
+                    await write_live(http, response, hub._control(position, True, False), self._budget())
                     sent_control = True
                 transport = http.transport
                 if transport is None:
@@ -324,7 +334,7 @@ class SSEFanout:
                 wire = sse.encode_data_text(text)
             if has_data or closed or not sent_control or next_offset != position:
                 wire += hub._control(next_offset, up_to_date or closed, closed)
-                await response.write(wire)
+                await write_live(http, response, wire, self._budget())  # catch-up: written here, not by the hub
                 sent_control = True
             position = next_offset
             if closed:

@@ -30,6 +30,7 @@ from edge.upstream import Reply, Upstream, end_to_end
 from edge.writes import WriteMarks, reaches
 from shared import caching, cursor
 from shared import headers as h
+from shared.aio.departure import leaves_with_client
 from shared.errors import Unavailable
 from shared.offsets import Offset, parse_offset
 from shared.parse import ReadRequest
@@ -187,13 +188,15 @@ class EdgeReads:
         self.metrics.long_poll_waiters.inc()
         try:
             # (One shared future per offset, settled early by shutdown(): no per-waiter callbacks
-            # on a shared "stopping" future, which would cost O(waiters) each to remove.)
-            reply = await self.long_poll_flights.run(key, upstream_poll)
-            strict = self.flight_key(scope, offset_text)
-            if key != strict and not may_answer(reply, need):
-                # A flight that may have begun before this client's writes reached the origin (an
-                # answer short of them; 400: beyond the end) says nothing of them: ask again, after.
-                reply = await self.long_poll_flights.run(strict, upstream_poll)
+            # on a shared "stopping" future, which would cost O(waiters) each to remove.) A client
+            # that leaves stops waiting at once; the shared poll goes on for the others.
+            with leaves_with_client(http):
+                reply = await self.long_poll_flights.run(key, upstream_poll)
+                strict = self.flight_key(scope, offset_text)
+                if key != strict and not may_answer(reply, need):
+                    # A flight that may have begun before this client's writes reached the origin (an
+                    # answer short of them; 400: beyond the end) says nothing of them: ask again, after.
+                    reply = await self.long_poll_flights.run(strict, upstream_poll)
         finally:
             self.metrics.long_poll_waiters.dec()
         if reply is STOPPING:  # shutting down: answer now, so the client resumes elsewhere

@@ -30,6 +30,7 @@ from origin.storage.tail_cache import TailCachedStore
 from origin.sweeper import sweep_forever
 from shared.aio.access import access_middleware, load_policy, request_access
 from shared.aio.cors import add_cors_routes, security_headers
+from shared.aio.forwarded import TrustedProxies
 from shared.aio.http_errors import Handler, error_middleware
 from shared.aio.observe import metrics_handler, observe_middleware
 from shared.aio.tasks import cancel_all, spawn
@@ -51,11 +52,12 @@ def make_store(config: OriginConfig) -> Store:
     return TailCachedStore(engine, config.tail_cache_bytes) if config.tail_cache_bytes > 0 else engine
 
 
-def rate_limit_middleware(limiter: RateLimiter) -> web.middleware:  # type: ignore[valid-type]
+def rate_limit_middleware(limiter: RateLimiter, proxies: TrustedProxies) -> web.middleware:  # type: ignore[valid-type]
     @web.middleware
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         principal = request_access(request).principal
-        limiter.check(f"token:{principal}" if principal else f"ip:{request.remote}")
+        # Behind trusted proxies (edges, a CDN) the client is the one their X-Forwarded-For names.
+        limiter.check(f"token:{principal}" if principal else f"ip:{proxies.client(request)}")
         return await handler(request)
 
     return rate_limit
@@ -78,7 +80,8 @@ def build_app(
     if config.rate_limit > 0:
         middlewares.append(
             rate_limit_middleware(
-                RateLimiter(config.rate_limit, config.rate_burst, on_reject=metrics.rejected.labels("rate").inc)
+                RateLimiter(config.rate_limit, config.rate_burst, on_reject=metrics.rejected.labels("rate").inc),
+                TrustedProxies(config.trusted_proxies),
             )
         )
     app = web.Application(client_max_size=config.max_body, middlewares=middlewares)

@@ -6,7 +6,16 @@ import argparse
 import os
 
 from origin.config import OriginConfig
-from shared.aio.settings import Settings, boolean, port_number, positive_float, positive_int, public_url
+from shared.aio.settings import (
+    Settings,
+    add_timeout_flags,
+    boolean,
+    cidr,
+    port_number,
+    positive_float,
+    positive_int,
+    public_url,
+)
 
 PREFIX = "DS_ORIGIN_"
 help = "run the origin: the authoritative, durable log"
@@ -52,6 +61,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     s.add("--rate-limit", type=float, default=d.rate_limit, help="requests/s per client before 429 (0: off)")
     s.add("--rate-burst", type=positive_int, default=d.rate_burst, help="requests a client may burst")
     s.add(
+        "--trusted-proxies",
+        type=cidr,
+        default=d.trusted_proxies,
+        repeatable=True,
+        help="address or CIDR of a proxy (edge, CDN) whose X-Forwarded-For names the client for the rate limit",
+    )
+    s.add(
+        "--sse-client-buffer",
+        type=positive_int,
+        default=d.sse_client_buffer,
+        help="bytes queued for one SSE client before it is cut off",
+    )
+    s.add(
+        "--sse-write-timeout",
+        type=positive_float,
+        default=d.sse_write_timeout,
+        help="seconds an SSE client may leave a write blocked before it is cut off",
+    )
+    add_timeout_flags(s, header=d.header_timeout, body=d.body_timeout, idle=d.idle_timeout)
+    s.add(
         "--tail-cache-bytes",
         type=int,
         default=d.tail_cache_bytes,
@@ -86,6 +115,12 @@ def config_from_args(args: argparse.Namespace) -> OriginConfig:
         max_live_connections=args.max_live_connections,
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,
+        trusted_proxies=tuple(args.trusted_proxies),
+        sse_client_buffer=args.sse_client_buffer,
+        sse_write_timeout=args.sse_write_timeout,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        idle_timeout=args.idle_timeout,
         compact_min_bytes=args.compact_min_bytes,
         tail_cache_bytes=args.tail_cache_bytes,
     )
@@ -93,9 +128,11 @@ def config_from_args(args: argparse.Namespace) -> OriginConfig:
 
 def run(args: argparse.Namespace) -> int:
     from origin.app import build_app
+    from shared.aio.guard import ConnectionTimeouts
     from shared.aio.serve import serve
 
     if _settings is not None:
         _settings.check_environment()
     config = config_from_args(args)
-    return serve(build_app(config), config.host, config.port, grace=config.shutdown_grace)
+    timeouts = ConnectionTimeouts(config.header_timeout, config.body_timeout, config.idle_timeout)
+    return serve(build_app(config), config.host, config.port, grace=config.shutdown_grace, timeouts=timeouts)

@@ -25,5 +25,12 @@ class OriginConfig:
     max_live_connections: int = 10_000
     rate_limit: float = 0.0  # requests per second per client (token or IP); 0: off
     rate_burst: int = 100
+    # Peers (CIDRs) whose X-Forwarded-For names the client the rate limit keys on (an edge, a CDN).
+    trusted_proxies: tuple[str, ...] = ()
+    sse_client_buffer: int = 1024 * 1024  # bytes queued for one SSE client before cutting it off
+    sse_write_timeout: float = 30.0  # seconds an SSE write may stay blocked before cutting the client off
+    header_timeout: float = 10.0  # seconds to receive a request head (shared.aio.guard)
+    body_timeout: float = 30.0  # seconds a request body may go without a byte
+    idle_timeout: float = 75.0  # seconds an idle keep-alive connection is kept
     compact_min_bytes: int = 1024 * 1024  # retention reclaims disk once this much is droppable
     tail_cache_bytes: int = 128 * 1024 * 1024  # newest records kept in memory for live readers

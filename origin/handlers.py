@@ -133,7 +133,7 @@ class StreamHandlers:
         if read_request.live == h.LIVE_SSE:
             return await self.live.sse(request, state, read_request)
         if read_request.live == h.LIVE_LONG_POLL:
-            return await self.live.long_poll(state, read_request, cache_scope(request, state))
+            return await self.live.long_poll(request, state, read_request, cache_scope(request, state))
         if read_request.offset is NOW:
             return _now_response(state)
         position = resolve_position(state, read_request.offset)

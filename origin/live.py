@@ -5,6 +5,10 @@ stream is closed at the tail; otherwise it waits up to the configured timeout. S
 data event together with its control event in one write, sends a keep-alive comment while idle,
 ends after about a minute (so CDNs can collapse reconnections), and ends at once with a final
 control event when the stream closes or the server shuts down.
+
+A live read holds a slot (origin.limits) only while its client is there: a client that leaves
+ends the wait at once (shared.aio.departure), and an SSE client that stops reading is cut off
+by its write budget (shared.aio.slow_clients) rather than holding a blocked write for ever.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from origin.service import StreamService
 from origin.stream import StreamState
 from shared import caching, content_types, cursor, sse
 from shared import headers as h
+from shared.aio.departure import leaves_with_client
+from shared.aio.slow_clients import SlowClient, WriteBudget, end_live, write_live
 from shared.errors import NotFound
 from shared.offsets import NOW, START
 from shared.parse import ReadRequest
@@ -37,6 +43,7 @@ class LiveReads:
         self.config = config
         self.metrics = metrics
         self.limit = limit
+        self.budget = WriteBudget(config.sse_client_buffer, config.sse_write_timeout)
 
     def _open(self, mode: str) -> AbstractContextManager[None]:
         return live_connection(self.limit, self.metrics.live.labels(mode))
@@ -52,10 +59,12 @@ class LiveReads:
 
     # -- long-poll --------------------------------------------------------------------------
 
-    async def long_poll(self, state: StreamState, request: ReadRequest, scope: caching.Scope) -> web.Response:
+    async def long_poll(
+        self, http: web.Request, state: StreamState, request: ReadRequest, scope: caching.Scope
+    ) -> web.Response:
         position = resolve_position(state, request.offset)
         if position >= state.tail and not state.closed:
-            with self._open("long_poll"):
+            with self._open("long_poll"), leaves_with_client(http):
                 await self._wait(state, position, self.config.long_poll_timeout)
             if state.removed:
                 raise NotFound("stream was deleted")
@@ -111,7 +120,7 @@ class LiveReads:
         response.headers["X-Accel-Buffering"] = "no"
         if base64_mode:
             response.headers[h.STREAM_SSE_DATA_ENCODING] = "base64"
-        with self._open("sse"):
+        with self._open("sse"), leaves_with_client(http):
             return await self._stream_events(http, response, state, position, request, base64_mode)
 
     async def _stream_events(
@@ -132,33 +141,40 @@ class LiveReads:
                     result = await read(self.service.store, state, position, self.config.chunk_size)
                     position = result.end
                     event = sse.encode_data(result.body, base64_mode=base64_mode)
-                    await response.write(
-                        event + self._control(state, position, request, result.up_to_date, result.closed)
+                    await self._write(
+                        http,
+                        response,
+                        event + self._control(state, position, request, result.up_to_date, result.closed),
                     )
                     sent_control = True
                     if result.closed:
                         break
                     continue
                 if state.closed:
-                    await response.write(self._control(state, position, request, True, True))
+                    await self._write(http, response, self._control(state, position, request, True, True))
                     break
                 if not sent_control:
-                    await response.write(self._control(state, position, request, True, False))
+                    await self._write(http, response, self._control(state, position, request, True, False))
                     sent_control = True
                 remaining = deadline - time.monotonic()
                 if self.service.stopping:
                     # A last control event tells the client where to resume on another server.
-                    await response.write(self._control(state, position, request, True, False))
+                    await self._write(http, response, self._control(state, position, request, True, False))
                     break
                 if remaining <= 0:
                     break
                 woke = await self._wait(state, position, min(remaining, self.config.sse_keepalive))
                 if not woke and not self.service.stopping and deadline > time.monotonic():
-                    await response.write(sse.KEEP_ALIVE)
-            await response.write_eof()
+                    await self._write(http, response, sse.KEEP_ALIVE)
+            await end_live(http, response, self.budget)
+        except SlowClient:
+            self.metrics.rejected.labels("sse_slow_client").inc()
         except ConnectionResetError:
             pass  # the client went away; nothing left to tell it
         return response
+
+    async def _write(self, http: web.Request, response: web.StreamResponse, data: bytes) -> None:
+        await write_live(http, response, data, self.budget)
 
     def _control(
         self, state: StreamState, position: int, request: ReadRequest, up_to_date: bool, closed: bool

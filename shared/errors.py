@@ -7,6 +7,7 @@
     │   └── StaleEpoch             producer epoch below the server's (zombie fencing)
     ├── NotFound (404)
     ├── MethodNotAllowed (405)
+    ├── RequestTimeout (408)       a request head or body that stopped arriving
     ├── Conflict (409)
     │   ├── StreamClosedConflict   append to a closed stream (carries the final offset)
     │   └── SequenceGap            producer seq skipped ahead (expected/received)
@@ -58,6 +59,11 @@ class NotFound(ProtocolError):
 class MethodNotAllowed(ProtocolError):
     status = 405
     code = "method_not_allowed"
+
+
+class RequestTimeout(ProtocolError):
+    status = 408
+    code = "request_timeout"
 
 
 class Conflict(ProtocolError):

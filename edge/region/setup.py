@@ -67,6 +67,8 @@ async def open_region(
         long_poll_timeout=config.long_poll_timeout,
         sse_max_age=config.sse_max_age,
         sse_keepalive=config.sse_keepalive,
+        sse_client_buffer=config.sse_client_buffer,
+        sse_write_timeout=config.sse_write_timeout,
     )
     local = StreamHandlers(
         replica.service,

@@ -36,6 +36,8 @@ from origin.service import StreamService
 from origin.stream import StreamState
 from shared import caching, sse
 from shared import headers as h
+from shared.aio.departure import leaves_with_client
+from shared.aio.slow_clients import SlowClient, WriteBudget, end_live, write_live
 from shared.auth import AccessPolicy, Right
 from shared.errors import BadRequest, NotFound
 
@@ -82,6 +84,7 @@ class TailHandlers:
         self.limiter = limiter
         self.metrics = metrics
         self.messages = messages
+        self.budget = WriteBudget(config.sse_client_buffer, config.sse_write_timeout)
 
     def _open(self, mode: str) -> AbstractContextManager[None]:
         return live_connection(self.limiter, self.metrics.live.labels(mode))
@@ -108,7 +111,7 @@ class TailHandlers:
     async def long_poll(self, request: web.Request, state: StreamState, position: int) -> web.Response:
         limit = parse_limit(request.query, DEFAULT_READ_LIMIT, MAX_READ_LIMIT)
         if position >= state.tail and not state.closed:
-            with self._open("rest_long_poll"):
+            with self._open("rest_long_poll"), leaves_with_client(request):
                 await self._wait(state, position, self.config.long_poll_timeout)
             if state.removed:
                 raise NotFound("stream was deleted")
@@ -137,34 +140,40 @@ class TailHandlers:
         response.headers[MESSAGE_FORMAT_HEADER] = encoding.value
         # Where this tail starts, so a client that asked for `now` can resume from a real offset.
         response.headers[START_OFFSET_HEADER] = str(state.offset_at(position))
-        with self._open("rest_sse"):
+        with self._open("rest_sse"), leaves_with_client(request):
             await response.prepare(request)
             try:
-                await self._events(response, state, position, encoding)
-                await response.write_eof()
+                await self._events(request, response, state, position, encoding)
+                await end_live(request, response, self.budget)
+            except SlowClient:
+                self.metrics.rejected.labels("sse_slow_client").inc()
             except ConnectionResetError:
                 pass  # the client went away
         return response
 
     async def _events(
-        self, response: web.StreamResponse, state: StreamState, position: int, encoding: Encoding
+        self, request: web.Request, response: web.StreamResponse, state: StreamState, position: int, encoding: Encoding
     ) -> None:
         config = self.config
         deadline = time.monotonic() + config.sse_max_age
-        await response.write(f"retry:{RETRY_MS + random.randint(0, RETRY_MS)}\n\n".encode())
+
+        async def write(data: bytes) -> None:
+            await write_live(request, response, data, self.budget)
+
+        await write(f"retry:{RETRY_MS + random.randint(0, RETRY_MS)}\n\n".encode())
         while not state.removed:
             if position < state.tail:
                 result = await read(self.service.store, state, position, config.chunk_size)
                 page = await page_of(state, result, MAX_READ_LIMIT)
-                await response.write(encode_page(state, page, encoding))
+                await write(encode_page(state, page, encoding))
                 position = page.end
                 continue
             if state.closed:
-                await response.write(closed_event(str(state.offset_at(position))))
+                await write(closed_event(str(state.offset_at(position))))
                 return
             remaining = deadline - time.monotonic()
             if self.service.stopping or remaining <= 0:
                 return
             woke = await self._wait(state, position, min(remaining, config.sse_keepalive))
             if not woke and not self.service.stopping and deadline > time.monotonic():
-                await response.write(sse.KEEP_ALIVE)
+                await write(sse.KEEP_ALIVE)

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from shared.aio.departure import CLIENT_CLOSED_REQUEST, ClientGone
 from shared.errors import ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         reason = exc.text or exc.reason
         return error_response(exc.status, reason, {k: v for k, v in exc.headers.items() if k != "Content-Type"})
+    except ClientGone:
+        # Nobody reads this answer; its status says why in the metrics and the access log.
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
     except (ConnectionResetError, TimeoutError):
         raise
     except Exception:

@@ -4,6 +4,9 @@ Prints `SERVER_URL=http://host:port` once listening (with the real port when ask
 which tests and scripts read from the child's stdout. On a stop signal the listening socket
 closes first, the app's on_shutdown hooks end live responses, in-flight requests get
 `grace` seconds, and cleanup_ctx resources close in reverse order.
+
+Every connection is guarded (shared.aio.guard): a request head, a stalled body and an idle
+keep-alive connection each have a timeout, and live reads learn at once that their client left.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 from aiohttp import web
 
 from shared.aio.fast_lane import runner_for
+from shared.aio.guard import ConnectionTimeouts, guarded
 
 try:
     import uvloop
@@ -23,19 +27,35 @@ except ImportError:  # pragma: no cover - uvloop is a dependency; this keeps odd
 
 
 def serve(
-    app: web.Application, host: str, port: int, *, grace: float = 10.0, reuse_port: bool = False, announce: bool = True
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    grace: float = 10.0,
+    reuse_port: bool = False,
+    announce: bool = True,
+    timeouts: ConnectionTimeouts | None = None,
 ) -> int:
     runner_factory = asyncio.Runner(loop_factory=uvloop.new_event_loop if uvloop else None)
     with runner_factory as runner:
-        return runner.run(_serve(app, host, port, grace, reuse_port, announce))
+        return runner.run(_serve(app, host, port, grace, reuse_port, announce, timeouts or ConnectionTimeouts()))
 
 
-async def _serve(app: web.Application, host: str, port: int, grace: float, reuse_port: bool, announce: bool) -> int:
+async def _serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    grace: float,
+    reuse_port: bool,
+    announce: bool,
+    timeouts: ConnectionTimeouts,
+) -> int:
     runner = runner_for(  # the app's fast lane, if it has one, sees requests first
         app,
         handle_signals=False,
         shutdown_timeout=grace,
         access_log=None,  # the app's observe middleware writes the access log
+        keepalive_timeout=timeouts.idle,
     )
     # Signal handlers first: a stop request arriving right after SERVER_URL= must still drain.
     stop = asyncio.Event()
@@ -43,13 +63,22 @@ async def _serve(app: web.Application, host: str, port: int, grace: float, reuse
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port or None, backlog=4096)
-    await site.start()
-    bound = runner.addresses[0]
+    assert runner.server is not None
+    # Our own listener rather than a TCPSite: each connection's protocol is wrapped in its guard.
+    listener = await loop.create_server(
+        guarded(runner.server, timeouts, loop),
+        host,
+        port,
+        reuse_address=True,
+        reuse_port=reuse_port or None,
+        backlog=4096,
+    )
+    bound = listener.sockets[0].getsockname()
     if announce:
         print(f"SERVER_URL=http://{_host_for_url(host)}:{bound[1]}", flush=True)
     await stop.wait()
     print("stopping: draining live connections", file=sys.stderr, flush=True)
+    listener.close()  # no new connections; the runner then drains the open ones
     await runner.cleanup()
     return 0
 

@@ -7,6 +7,7 @@ prefix that names no flag is an error at startup, so a typo in a unit file canno
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -100,9 +101,40 @@ def boolean(text: str | bool) -> bool:
     raise argparse.ArgumentTypeError("expected true or false")
 
 
+def cidr(text: str) -> str:
+    """An address or network (`10.0.0.0/8`, `::1`), checked here, kept as text."""
+    try:
+        ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
 def public_url(text: str) -> str:
     """A base URL clients use (`https://streams.example.com`): absolute http(s), no query; no trailing /."""
     parts = urllib.parse.urlsplit(text.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise argparse.ArgumentTypeError("expected an absolute http(s) URL such as https://streams.example.com")
     return text.strip().rstrip("/")
+
+
+def add_timeout_flags(settings: Settings, *, header: float, body: float, idle: float) -> None:
+    """The connection timeouts every server has (shared.aio.guard)."""
+    settings.add(
+        "--header-timeout",
+        type=positive_float,
+        default=header,
+        help="seconds a client has to send a whole request head (from its first byte, or from connecting); 408 after",
+    )
+    settings.add(
+        "--body-timeout",
+        type=positive_float,
+        default=body,
+        help="seconds a request body may go without a byte before the request fails with 408",
+    )
+    settings.add(
+        "--idle-timeout",
+        type=positive_float,
+        default=idle,
+        help="seconds an idle keep-alive connection is kept open",
+    )
