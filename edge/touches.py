@@ -24,7 +24,6 @@ from collections.abc import Callable
 import aiohttp
 
 from edge.freshness import Freshness
-from origin.replication.routes import MAX_TOUCH_PATHS
 from shared import replication as r
 
 logger = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ class TouchReporter:
         self.reported = reported  # called with how many paths the origin accepted
 
     def note(self, path: str) -> None:
-        if len(self._pending) < MAX_TOUCH_PATHS:
+        if len(self._pending) < r.MAX_TOUCH_PATHS:
             self._pending.add(path)
 
     async def run(self) -> None:

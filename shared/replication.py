@@ -31,6 +31,7 @@ REPLICATION_PREFIX: Final = "/v1/replication/"
 CHANGES_PATH: Final = REPLICATION_PREFIX + "changes"
 STREAMS_PATH: Final = REPLICATION_PREFIX + "streams"
 TOUCH_PATH: Final = REPLICATION_PREFIX + "touch"
+MAX_TOUCH_PATHS: Final = 10_000  # paths in one touch report; senders split larger sets
 LOG_PREFIX: Final = REPLICATION_PREFIX + "log/"
 CONTENT_TYPE_NDJSON: Final = "application/x-ndjson"
 CONTENT_TYPE_LOG: Final = "application/x-ds-replication-log"

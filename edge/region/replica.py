@@ -366,14 +366,24 @@ class Replica:
             self.metrics.lag_bytes.set(sum(f.lag_bytes for f in self.followers.values()))
             self.metrics.streams.set(len(self.registry.by_path))
             if self._touched and self.link.is_up:
-                paths, self._touched = sorted(self._touched), set()
-                try:
-                    await self._post_json(r.TOUCH_PATH, {"paths": paths})
-                except Unavailable:
-                    self._touched.update(paths)
+                await self._report_touched()
             if time.monotonic() - last_evict > min(10.0, self.idle / 2):
                 last_evict = time.monotonic()
                 await self._evict_idle()
+
+    async def _report_touched(self) -> None:
+        """Tell the origin which TTL streams were read here, so their sliding expiry moves on.
+
+        The origin takes at most MAX_TOUCH_PATHS a report: a larger set in one post would be
+        refused with 400 and retried forever, so it goes in batches; what is not sent is kept.
+        """
+        paths, self._touched = sorted(self._touched), set()
+        for first in range(0, len(paths), r.MAX_TOUCH_PATHS):
+            try:
+                await self._post_json(r.TOUCH_PATH, {"paths": paths[first : first + r.MAX_TOUCH_PATHS]})
+            except Unavailable:
+                self._touched.update(paths[first:])
+                return
 
     async def _evict_idle(self) -> None:
         cutoff = time.monotonic() - self.idle

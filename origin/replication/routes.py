@@ -25,9 +25,8 @@ from shared.headers import CACHE_CONTROL, CONTENT_TYPE
 from shared.paths import MAX_PATH_BYTES, validate_path
 
 MAX_PAGE = 1000
-MAX_TOUCH_PATHS = 10_000
 #: A full touch report: every path at its longest, JSON-quoted, with room for escapes.
-MAX_TOUCH_BODY = MAX_TOUCH_PATHS * (MAX_PATH_BYTES + 8)
+MAX_TOUCH_BODY = r.MAX_TOUCH_PATHS * (MAX_PATH_BYTES + 8)
 MAX_GENERATION_DIGITS = 18
 
 
@@ -137,8 +136,8 @@ class ReplicationRoutes:
         except (ValueError, KeyError, TypeError, RecursionError):
             # RecursionError: deeply nested arrays; the only valid shape is two levels deep.
             raise BadRequest('body must be JSON: {"paths": [...]}') from None
-        if not isinstance(paths, list) or len(paths) > MAX_TOUCH_PATHS:
-            raise BadRequest(f"paths must be a list of at most {MAX_TOUCH_PATHS} stream paths")
+        if not isinstance(paths, list) or len(paths) > r.MAX_TOUCH_PATHS:
+            raise BadRequest(f"paths must be a list of at most {r.MAX_TOUCH_PATHS} stream paths")
         if not all(isinstance(path, str) for path in paths):
             raise BadRequest("paths must be strings")
         now = self.service.clock_ms()
