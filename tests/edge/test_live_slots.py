@@ -1,0 +1,69 @@
+"""An edge counts a live client only while it is there (issue 11, "not free to hold").
+
+SSE clients and long-polls waiting on a shared upstream poll that close at once used to stay
+counted (and held their hub subscription or flight place) until the next keep-alive or until the
+upstream poll returned. Now they are let go when their connection closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+
+from tests.edge.conftest import Servers
+from tests.edge.support import create, metric, scrape, until
+
+pytestmark = pytest.mark.timeout(90)
+
+CLIENTS = 50
+TEXT = "text/plain"
+
+
+async def open_and_close(url: str, target: str, headers: str = "") -> None:
+    host, port = url.removeprefix("http://").split(":")
+    _reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n".encode())
+    await writer.drain()
+    await asyncio.sleep(1.0)  # the edge takes the request (and counts it)
+    writer.close()
+    await writer.wait_closed()
+
+
+async def counted(http: aiohttp.ClientSession, url: str) -> float:
+    text = await scrape(http, url)
+    return metric(text, "ds_edge_live_clients") + metric(text, "ds_edge_long_poll_waiters")
+
+
+@pytest.mark.parametrize(
+    ("label", "query", "headers"),
+    [
+        ("sse", "offset=now&live=sse", ""),
+        # (Authorization takes the handlers' way rather than the fast lane's.)
+        ("long-poll", "offset=now&live=long-poll", "Authorization: Bearer someone\r\n"),
+    ],
+    ids=["sse", "long-poll"],
+)
+async def test_clients_that_close_at_once_are_let_go(servers: Servers, label: str, query: str, headers: str) -> None:
+    origin = servers.origin("--engine", "memory", long_poll_timeout=30)
+    edge = servers.edge(origin.url, "--sse-keepalive", "15", long_poll_timeout=30)
+    async with aiohttp.ClientSession() as http:
+        await create(http, origin.stream_url + "s", TEXT)
+        target = f"/v1/stream/s?{query}"
+        opened = [asyncio.ensure_future(open_and_close(edge.url, target, headers)) for _ in range(CLIENTS)]
+        await until(lambda: _counted_at_least(http, edge.url, CLIENTS), 10.0, f"{label}: clients counted")
+        await asyncio.gather(*opened)
+        closed = time.monotonic()
+        # Let go about at once: it used to take the 15 s keep-alive or the 30 s upstream poll.
+        await until(lambda: _none_counted(http, edge.url), 5.0, f"{label}: clients let go")
+    assert time.monotonic() - closed < 5.0
+
+
+async def _counted_at_least(http: aiohttp.ClientSession, url: str, n: int) -> bool:
+    return await counted(http, url) >= n
+
+
+async def _none_counted(http: aiohttp.ClientSession, url: str) -> bool:
+    return await counted(http, url) == 0
