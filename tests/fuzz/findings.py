@@ -46,7 +46,7 @@ class Finding:
 class Findings:
     target: str
     groups: dict[tuple[str, ...], Finding] = field(default_factory=dict)
-    recent: deque[tuple[float, float, Request]] = field(default_factory=lambda: deque(maxlen=5000))
+    recent: deque[tuple[float, float, Request]] = field(default_factory=lambda: deque(maxlen=500))  # a batch and more
 
     def add(self, kind: str, status: int, request: Request, detail: str, cause: str = "") -> None:
         """Count a failure; `cause` (where the server raised, from its log) groups across routes."""
