@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from tests.fuzz.strategies import Request
 from tests.fuzz.wire import Response
 
@@ -22,6 +24,7 @@ TRACEBACK_MARKERS = (b"Traceback", b'File "')
 # The one documented 5xx a well-formed request may get: the live-connection limit (origin/limits.py).
 OVERLOAD_503 = b"too many live connections"
 HEALTHZ_BUDGET = 0.1
+TRIED = pytest.StashKey[list[str]]()  # per target: requests tried, for the end-of-run summary
 ROOT = Path(__file__).resolve().parents[2]
 
 

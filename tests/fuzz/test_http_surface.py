@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 
 from tests.fuzz import deployment as dep
-from tests.fuzz.findings import Findings, log_problems
+from tests.fuzz.findings import TRIED, Findings, log_problems
 from tests.fuzz.strategies import Request, requests
 from tests.fuzz.wire import Hang, Malformed, exchange
 
@@ -142,9 +142,6 @@ def test_fuzz_http_surface(deployment: dep.Deployment, name: str, request: pytes
     request.config.stash.setdefault(TRIED, []).append(summary)
     print(summary)
     assert not problems, f"{summary}; {len(problems)} distinct failure(s):\n" + "\n".join(problems)
-
-
-TRIED = pytest.StashKey[list[str]]()
 
 
 def _size(path: Path) -> int:
