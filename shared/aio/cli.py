@@ -13,6 +13,8 @@ import sys
 from importlib.metadata import entry_points
 from typing import Protocol
 
+from shared.aio import parse_errors_log
+
 
 class Command(Protocol):
     help: str
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    parse_errors_log.install()
     return commands[args.command].run(args)
 
 
