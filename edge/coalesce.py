@@ -36,6 +36,12 @@ class SingleFlight(Generic[K, V]):
     def __init__(self, name: str) -> None:
         self._name = name
         self._inflight: dict[K, asyncio.Future[V]] = {}
+        # Callers awaiting each flight through run(), and its work: when the last of them leaves
+        # (its client went away) the work is cancelled, so an upstream long-poll nobody waits for
+        # no longer holds one of the origin's live slots. A flight joined by join() (the fast
+        # lane's parked clients, who are not counted) is never cancelled.
+        self._callers: dict[asyncio.Future[V], int] = {}
+        self._tasks: dict[asyncio.Future[V], asyncio.Task[None]] = {}
         self.started = 0  # upstream calls made
         self.joined = 0  # callers that shared someone else's call
 
@@ -47,7 +53,20 @@ class SingleFlight(Generic[K, V]):
         return self._inflight.get(key)
 
     async def run(self, key: K, work: Callable[[], Awaitable[V]]) -> V:
-        return await asyncio.shield(self.join(key, work))
+        future = self._flight(key, work)
+        callers = self._callers
+        if future in callers:
+            callers[future] += 1
+        try:
+            return await asyncio.shield(future)
+        finally:
+            if future in callers:
+                callers[future] -= 1
+                if callers[future] == 0 and not future.done():
+                    # Every caller left: nobody needs the answer. Callers from now on start anew.
+                    if self._inflight.get(key) is future:
+                        del self._inflight[key]
+                    self._tasks[future].cancel()
 
     def settle_all(self, value: V) -> None:
         """Answer every current waiter with `value` now (shutdown); the work still finishes."""
@@ -56,13 +75,20 @@ class SingleFlight(Generic[K, V]):
                 future.set_result(value)
 
     def join(self, key: K, work: Callable[[], Awaitable[V]]) -> asyncio.Future[V]:
-        """The shared future for `key`, starting the work if nobody has (never cancel it)."""
+        """The shared future for `key`, starting the work if nobody has (never cancel it); the
+        work then runs to its end even if every caller of run() leaves."""
+        future = self._flight(key, work)
+        self._callers.pop(future, None)
+        return future
+
+    def _flight(self, key: K, work: Callable[[], Awaitable[V]]) -> asyncio.Future[V]:
         future = self._inflight.get(key)
         if future is None:
             future = asyncio.get_running_loop().create_future()
             self._inflight[key] = future
             self.started += 1
-            spawn(self._work(key, work, future), name=f"{self._name}-flight")
+            self._callers[future] = 0
+            self._tasks[future] = spawn(self._work(key, work, future), name=f"{self._name}-flight")
         else:
             self.joined += 1
         return future
@@ -82,3 +108,5 @@ class SingleFlight(Generic[K, V]):
         finally:
             if self._inflight.get(key) is future:
                 del self._inflight[key]
+            self._callers.pop(future, None)
+            self._tasks.pop(future, None)

@@ -67,3 +67,25 @@ async def _counted_at_least(http: aiohttp.ClientSession, url: str, n: int) -> bo
 
 async def _none_counted(http: aiohttp.ClientSession, url: str) -> bool:
     return await counted(http, url) == 0
+
+
+async def test_an_upstream_long_poll_nobody_waits_for_frees_its_origin_slot(servers: Servers) -> None:
+    """Long-polls on 50 streams through an edge, closed at once, used to keep 50 of the origin's
+    live slots for the whole long-poll timeout (the edge's shared upstream polls went on)."""
+    origin = servers.origin("--engine", "memory", "--max-live-connections", str(CLIENTS), long_poll_timeout=30)
+    edge = servers.edge(origin.url, long_poll_timeout=30)
+    async with aiohttp.ClientSession() as http:
+        for i in range(CLIENTS):
+            await create(http, origin.stream_url + f"s{i}", TEXT)
+        # (Authorization takes the handlers' way; the fast lane's parked clients keep their poll.)
+        auth = "Authorization: Bearer someone\r\n"
+        await asyncio.gather(
+            *(open_and_close(edge.url, f"/v1/stream/s{i}?offset=now&live=long-poll", auth) for i in range(CLIENTS))
+        )
+        closed = time.monotonic()
+        await until(lambda: _origin_idle(http, origin.url), 5.0, "origin slots freed")
+    assert time.monotonic() - closed < 5.0
+
+
+async def _origin_idle(http: aiohttp.ClientSession, url: str) -> bool:
+    return metric(await scrape(http, url), "ds_origin_live_connections") == 0
