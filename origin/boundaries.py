@@ -16,7 +16,7 @@ from shared import jsonmode
 from shared.jsonmarks import MessageMarks
 
 #: Records up to this size are scanned on the loop (well under a millisecond of structure).
-INLINE_BYTES: Final = 32 * 1024
+INLINE_BYTES: Final = jsonmode.INLINE_BYTES  # records up to this are scanned where read
 
 
 class RecordBoundaries:

@@ -7,6 +7,7 @@ first record (the first N bytes, or the first N JSON messages, of that append).
 
 from __future__ import annotations
 
+import asyncio
 from bisect import bisect_left
 from dataclasses import dataclass
 
@@ -63,10 +64,15 @@ async def _sub_offset_prefix(registry: Registry, source: StreamState, position: 
             except StorageError as exc:
                 raise Unavailable("could not read the fork source") from exc
             if content_types.is_json(source.config.content_type):
-                messages = jsonmode.split_stored(stored)
-                if count > len(messages):
+                if len(stored) > jsonmode.INLINE_BYTES:  # a scan of a big append runs off the loop
+                    prefix = await asyncio.get_running_loop().run_in_executor(
+                        None, jsonmode.first_messages, stored, count
+                    )
+                else:
+                    prefix = jsonmode.first_messages(stored, count)
+                if prefix is None:
                     raise BadRequest("Stream-Fork-Sub-Offset is past the end of that append")
-                return jsonmode.encode_messages(messages[:count])
+                return prefix
             if count > len(stored):
                 raise BadRequest("Stream-Fork-Sub-Offset is past the end of that append")
             return stored[:count]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
 from shared import jsonmode
 from shared.errors import BadRequest
-from shared.jsonmode import EMPTY_ARRAY, encode_messages, frame, parse_messages, split_stored
+from shared.jsonmode import EMPTY_ARRAY, encode_messages, first_messages, frame, parse_messages, stored_batch
 
 
 def append(body: bytes) -> list[bytes]:
@@ -170,7 +171,9 @@ def test_frame_encode_split_round_trip() -> None:
     values: list[list[object]] = []
     for body in BATCHES:
         messages = append(body)
-        assert split_stored(encode_messages(messages)) == messages
+        for count in range(len(messages) + 1):
+            assert first_messages(encode_messages(messages), count) == encode_messages(messages[:count])
+        assert first_messages(encode_messages(messages), len(messages) + 1) is None
         stored += encode_messages(messages)
         boundaries.append(len(stored))
         values.append(_flatten(json.loads(body)))
@@ -179,8 +182,9 @@ def test_frame_encode_split_round_trip() -> None:
         for j in range(i, len(BATCHES) + 1):
             framed = json.loads(frame(stored[boundaries[i] : boundaries[j]]))
             assert framed == [value for batch in values[i:j] for value in batch]
-    assert split_stored(stored) == [m for body in BATCHES for m in append(body)]
-    assert split_stored(b"") == []
+    everything = [m for body in BATCHES for m in append(body)]
+    assert first_messages(stored, len(everything)) == encode_messages(everything) == stored
+    assert first_messages(b"", 0) == b"" and first_messages(b"", 1) is None
 
 
 def test_messages_are_already_canonical() -> None:
@@ -206,3 +210,44 @@ def test_message_ends_finds_every_boundary_and_nothing_else(messages: list[bytes
         expected.append(total)
     assert jsonmode.message_ends(stored) == expected
     assert jsonmode.unframe(jsonmode.frame(stored)) == stored
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[]",
+        "[ ]",
+        "[1]",
+        " [ 1 , 2 ] \n",
+        "\ufeff[1]",
+        '[[1,[2]],{"a":"b"}, "x\\u0000", -0.0, 1.5e3, true, null]',
+        '["\\ud800"]',
+        '{"a":[1,2]}',
+        '"s"',
+        "[1,]",
+        "[,1]",
+        "[1 2]",
+        "[1]x",
+        "[1]]",
+        "[",
+        "]",
+        "",
+        "[NaN]",
+        "[Infinity]",
+        "[1e400]",
+        "[01]",
+        "[1.]",
+        "[tru]",
+        '[{"a":1}{"b":2}]',
+    ],
+)
+@pytest.mark.parametrize("allow_empty_array", [True, False])
+def test_a_large_batch_built_one_message_at_a_time_is_stored_the_same(body: str, allow_empty_array: bool) -> None:
+    def stored(parse: Callable[[], bytes]) -> bytes | str:
+        try:
+            return parse()
+        except BadRequest:
+            return "400"
+
+    whole = stored(lambda: encode_messages(parse_messages(body.encode(), allow_empty_array=allow_empty_array)))
+    assert stored(lambda: stored_batch(body.encode(), allow_empty_array=allow_empty_array)) == whole
