@@ -109,7 +109,8 @@ def _matches(scopes: tuple[str, ...], path: str) -> bool:
 
 
 def _sha256(text: str) -> bytes:
-    return hashlib.sha256(text.encode()).digest()
+    # aiohttp decodes header bytes that are not UTF-8 as lone surrogates: hash the bytes sent.
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
 
 
 def policy_from_mapping(data: Mapping[str, Any]) -> AccessPolicy:

@@ -68,6 +68,17 @@ def forwarded_for(headers: CIMultiDict[str], peer: str | None) -> None:
 async def forwarding_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Requests handled by a proxy carry X-Forwarded-For with their peer appended (whatever
     the handler forwards upstream passes it on)."""
-    headers = CIMultiDict(request.headers)
+    headers = CIMultiDict((name, _encodable(value)) for name, value in request.headers.items())
     forwarded_for(headers, request.remote)
     return await handler(request.clone(headers=headers))
+
+
+def _encodable(value: str) -> str:
+    """`value` as text that encodes to UTF-8 (clone() encodes every header so).
+
+    aiohttp hands header bytes that are not UTF-8 over as lone surrogates; those become U+FFFD.
+    They could never match a credential (an access policy is UTF-8 text) or any other value.
+    """
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

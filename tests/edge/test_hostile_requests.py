@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -17,12 +18,12 @@ pytestmark = pytest.mark.timeout(60)
 TEXT = {"Content-Type": "text/plain"}
 
 
-async def raw_request(url: str, head: str) -> tuple[int, bytes]:
+async def raw_request(url: str, head: str | bytes) -> tuple[int, bytes]:
     """Send `head` as is (aiohttp would normalise the request target) and read the answer."""
     parsed = URL(url)
     reader, writer = await asyncio.open_connection(parsed.host, parsed.port)
     try:
-        writer.write(head.encode())
+        writer.write(head if isinstance(head, bytes) else head.encode())
         await writer.drain()
         async with asyncio.timeout(10):
             answer = await reader.read()
@@ -129,3 +130,17 @@ async def test_a_stream_cannot_be_created_already_expired(servers: Servers) -> N
                 assert r.status == 404
         async with session.put(origin.stream_url + "new", headers={**TEXT, "Stream-Expires-At": future}) as r:
             assert r.status == 201
+
+
+async def test_credentials_that_are_not_utf8_are_refused_not_a_500(servers: Servers, tmp_path: Path) -> None:
+    """Header bytes that are not UTF-8 reach aiohttp handlers as lone surrogates; hashing the
+    bearer token once failed on them with a 500 at a protected origin and edge."""
+    policy = tmp_path / "auth.toml"
+    policy.write_text('public_read = ["public/"]\n[[token]]\nname = "w"\ntoken = "w-secret"\nwrite = [""]\n')
+    origin = servers.origin("--auth-config", str(policy))
+    edge = servers.edge(origin.url, "--auth-config", str(policy))
+    for server in (origin, edge):
+        for path in ("/v1/stream/app/a?offset=-1", "/streams/api/v1/streams/app/a/read"):
+            head = f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n"
+            status, body = await raw_request(server.url, head.encode("latin-1"))
+            assert status == 401, (server.url, path, status, body)
