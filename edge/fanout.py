@@ -29,7 +29,7 @@ from aiohttp import web
 
 from edge.delivery import Delivery, Subscriber
 from edge.metrics import EdgeMetrics
-from edge.reads import EdgeReads, now_ms
+from edge.reads import EdgeReads, now_ms, respond
 from edge.scope import ReadScope
 from edge.upstream import Upstream
 from shared import cursor, sse
@@ -267,20 +267,28 @@ class SSEFanout:
         response.headers["X-Accel-Buffering"] = "no"
         if hub.base64:
             response.headers[h.STREAM_SSE_DATA_ENCODING] = "base64"
-        await response.prepare(http)
+        # The status line waits for the first bytes: until then, an offset the origin refuses
+        # (not a message boundary, gone, ...) is answered with the origin's own error.
         gauge = self.metrics.live_clients.labels("sse")
         gauge.inc()
         try:
             with leaves_with_client(http):  # a client that leaves frees its place at once
-                await self._stream(http, response, scope, hub, offset_text)
+                refused = await self._stream(http, response, scope, hub, offset_text)
+            if refused is not None and not response.prepared:
+                return refused
         except SlowClient:
             self.metrics.slow_disconnects.inc()
             return response
-        except (ConnectionResetError, ProtocolError):
+        except ProtocolError:
+            if not response.prepared:
+                raise
+            return response
+        except ConnectionResetError:
             return response
         finally:
             gauge.dec()
         with contextlib.suppress(ConnectionResetError):
+            await _started(http, response)
             await end_live(http, response, self._budget())
         return response
 
@@ -290,7 +298,8 @@ class SSEFanout:
 
     async def _stream(
         self, http: web.Request, response: web.StreamResponse, scope: ReadScope, hub: Hub, offset_text: str
-    ) -> None:
+    ) -> web.Response | None:
+        """Serve the client until its stream ends; the origin's answer if it refused the first read."""
         config = self.config
         deadline = time.monotonic() + config.sse_max_age  # type: ignore[attr-defined]
         position = hub.position if offset_text == h.OFFSET_NOW else offset_text
@@ -300,8 +309,9 @@ class SSEFanout:
         # Catch up with ordinary reads until the client stands where the hub can take it.
         while subscriber is None:
             if self.stopping or time.monotonic() > deadline or hub.error is not None:
-                return
+                return None
             if hub.can_take(position):
+                await _started(http, response)
                 if not sent_control and position == hub.position:
                     # The first control goes out before any live bytes (the hub may move meanwhile,
                     # then the loop tries again: from its history, or with another read).
@@ -309,7 +319,7 @@ class SSEFanout:
                     sent_control = True
                 transport = http.transport
                 if transport is None:
-                    return
+                    return None
                 limit = config.sse_client_buffer  # type: ignore[attr-defined]
                 subscriber = hub.subscribe(position, transport, limit, response.chunked)
                 if subscriber is not None:
@@ -322,7 +332,8 @@ class SSEFanout:
                 continue
             reply = await self.reads.read_at(http, scope, position)
             if reply.status != 200:
-                return
+                return respond(reply, http)
+            await _started(http, response)
             next_offset = reply.headers[h.STREAM_NEXT_OFFSET]
             up_to_date = h.STREAM_UP_TO_DATE in reply.headers
             closed = h.STREAM_CLOSED in reply.headers
@@ -338,13 +349,14 @@ class SSEFanout:
                 sent_control = True
             position = next_offset
             if closed:
-                return
+                return None
             if up_to_date and (hub.ended or (hub.position is not None and position > hub.position)):
                 await hub.changed(1.0)
         try:
             await self._live(http, response, hub, subscriber, position, sent_control, deadline)
         finally:
             hub.unsubscribe(subscriber)
+        return None
 
     async def _live(
         self,
@@ -372,6 +384,11 @@ class SSEFanout:
             for subscriber in hub.delivery.subscribers:
                 subscriber.finish()
             hub.stop()
+
+
+async def _started(http: web.Request, response: web.StreamResponse) -> None:
+    if not response.prepared:
+        await response.prepare(http)
 
 
 def _quote(path: str) -> str:

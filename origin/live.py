@@ -13,6 +13,7 @@ by its write budget (shared.aio.slow_clients) rather than holding a blocked writ
 
 from __future__ import annotations
 
+import contextlib
 import time
 from contextlib import AbstractContextManager
 
@@ -30,7 +31,7 @@ from shared import caching, content_types, cursor, sse
 from shared import headers as h
 from shared.aio.departure import leaves_with_client
 from shared.aio.slow_clients import SlowClient, WriteBudget, end_live, write_live
-from shared.errors import NotFound
+from shared.errors import NotFound, ProtocolError
 from shared.offsets import NOW, START
 from shared.parse import ReadRequest
 
@@ -132,13 +133,23 @@ class LiveReads:
         request: ReadRequest,
         base64_mode: bool,
     ) -> web.StreamResponse:
+        # The first read comes before the status line: an offset the stream cannot serve (not a
+        # message boundary, no longer retained) is answered with its own 4xx, not inside a 200.
+        first: ReadResult | None = None
+        if position < state.tail:
+            first = await read(self.service.store, state, position, self.config.chunk_size)
         await response.prepare(http)
         deadline = time.monotonic() + self.config.sse_max_age
         sent_control = False
         try:
             while not state.removed:
-                if position < state.tail:
-                    result = await read(self.service.store, state, position, self.config.chunk_size)
+                if first is not None or position < state.tail:
+                    result = (
+                        first
+                        if first is not None
+                        else await read(self.service.store, state, position, self.config.chunk_size)
+                    )
+                    first = None
                     position = result.end
                     event = sse.encode_data(result.body, base64_mode=base64_mode)
                     await self._write(
@@ -171,6 +182,11 @@ class LiveReads:
             self.metrics.rejected.labels("sse_slow_client").inc()
         except ConnectionResetError:
             pass  # the client went away; nothing left to tell it
+        except ProtocolError:
+            # The status is sent: a later read that fails (its data dropped by retention meanwhile)
+            # just ends the stream; the client resumes from its last control event and is told why.
+            with contextlib.suppress(SlowClient, ConnectionResetError):
+                await end_live(http, response, self.budget)
         return response
 
     async def _write(self, http: web.Request, response: web.StreamResponse, data: bytes) -> None:

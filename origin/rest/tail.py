@@ -13,6 +13,7 @@ with `closed: true` when the stream is closed at that offset.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import random
 import re
@@ -39,7 +40,7 @@ from shared import headers as h
 from shared.aio.departure import leaves_with_client
 from shared.aio.slow_clients import SlowClient, WriteBudget, end_live, write_live
 from shared.auth import AccessPolicy, Right
-from shared.errors import BadRequest, NotFound
+from shared.errors import BadRequest, NotFound, ProtocolError
 
 _LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
 #: EventSource reconnection delay (ms), jittered per response so reconnects spread out.
@@ -141,18 +142,36 @@ class TailHandlers:
         # Where this tail starts, so a client that asked for `now` can resume from a real offset.
         response.headers[START_OFFSET_HEADER] = str(state.offset_at(position))
         with self._open("rest_sse"), leaves_with_client(request):
+            # The first page comes before the status line: a position the stream cannot serve
+            # (no longer retained) is answered with its own 4xx, not inside a 200.
+            first = await self._page(state, position) if position < state.tail else None
             await response.prepare(request)
             try:
-                await self._events(request, response, state, position, encoding)
+                await self._events(request, response, state, position, encoding, first)
                 await end_live(request, response, self.budget)
             except SlowClient:
                 self.metrics.rejected.labels("sse_slow_client").inc()
             except ConnectionResetError:
                 pass  # the client went away
+            except ProtocolError:
+                # The status is sent: a later page that fails just ends the stream; the client
+                # resumes from its last event's offset and is told why then.
+                with contextlib.suppress(SlowClient, ConnectionResetError):
+                    await end_live(request, response, self.budget)
         return response
 
+    async def _page(self, state: StreamState, position: int) -> Page:
+        result = await read(self.service.store, state, position, self.config.chunk_size)
+        return await page_of(state, result, MAX_READ_LIMIT)
+
     async def _events(
-        self, request: web.Request, response: web.StreamResponse, state: StreamState, position: int, encoding: Encoding
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        state: StreamState,
+        position: int,
+        encoding: Encoding,
+        first: Page | None,
     ) -> None:
         config = self.config
         deadline = time.monotonic() + config.sse_max_age
@@ -162,9 +181,9 @@ class TailHandlers:
 
         await write(f"retry:{RETRY_MS + random.randint(0, RETRY_MS)}\n\n".encode())
         while not state.removed:
-            if position < state.tail:
-                result = await read(self.service.store, state, position, config.chunk_size)
-                page = await page_of(state, result, MAX_READ_LIMIT)
+            if first is not None or position < state.tail:
+                page = first if first is not None else await self._page(state, position)
+                first = None
                 await write(encode_page(state, page, encoding))
                 position = page.end
                 continue

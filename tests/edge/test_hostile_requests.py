@@ -144,3 +144,22 @@ async def test_credentials_that_are_not_utf8_are_refused_not_a_500(servers: Serv
             head = f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n"
             status, body = await raw_request(server.url, head.encode("latin-1"))
             assert status == 401, (server.url, path, status, body)
+
+
+async def test_sse_from_an_offset_that_is_not_a_message_boundary_is_a_400(servers: Servers) -> None:
+    """The first read of an SSE response once came after its 200 status line: its 400 was
+    written as a whole second response inside the chunked event stream."""
+    origin = servers.origin()
+    edge = servers.edge(origin.url)
+    json_type = {"Content-Type": "application/json"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+        async with session.put(origin.stream_url + "j", data=b'[{"a":1},{"b":2}]', headers=json_type) as r:
+            assert r.status == 201
+            generation = r.headers["Stream-Next-Offset"].split("_")[0]
+        inside = f"{generation}_{3:016d}"  # inside {"a":1},
+        for server in (origin, edge):
+            url = f"{server.stream_url}j?offset={inside}&live=sse"
+            async with session.get(url) as r:
+                body = await r.text()
+                assert (r.status, r.content_type) == (400, "text/plain"), (server.url, r.status, body[:200])
+                assert "boundary" in body and "HTTP/1.1" not in body
