@@ -42,7 +42,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ClientGone:
         # Nobody reads this answer; its status says why in the metrics and the access log.
         return web.Response(status=CLIENT_CLOSED_REQUEST)
-    except (ConnectionResetError, TimeoutError):
+    except ConnectionResetError:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            # The client left mid-request (a body cut off, a live answer it stopped taking):
+            # nothing is wrong with the server, and nobody reads the answer.
+            return web.Response(status=CLIENT_CLOSED_REQUEST)
+        raise
+    except TimeoutError:
         raise
     except Exception:
         logger.exception("unhandled error on %s %s", request.method, request.path)

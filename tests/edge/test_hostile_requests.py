@@ -163,3 +163,30 @@ async def test_sse_from_an_offset_that_is_not_a_message_boundary_is_a_400(server
                 body = await r.text()
                 assert (r.status, r.content_type) == (400, "text/plain"), (server.url, r.status, body[:200])
                 assert "boundary" in body and "HTTP/1.1" not in body
+
+
+async def test_a_client_leaving_mid_body_is_no_server_error(servers: Servers) -> None:
+    """A request body cut off by the client closing once went through aiohttp's 500 path: an
+    ERROR with a traceback in the log for every such client, on the origin and at an edge."""
+    origin = servers.origin()
+    edge = servers.edge(origin.url)
+    async with aiohttp.ClientSession() as session, session.put(origin.stream_url + "s", headers=TEXT) as r:
+        assert r.status == 201
+    for server in (origin, edge):
+        for size in (1000, 10_000_000):  # buffered by the edge, and streamed upstream
+            for method, path in (("POST", "/v1/stream/s"), ("POST", "/streams/api/v1/streams/s/messages")):
+                parsed = URL(server.url)
+                _, writer = await asyncio.open_connection(parsed.host, parsed.port)
+                writer.write(
+                    f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                    f"Content-Length: {size}\r\n\r\n".encode()
+                    + b"x" * 500
+                )
+                await writer.drain()
+                await asyncio.sleep(0.1)
+                writer.close()
+        await asyncio.sleep(0.3)
+        async with aiohttp.ClientSession() as session, session.get(origin.stream_url + "s?offset=-1") as r:
+            assert await r.read() == b""  # nothing of a cut-off body was appended
+        log = server.log_path.read_text(errors="replace")
+        assert "Traceback" not in log, log[-3000:]
