@@ -36,10 +36,9 @@ class SingleFlight(Generic[K, V]):
     def __init__(self, name: str) -> None:
         self._name = name
         self._inflight: dict[K, asyncio.Future[V]] = {}
-        # Callers awaiting each flight through run(), and its work: when the last of them leaves
-        # (its client went away) the work is cancelled, so an upstream long-poll nobody waits for
-        # no longer holds one of the origin's live slots. A flight joined by join() (the fast
-        # lane's parked clients, who are not counted) is never cancelled.
+        # Waiters of each flight (callers of run(), and of join() until their leave()), and its
+        # work: when the last of them leaves (its client went away) the work is cancelled, so an
+        # upstream long-poll nobody waits for no longer holds one of the origin's live slots.
         self._callers: dict[asyncio.Future[V], int] = {}
         self._tasks: dict[asyncio.Future[V], asyncio.Task[None]] = {}
         self.started = 0  # upstream calls made
@@ -48,25 +47,12 @@ class SingleFlight(Generic[K, V]):
     def waiting(self, key: K) -> bool:
         return key in self._inflight
 
-    def pending(self, key: K) -> asyncio.Future[V] | None:
-        """The shared future of a flight in progress for `key` (never cancel it), if any."""
-        return self._inflight.get(key)
-
     async def run(self, key: K, work: Callable[[], Awaitable[V]]) -> V:
-        future = self._flight(key, work)
-        callers = self._callers
-        if future in callers:
-            callers[future] += 1
+        future = self.join(key, work)
         try:
             return await asyncio.shield(future)
         finally:
-            if future in callers:
-                callers[future] -= 1
-                if callers[future] == 0 and not future.done():
-                    # Every caller left: nobody needs the answer. Callers from now on start anew.
-                    if self._inflight.get(key) is future:
-                        del self._inflight[key]
-                    self._tasks[future].cancel()
+            self.leave(key, future)
 
     def settle_all(self, value: V) -> None:
         """Answer every current waiter with `value` now (shutdown); the work still finishes."""
@@ -75,10 +61,34 @@ class SingleFlight(Generic[K, V]):
                 future.set_result(value)
 
     def join(self, key: K, work: Callable[[], Awaitable[V]]) -> asyncio.Future[V]:
-        """The shared future for `key`, starting the work if nobody has (never cancel it); the
-        work then runs to its end even if every caller of run() leaves."""
-        future = self._flight(key, work)
-        self._callers.pop(future, None)
+        """The shared future for `key` (never cancel it), starting the work if nobody has; one
+        more waiter of it until `leave`, which the caller owes unless the future is done."""
+        return self._waited(self._flight(key, work))
+
+    def join_pending(self, key: K) -> asyncio.Future[V] | None:
+        """`join` the flight in progress for `key`, if any (without making its work)."""
+        future = self._inflight.get(key)
+        if future is not None:
+            self.joined += 1
+            self._waited(future)
+        return future
+
+    def leave(self, key: K, future: asyncio.Future[V]) -> None:
+        """A waiter that joined `future` no longer needs its answer; the last one cancels the work."""
+        callers = self._callers
+        if future not in callers:
+            return  # done (or being cancelled)
+        callers[future] -= 1
+        if callers[future] == 0 and not future.done():
+            # Nobody needs the answer. Callers from now on start anew.
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
+            del callers[future]
+            self._tasks[future].cancel()
+
+    def _waited(self, future: asyncio.Future[V]) -> asyncio.Future[V]:
+        if future in self._callers:
+            self._callers[future] += 1
         return future
 
     def _flight(self, key: K, work: Callable[[], Awaitable[V]]) -> asyncio.Future[V]:

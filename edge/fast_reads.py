@@ -8,7 +8,9 @@ handlers use) and remembered. Then:
   and the cached body, with no copy;
 - a long-poll whose answer is already known (a recent shared poll) gets it at once; one that can
   join a shared poll in progress is parked on the connection, and when the poll returns every
-  parked client is answered in one pass, the answer rendered once per cursor group.
+  parked client is answered in one pass, the answer rendered once per cursor group. A parked
+  client whose connection is lost stops waiting at once; a shared poll nobody waits for any more
+  (parked here or in a handler) is cancelled, freeing its live slot at the origin.
 Everything else (misses, other tiers, errors, shutdown, policies, regions) is declined and goes
 to the ordinary handlers, which also produce any error response; metrics count both alike.
 """
@@ -42,6 +44,7 @@ from shared.paths import STREAM_PREFIX, validate_path
 #: Request headers that change the answer (scope, 304): such requests go the ordinary way.
 NOT_PLAIN: Final = ("Authorization", "If-None-Match")
 MAX_ROUTES: Final = 16_384  # remembered targets (a few hundred bytes each)
+_ANSWERED: Final = object()  # what a group gives for a client no longer in it
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +65,16 @@ Route = CatchUp | LongPoll | None  # None: not for the lane
 
 
 class _Parked:
-    """Clients parked on one shared long-poll, grouped by the answer they will get."""
+    """Clients parked on one shared long-poll (each one of its waiters), grouped by the answer
+    they will get."""
 
-    __slots__ = ("groups",)
+    __slots__ = ("future", "groups")
 
-    def __init__(self) -> None:
-        # Per client: its connection and where the answer must reach (edge.writes).
-        self.groups: dict[LongPoll, list[tuple[FastConnection, Offset | None]]] = {}
+    def __init__(self, future: asyncio.Future[Reply]) -> None:
+        self.future = future
+        # Per client: its connection and where the answer must reach (edge.writes); one that
+        # leaves is taken out in O(1), however many wait with it.
+        self.groups: dict[LongPoll, dict[FastConnection, Offset | None]] = {}
 
 
 class EdgeLane:
@@ -153,34 +159,51 @@ class FastReads:
             conn.send(rendered.head(), recent.body if recent.status == 200 else b"")
             self._lane_long_poll.inc()
             return True
-        future = reads.long_poll_flights.pending(key)
-        if future is None or future.done():
+        # Each parked client is a waiter of the flight until it is answered or its connection is
+        # lost: the last to leave (with the handlers' waiters) cancels the upstream poll.
+        flights = reads.long_poll_flights
+        future = flights.join_pending(key)
+        if future is None:
             # The first client here starts the shared poll (as the handler would, with its request).
-            work = reads.poll_work(message.headers, route.scope, offset, message.url, key)
-            future = reads.long_poll_flights.join(key, work)
+            future = flights.join(key, reads.poll_work(message.headers, route.scope, offset, message.url, key))
         parked = self._parked.get(key)
-        if parked is None:
-            parked = self._parked[key] = _Parked()
-            future.add_done_callback(lambda f: self._answer_parked(key, parked, f))
-        parked.groups.setdefault(route, []).append((conn, need))
-        conn.park(message)
+        if parked is None or parked.future is not future:  # (a flight everyone left: a new one)
+            parked = self._parked[key] = _Parked(future)
+            future.add_done_callback(lambda _: self._answer_parked(key, parked))
+        group = parked.groups.get(route)
+        if group is None:
+            group = parked.groups[route] = {}
+        group[conn] = need
+        conn.park(message, lambda: self._left(key, parked, route, conn))
         self.metrics.long_poll_waiters.inc()
         return True
 
-    def _answer_parked(self, key: tuple[str, str, str], parked: _Parked, future: asyncio.Future[Reply]) -> None:
+    def _left(self, key: tuple[str, str, str], parked: _Parked, route: LongPoll, conn: FastConnection) -> None:
+        """A parked client's connection was lost: it waits no more, nor keeps the shared poll going."""
+        group = parked.groups.get(route)
+        if group is None or group.pop(conn, _ANSWERED) is _ANSWERED:
+            return  # its answer was on the way (the connection closing already)
+        if not group:
+            del parked.groups[route]
+        self.metrics.long_poll_waiters.dec()
+        self.reads.long_poll_flights.leave(key, parked.future)
+
+    def _answer_parked(self, key: tuple[str, str, str], parked: _Parked) -> None:
         if self._parked.get(key) is parked:
             del self._parked[key]
+        future = parked.future
         reply = None if future.cancelled() or future.exception() is not None else future.result()
-        for route, clients in parked.groups.items():
+        groups, parked.groups = parked.groups, {}
+        for route, clients in groups.items():
             self.metrics.long_poll_waiters.dec(len(clients))
             rendered = self._render(reply, route) if reply is not None and reply is not STOPPING else None
             if rendered is None:
-                for conn, _need in clients:
+                for conn in clients:
                     conn.release_parked()  # errors and shutdown answers: the handlers know how
                 continue
             head = rendered.head()
             body = reply.body if reply is not None and reply.status == 200 else b""
-            for conn, need in clients:
+            for conn, need in clients.items():
                 if need is not None and not may_answer(reply, need):  # type: ignore[arg-type]
                     conn.release_parked()  # short of writes it must see: the handlers ask again
                 elif not conn.closed:

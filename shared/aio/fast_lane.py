@@ -10,7 +10,8 @@ answer is known) or declines, and then aiohttp handles it exactly as before.
 Order on a keep-alive connection is kept: the lane only sees a request when nothing is queued
 or in progress before it, and while a connection is parked, later requests wait apart from
 aiohttp's queue (its loop would answer them first) and go back to it, in order, once the parked
-answer is out.
+answer is out. A parked request has no handler task for a lost connection to cancel, so the lane
+gives `park` a callback, called if the connection is lost first.
 
 "Nothing in progress" is tracked here rather than read from aiohttp's waiter: after a response
 aiohttp's request loop resumes one loop iteration later, and under load a keep-alive client's
@@ -33,7 +34,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Final, Protocol
 
 from aiohttp import web
@@ -98,6 +99,7 @@ class FastConnection(RequestHandler):
         "_lane",
         "_observer",
         "_offering",
+        "_on_lost",
         "_parked",
         "_remote",
         "_started",
@@ -108,6 +110,7 @@ class FastConnection(RequestHandler):
         self._lane = lane
         self._observer = observer
         self._parked: RawRequestMessage | None = None
+        self._on_lost: Callable[[], None] | None = None  # the lane's, for the parked request
         self._behind: deque[Any] = deque()  # requests behind the parked one, out of aiohttp's sight
         self._handling = False  # aiohttp has taken a request and not yet written all its answer
         self._offering = False  # inside _offer (aiohttp's refill calls data_received back)
@@ -247,19 +250,34 @@ class FastConnection(RequestHandler):
             self._remote = str(peer[0]) if isinstance(peer, (list, tuple)) else None
         return self._remote
 
-    def park(self, message: RawRequestMessage) -> None:
-        """The answer comes later (`answer_parked`); requests behind this one wait until then."""
+    def park(self, message: RawRequestMessage, on_lost: Callable[[], None] | None = None) -> None:
+        """The answer comes later (`answer_parked`); requests behind this one wait until then.
+
+        If the connection is lost first, `on_lost` is called: no handler task waits for this
+        answer, so nothing else would tell whoever is working on it that nobody needs it now.
+        """
         self._parked = message
+        self._on_lost = on_lost
         self._kept_alive(self._keepalive_timeout + PARKED_GRACE)
 
     def answer_parked(self, data: bytes, body: bytes = b"") -> None:
         message, self._parked = self._parked, None
+        self._on_lost = None
         self._write(message, data, body)
         self._unhold()
         if self._close:
             super().close()  # the server is stopping: this was the last answer
         else:
             self._offer()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        on_lost, self._on_lost = self._on_lost, None
+        self._parked = None
+        try:
+            super().connection_lost(exc)
+        finally:
+            if on_lost is not None:
+                on_lost()
 
     def close(self) -> None:
         if self._parked is not None:
@@ -271,6 +289,7 @@ class FastConnection(RequestHandler):
     def release_parked(self) -> None:
         """Give the parked request back to aiohttp, as if the lane had declined it."""
         message, self._parked = self._parked, None
+        self._on_lost = None
         self._unhold()
         if message is not None and self.transport is not None:
             self._messages.appendleft((message, EMPTY_PAYLOAD))

@@ -2,7 +2,8 @@
 
 SSE clients and long-polls waiting on a shared upstream poll that close at once used to stay
 counted (and held their hub subscription or flight place) until the next keep-alive or until the
-upstream poll returned. Now they are let go when their connection closes.
+upstream poll returned, and the edge's shared upstream polls they no longer waited for held the
+origin's live slots. Now they are let go when their connection closes, and so are the slots.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import aiohttp
 import pytest
 
 from tests.edge.conftest import Servers
-from tests.edge.support import create, metric, scrape, until
+from tests.edge.support import append, create, metric, scrape, until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -77,7 +78,7 @@ async def test_an_upstream_long_poll_nobody_waits_for_frees_its_origin_slot(serv
     async with aiohttp.ClientSession() as http:
         for i in range(CLIENTS):
             await create(http, origin.stream_url + f"s{i}", TEXT)
-        # (Authorization takes the handlers' way; the fast lane's parked clients keep their poll.)
+        # (Authorization takes the handlers' way; the fast lane's parked clients: the next test.)
         auth = "Authorization: Bearer someone\r\n"
         await asyncio.gather(
             *(open_and_close(edge.url, f"/v1/stream/s{i}?offset=now&live=long-poll", auth) for i in range(CLIENTS))
@@ -87,5 +88,38 @@ async def test_an_upstream_long_poll_nobody_waits_for_frees_its_origin_slot(serv
     assert time.monotonic() - closed < 5.0
 
 
+async def test_a_parked_fast_lane_long_poll_that_leaves_frees_its_origin_slot(servers: Servers) -> None:
+    """Plain anonymous long-polls at an explicit offset are parked by the edge's fast lane, with no
+    handler task to cancel. 50 of them on 50 streams, closed at once, used to hold 50 of the origin's
+    live slots for the whole long-poll timeout (29.01 s measured): no other live read was served."""
+    origin = servers.origin("--engine", "memory", "--max-live-connections", str(CLIENTS), long_poll_timeout=30)
+    edge = servers.edge(origin.url, long_poll_timeout=30)
+    async with aiohttp.ClientSession() as http:
+        tails = [await create(http, origin.stream_url + f"s{i}", TEXT) for i in range(CLIENTS)]
+        probe_tail = await create(http, origin.stream_url + "probe", TEXT)
+        opened = [
+            asyncio.ensure_future(open_and_close(edge.url, f"/v1/stream/s{i}?offset={tail}&live=long-poll"))
+            for i, tail in enumerate(tails)
+        ]
+        await until(lambda: _counted_at_least(http, edge.url, CLIENTS), 10.0, "parked clients counted")
+        await asyncio.gather(*opened)
+        closed = time.monotonic()
+        await until(lambda: _origin_idle(http, origin.url), 5.0, "origin slots freed")
+        await until(lambda: _none_counted(http, edge.url), 5.0, "edge waiters let go")
+        served = await _origin_serves_a_long_poll(http, origin.stream_url + "probe", probe_tail)
+    assert time.monotonic() - closed < 5.0
+    assert served == 200
+
+
 async def _origin_idle(http: aiohttp.ClientSession, url: str) -> bool:
     return metric(await scrape(http, url), "ds_origin_live_connections") == 0
+
+
+async def _origin_serves_a_long_poll(http: aiohttp.ClientSession, url: str, tail: str) -> int:
+    """The status of a long-poll straight to the origin, woken by an append if it was let in."""
+    poll = asyncio.ensure_future(http.get(f"{url}?offset={tail}&live=long-poll"))
+    done, _ = await asyncio.wait([poll], timeout=0.5)
+    if not done:
+        await append(http, url, TEXT, b"x")  # waiting in a live slot: give it an answer
+    async with await poll as response:
+        return response.status
