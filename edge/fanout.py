@@ -328,6 +328,7 @@ class SSEFanout:
             # (A hub that ended, e.g. at closure, leaves the client to plain reads, which say so.)
             live_ahead = not hub.ended and hub.position is not None and position != h.OFFSET_START
             if live_ahead and hub.position is not None and position > hub.position:
+                await _started(http, response)  # the client hears from us before any wait
                 await hub.changed(1.0)  # the origin is ahead of the hub: let it catch up
                 continue
             reply = await self.reads.read_at(http, scope, position)

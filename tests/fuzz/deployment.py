@@ -171,4 +171,6 @@ class Probe:
         self.proc.stdin.close()
         self.proc.wait(30)
         self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()  # the reader is done with it; unclosed, it warns at collection
         return self.worst
