@@ -8,6 +8,7 @@ import os
 from edge.config import EdgeConfig
 from shared.aio.settings import (
     Settings,
+    add_sse_budget_flags,
     add_timeout_flags,
     boolean,
     port_number,
@@ -48,18 +49,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     s.add("--sse-max-age", type=positive_float, default=d.sse_max_age, help="seconds before an SSE response ends")
     s.add("--sse-keepalive", type=positive_float, default=d.sse_keepalive, help="seconds between SSE keep-alives")
-    s.add(
-        "--sse-client-buffer",
-        type=positive_int,
-        default=d.sse_client_buffer,
-        help="bytes queued for one SSE client before it is cut off",
-    )
-    s.add(
-        "--sse-write-timeout",
-        type=positive_float,
-        default=d.sse_write_timeout,
-        help="seconds an SSE client may leave a write blocked before it is cut off",
-    )
+    add_sse_budget_flags(s, buffer=d.sse_client_buffer, write_timeout=d.sse_write_timeout)
     add_timeout_flags(s, header=d.header_timeout, body=d.body_timeout, idle=d.idle_timeout)
     s.add("--auth-config", default=d.auth_config, help="the origin's TOML access policy (checks at the edge)")
     s.add(

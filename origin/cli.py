@@ -8,6 +8,7 @@ import os
 from origin.config import OriginConfig
 from shared.aio.settings import (
     Settings,
+    add_sse_budget_flags,
     add_timeout_flags,
     boolean,
     cidr,
@@ -67,18 +68,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         repeatable=True,
         help="address or CIDR of a proxy (edge, CDN) whose X-Forwarded-For names the client for the rate limit",
     )
-    s.add(
-        "--sse-client-buffer",
-        type=positive_int,
-        default=d.sse_client_buffer,
-        help="bytes queued for one SSE client before it is cut off",
-    )
-    s.add(
-        "--sse-write-timeout",
-        type=positive_float,
-        default=d.sse_write_timeout,
-        help="seconds an SSE client may leave a write blocked before it is cut off",
-    )
+    add_sse_budget_flags(s, buffer=d.sse_client_buffer, write_timeout=d.sse_write_timeout)
     add_timeout_flags(s, header=d.header_timeout, body=d.body_timeout, idle=d.idle_timeout)
     s.add(
         "--tail-cache-bytes",

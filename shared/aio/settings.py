@@ -138,3 +138,19 @@ def add_timeout_flags(settings: Settings, *, header: float, body: float, idle: f
         default=idle,
         help="seconds an idle keep-alive connection is kept open",
     )
+
+
+def add_sse_budget_flags(settings: Settings, *, buffer: int, write_timeout: float) -> None:
+    """What one SSE client may hold before it is cut off (shared.aio.slow_clients)."""
+    settings.add(
+        "--sse-client-buffer",
+        type=positive_int,
+        default=buffer,
+        help="bytes queued for one SSE client before it is cut off",
+    )
+    settings.add(
+        "--sse-write-timeout",
+        type=positive_float,
+        default=write_timeout,
+        help="seconds an SSE client may leave a write blocked before it is cut off",
+    )
