@@ -283,9 +283,7 @@ class EdgeReads:
 
     async def _poll(self, headers: Mapping[str, str], scope: ReadScope, offset: Offset | None, path_qs: str) -> Reply:
         self.metrics.upstream.labels("long_poll").inc()
-        reply = await self.upstream.request(
-            "GET", path_qs, shared_headers(headers), timeout=self.long_poll_timeout + 5
-        )
+        reply = await self.upstream.request("GET", path_qs, shared_headers(headers), timeout=self.long_poll_timeout + 5)
         self._store(scope, offset, reply)
         return reply
 
