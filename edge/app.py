@@ -26,6 +26,7 @@ from edge.region.setup import open_region
 from edge.rest_proxy import add_rest_proxy
 from edge.upkeep import start_upkeep
 from edge.upstream import Upstream
+from shared.aio import expect
 from shared.aio.access import access_middleware, load_policy
 from shared.aio.cors import add_cors_routes, security_headers
 from shared.aio.fast_lane import LANE
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 def build_app(
     config: EdgeConfig, *, registry: CollectorRegistry | None = None, policy: AccessPolicy | None = None
 ) -> web.Application:
+    expect.install()  # before any route takes aiohttp's default Expect handler
     registry = registry if registry is not None else CollectorRegistry()
     metrics = EdgeMetrics(registry)
     policy = policy if policy is not None else load_policy(config.auth_config, role="edge")

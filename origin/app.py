@@ -28,6 +28,7 @@ from origin.service import StreamService
 from origin.storage import FileStore, MemoryStore, Store
 from origin.storage.tail_cache import TailCachedStore
 from origin.sweeper import sweep_forever
+from shared.aio import expect
 from shared.aio.access import access_middleware, load_policy, request_access
 from shared.aio.cors import add_cors_routes, security_headers
 from shared.aio.forwarded import TrustedProxies
@@ -71,6 +72,7 @@ def build_app(
     registry: CollectorRegistry | None = None,
     policy: AccessPolicy | None = None,
 ) -> web.Application:
+    expect.install()  # before any route takes aiohttp's default Expect handler
     registry = registry if registry is not None else CollectorRegistry()
     metrics = OriginMetrics(registry)
     policy = policy if policy is not None else load_policy(config.auth_config)

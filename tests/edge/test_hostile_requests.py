@@ -190,3 +190,29 @@ async def test_a_client_leaving_mid_body_is_no_server_error(servers: Servers) ->
             assert await r.read() == b""  # nothing of a cut-off body was appended
         log = server.log_path.read_text(errors="replace")
         assert "Traceback" not in log, log[-3000:]
+
+
+async def test_an_expect_header_that_is_not_utf8_is_a_417_not_a_500(servers: Servers) -> None:
+    """aiohttp's own Expect handler quoted the header in its 417 and failed on bytes that are not
+    UTF-8: a 500 with a traceback, on any path, before the middlewares."""
+    origin = servers.origin()
+    edge = servers.edge(origin.url)
+    for server in (origin, edge):
+        for method, path in (("HEAD", "/v1/stream/s"), ("GET", "/no/such/path"), ("OPTIONS", "/v1/stream/a")):
+            head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nExpect: i\x9c\r\nConnection: close\r\n\r\n"
+            status, _ = await raw_request(server.url, head.encode("latin-1"))
+            assert status == 417, (server.url, method, path, status)
+        # 100-continue still works: the body is sent after the interim answer.
+        parsed = URL(server.url)
+        reader, writer = await asyncio.open_connection(parsed.host, parsed.port)
+        writer.write(
+            b"PUT /v1/stream/continued HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: 2\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+        )
+        async with asyncio.timeout(10):
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 100")
+            writer.write(b"hi")
+            answer = await reader.read()
+        writer.close()
+        assert answer.split(b" ", 2)[1] in (b"201", b"200"), answer[:200]
+        assert "Traceback" not in server.log_path.read_text(errors="replace")
