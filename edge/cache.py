@@ -251,13 +251,7 @@ class DiskTier:
 
     def _evict(self) -> None:
         while self.bytes > self.max_bytes and self._files:
-            key, (path, size, _) = self._files.popitem(last=False)
-            self._starts.discard(key)
-            self.bytes -= size
-            try:
-                os.unlink(path)  # metadata-only and rare: not worth a thread hop
-            except FileNotFoundError:
-                pass
+            self._forget(next(iter(self._files)))  # the least recently used
 
     def may_have(self, scope: str, generation: int, position: int) -> bool:
         key = self._starts.candidate(scope, generation, position)

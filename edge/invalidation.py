@@ -27,7 +27,9 @@ from edge.freshness import Freshness
 from shared import replication as r
 
 logger = logging.getLogger(__name__)
-REFUSED_RETRY = 30.0  # seconds between tries of a feed the origin refused or does not have
+# The replication API answers these with no token, a weak one, or where there is none (an edge
+# in front of an edge): the change feed and read reports are tried again after REFUSED_RETRY.
+REFUSED_RETRY = 30.0
 REFUSED = frozenset({401, 403, 404, 405})
 
 

@@ -24,11 +24,10 @@ from collections.abc import Callable
 import aiohttp
 
 from edge.freshness import Freshness
+from edge.invalidation import REFUSED, REFUSED_RETRY
 from shared import replication as r
 
 logger = logging.getLogger(__name__)
-REFUSED_RETRY = 30.0  # seconds before a refused report is tried again
-REFUSED = frozenset({401, 403, 404, 405})  # no token, a weak one, or no replication API there
 
 
 class TouchReporter:
