@@ -12,29 +12,28 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from plugin_streams.edge.cache import ChunkCache
+from plugin_streams.edge.config import EdgeConfig
+from plugin_streams.edge.fanout import SSEFanout
+from plugin_streams.edge.fast_reads import EdgeLane, FastReads
+from plugin_streams.edge.freshness import Freshness
+from plugin_streams.edge.handlers import EdgeHandlers
+from plugin_streams.edge.metrics import EdgeMetrics
+from plugin_streams.edge.reads import EdgeReads
+from plugin_streams.edge.region.setup import open_region
+from plugin_streams.edge.rest_proxy import add_rest_proxy
+from plugin_streams.edge.upkeep import start_upkeep
+from plugin_streams.edge.upstream import Upstream
+from plugin_streams.shared.aio import expect
+from plugin_streams.shared.aio.access import access_middleware, load_policy
+from plugin_streams.shared.aio.cors import add_cors_routes, security_headers
+from plugin_streams.shared.aio.fast_lane import LANE
+from plugin_streams.shared.aio.forwarded import forwarding_middleware
+from plugin_streams.shared.aio.http_errors import error_middleware
+from plugin_streams.shared.aio.observe import OBSERVER, Observer, metrics_handler, observing
+from plugin_streams.shared.aio.tasks import cancel_all
+from plugin_streams.shared.auth import AccessPolicy
 from prometheus_client import CollectorRegistry
-
-from edge.cache import ChunkCache
-from edge.config import EdgeConfig
-from edge.fanout import SSEFanout
-from edge.fast_reads import EdgeLane, FastReads
-from edge.freshness import Freshness
-from edge.handlers import EdgeHandlers
-from edge.metrics import EdgeMetrics
-from edge.reads import EdgeReads
-from edge.region.setup import open_region
-from edge.rest_proxy import add_rest_proxy
-from edge.upkeep import start_upkeep
-from edge.upstream import Upstream
-from shared.aio import expect
-from shared.aio.access import access_middleware, load_policy
-from shared.aio.cors import add_cors_routes, security_headers
-from shared.aio.fast_lane import LANE
-from shared.aio.forwarded import forwarding_middleware
-from shared.aio.http_errors import error_middleware
-from shared.aio.observe import OBSERVER, Observer, metrics_handler, observing
-from shared.aio.tasks import cancel_all
-from shared.auth import AccessPolicy
 
 logger = logging.getLogger(__name__)
 

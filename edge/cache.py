@@ -26,9 +26,8 @@ from typing import Any
 import aiofiles
 import aiofiles.os
 from cachetools import LRUCache
-
-from edge.chunks import Chunk, ChunkKey
-from edge.freshness import Freshness, capped
+from plugin_streams.edge.chunks import Chunk, ChunkKey
+from plugin_streams.edge.freshness import Freshness, capped
 
 logger = logging.getLogger(__name__)
 OVERHEAD = 256  # bookkeeping bytes charged per chunk
@@ -221,7 +220,7 @@ class DiskTier:
         held = self._files.get(chunk.key)
         if (held is not None and self._fresh(held[2])) or len(chunk.body) > self.max_bytes:
             return
-        from shared.aio.tasks import spawn
+        from plugin_streams.shared.aio.tasks import spawn
 
         spawn(self._write(chunk), name="edge-disk-cache-write")
 

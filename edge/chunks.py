@@ -17,11 +17,10 @@ import time
 from dataclasses import dataclass, field
 
 from multidict import CIMultiDict
-
-from shared import caching, content_types, jsonmode
-from shared import headers as h
-from shared.jsonmarks import MessageMarks
-from shared.offsets import Offset
+from plugin_streams.shared import caching, content_types, jsonmode
+from plugin_streams.shared import headers as h
+from plugin_streams.shared.jsonmarks import MessageMarks
+from plugin_streams.shared.offsets import Offset
 
 
 @dataclass(frozen=True, slots=True)

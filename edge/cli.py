@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from edge.config import EdgeConfig
-from shared.aio.settings import (
+from plugin_streams.edge.config import EdgeConfig
+from plugin_streams.shared.aio.settings import (
     Settings,
     add_sse_budget_flags,
     add_timeout_flags,
@@ -125,10 +125,10 @@ def config_from_args(args: argparse.Namespace) -> EdgeConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.app import build_app
-    from edge.workers import supervise
-    from shared.aio.guard import ConnectionTimeouts
-    from shared.aio.serve import serve
+    from plugin_streams.edge.app import build_app
+    from plugin_streams.edge.workers import supervise
+    from plugin_streams.shared.aio.guard import ConnectionTimeouts
+    from plugin_streams.shared.aio.serve import serve
 
     if _settings is not None:
         _settings.check_environment()

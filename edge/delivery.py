@@ -25,7 +25,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from edge.metrics import EdgeMetrics
+from plugin_streams.edge.metrics import EdgeMetrics
 
 HISTORY_BYTES = 256 * 1024  # recent events kept for clients joining, or served, slightly behind
 SLICE = 512  # subscribers written between two loop iterations

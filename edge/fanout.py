@@ -26,20 +26,19 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 from aiohttp import web
-
-from edge.delivery import Delivery, Subscriber
-from edge.metrics import EdgeMetrics
-from edge.reads import EdgeReads, now_ms, respond
-from edge.scope import ReadScope
-from edge.upstream import Upstream
-from shared import cursor, sse
-from shared import headers as h
-from shared.aio.departure import leaves_with_client
-from shared.aio.slow_clients import SlowClient, WriteBudget, end_live, write_live
-from shared.aio.tasks import spawn
-from shared.auth import SIGNED_PARAMS
-from shared.errors import ProtocolError, Unavailable
-from shared.paths import STREAM_PREFIX
+from plugin_streams.edge.delivery import Delivery, Subscriber
+from plugin_streams.edge.metrics import EdgeMetrics
+from plugin_streams.edge.reads import EdgeReads, now_ms, respond
+from plugin_streams.edge.scope import ReadScope
+from plugin_streams.edge.upstream import Upstream
+from plugin_streams.shared import cursor, sse
+from plugin_streams.shared import headers as h
+from plugin_streams.shared.aio.departure import leaves_with_client
+from plugin_streams.shared.aio.slow_clients import SlowClient, WriteBudget, end_live, write_live
+from plugin_streams.shared.aio.tasks import spawn
+from plugin_streams.shared.auth import SIGNED_PARAMS
+from plugin_streams.shared.errors import ProtocolError, Unavailable
+from plugin_streams.shared.paths import STREAM_PREFIX
 
 logger = logging.getLogger(__name__)
 

@@ -25,21 +25,20 @@ from typing import Final
 from aiohttp.http import HttpVersion11
 from aiohttp.http_parser import RawRequestMessage
 from cachetools import LRUCache
-
-from edge.cache import ChunkCache
-from edge.chunks import ChunkKey
-from edge.metrics import EdgeMetrics
-from edge.reads import STOPPING, EdgeReads, chunk_answer, explicit, may_answer
-from edge.scope import ReadScope
-from edge.upstream import Reply
-from shared import headers as h
-from shared import parse
-from shared.aio.fast_lane import FastConnection
-from shared.aio.rendered import Rendered
-from shared.auth import SIGNATURE_PARAM, AccessPolicy, Right, authorize
-from shared.errors import ProtocolError
-from shared.offsets import Offset
-from shared.paths import STREAM_PREFIX, validate_path
+from plugin_streams.edge.cache import ChunkCache
+from plugin_streams.edge.chunks import ChunkKey
+from plugin_streams.edge.metrics import EdgeMetrics
+from plugin_streams.edge.reads import STOPPING, EdgeReads, chunk_answer, explicit, may_answer
+from plugin_streams.edge.scope import ReadScope
+from plugin_streams.edge.upstream import Reply
+from plugin_streams.shared import headers as h
+from plugin_streams.shared import parse
+from plugin_streams.shared.aio.fast_lane import FastConnection
+from plugin_streams.shared.aio.rendered import Rendered
+from plugin_streams.shared.auth import SIGNATURE_PARAM, AccessPolicy, Right, authorize
+from plugin_streams.shared.errors import ProtocolError
+from plugin_streams.shared.offsets import Offset
+from plugin_streams.shared.paths import STREAM_PREFIX, validate_path
 
 #: Request headers that change the answer (scope, 304): such requests go the ordinary way.
 NOT_PLAIN: Final = ("Authorization", "If-None-Match")

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import time
 
-from edge.chunks import Chunk
-from shared import caching
+from plugin_streams.edge.chunks import Chunk
+from plugin_streams.shared import caching
 
 
 def capped(chunk: Chunk) -> bool:

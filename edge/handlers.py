@@ -10,21 +10,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-
-from edge.cache import ChunkCache
-from edge.fanout import SSEFanout
-from edge.reads import EdgeReads, respond
-from edge.region.router import RegionRouter
-from edge.scope import read_scope
-from edge.upstream import Reply, Upstream
-from shared import headers as h
-from shared import parse
-from shared.aio.cors import preflight
-from shared.aio.location import public_location
-from shared.auth import AccessPolicy
-from shared.errors import MethodNotAllowed, ProtocolError
-from shared.offsets import NOW, Offset, parse_offset
-from shared.paths import validate_path
+from plugin_streams.edge.cache import ChunkCache
+from plugin_streams.edge.fanout import SSEFanout
+from plugin_streams.edge.reads import EdgeReads, respond
+from plugin_streams.edge.region.router import RegionRouter
+from plugin_streams.edge.scope import read_scope
+from plugin_streams.edge.upstream import Reply, Upstream
+from plugin_streams.shared import headers as h
+from plugin_streams.shared import parse
+from plugin_streams.shared.aio.cors import preflight
+from plugin_streams.shared.aio.location import public_location
+from plugin_streams.shared.auth import AccessPolicy
+from plugin_streams.shared.errors import MethodNotAllowed, ProtocolError
+from plugin_streams.shared.offsets import NOW, Offset, parse_offset
+from plugin_streams.shared.paths import validate_path
 
 #: Bodies up to this size are read whole and forwarded with a Content-Length; larger ones stream.
 BUFFERED_BODY = 1024 * 1024

@@ -22,9 +22,8 @@ import time
 from collections.abc import Callable
 
 import aiohttp
-
-from edge.freshness import Freshness
-from shared import replication as r
+from plugin_streams.edge.freshness import Freshness
+from plugin_streams.shared import replication as r
 
 logger = logging.getLogger(__name__)
 # The replication API answers these with no token, a weak one, or where there is none (an edge

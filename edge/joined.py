@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from multidict import CIMultiDict
-
-from edge.upstream import Reply
-from shared import caching, content_types, jsonmode
-from shared import headers as h
+from plugin_streams.edge.upstream import Reply
+from plugin_streams.shared import caching, content_types, jsonmode
+from plugin_streams.shared import headers as h
 
 
 def join(start: str, answers: Sequence[Reply]) -> Reply:

@@ -18,22 +18,21 @@ from collections.abc import Awaitable, Callable, Mapping
 from aiohttp import web
 from cachetools import TTLCache
 from multidict import CIMultiDict
+from plugin_streams.edge.cache import ChunkCache
+from plugin_streams.edge.chunks import Chunk, ChunkKey, is_immutable
+from plugin_streams.edge.coalesce import SingleFlight, shared_headers
+from plugin_streams.edge.joined import join
+from plugin_streams.edge.metrics import EdgeMetrics
+from plugin_streams.edge.scope import ReadScope
+from plugin_streams.edge.upstream import Reply, Upstream, end_to_end
+from plugin_streams.edge.writes import WriteMarks, reaches
+from plugin_streams.shared import caching, cursor
+from plugin_streams.shared import headers as h
+from plugin_streams.shared.aio.departure import leaves_with_client
+from plugin_streams.shared.errors import Unavailable
+from plugin_streams.shared.offsets import Offset, parse_offset
+from plugin_streams.shared.parse import ReadRequest
 from yarl import URL
-
-from edge.cache import ChunkCache
-from edge.chunks import Chunk, ChunkKey, is_immutable
-from edge.coalesce import SingleFlight, shared_headers
-from edge.joined import join
-from edge.metrics import EdgeMetrics
-from edge.scope import ReadScope
-from edge.upstream import Reply, Upstream, end_to_end
-from edge.writes import WriteMarks, reaches
-from shared import caching, cursor
-from shared import headers as h
-from shared.aio.departure import leaves_with_client
-from shared.errors import Unavailable
-from shared.offsets import Offset, parse_offset
-from shared.parse import ReadRequest
 
 RECENT_POLL_BYTES = 64 * 1024 * 1024
 #: Most recent answers joined to give a reader behind this edge's writes an answer reaching them.

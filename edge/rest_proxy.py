@@ -23,11 +23,10 @@ from urllib.parse import unquote
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
-
-from edge.config import EdgeConfig
-from edge.handlers import BUFFERED_BODY, EdgeHandlers
-from edge.upstream import Reply, end_to_end
-from shared.errors import ProtocolError
+from plugin_streams.edge.config import EdgeConfig
+from plugin_streams.edge.handlers import BUFFERED_BODY, EdgeHandlers
+from plugin_streams.edge.upstream import Reply, end_to_end
+from plugin_streams.shared.errors import ProtocolError
 
 REST_PREFIX: Final = "/streams/api/v1"
 _STREAMS: Final = REST_PREFIX + "/streams"

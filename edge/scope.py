@@ -20,7 +20,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.auth import EXPIRES_PARAM, SIGNATURE_PARAM, SIGNED_PARAMS, AccessPolicy, Right, authorize, parse_expiry
+from plugin_streams.shared.auth import (
+    EXPIRES_PARAM,
+    SIGNATURE_PARAM,
+    SIGNED_PARAMS,
+    AccessPolicy,
+    Right,
+    authorize,
+    parse_expiry,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,9 @@ from collections.abc import Callable
 
 import aiohttp
 
-from edge.freshness import Freshness
-from edge.invalidation import REFUSED, REFUSED_RETRY
-from shared import replication as r
+from plugin_streams.edge.freshness import Freshness
+from plugin_streams.edge.invalidation import REFUSED, REFUSED_RETRY
+from plugin_streams.shared import replication as r
 
 logger = logging.getLogger(__name__)
 

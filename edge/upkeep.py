@@ -12,13 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-
-from edge.cache import ChunkCache
-from edge.config import EdgeConfig
-from edge.invalidation import Invalidation
-from edge.metrics import EdgeMetrics
-from edge.touches import TouchReporter
-from shared.aio.tasks import spawn
+from plugin_streams.edge.cache import ChunkCache
+from plugin_streams.edge.config import EdgeConfig
+from plugin_streams.edge.invalidation import Invalidation
+from plugin_streams.edge.metrics import EdgeMetrics
+from plugin_streams.edge.touches import TouchReporter
+from plugin_streams.shared.aio.tasks import spawn
 
 
 def start_upkeep(

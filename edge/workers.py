@@ -17,7 +17,7 @@ import sys
 import time
 from types import FrameType
 
-from edge.config import EdgeConfig
+from plugin_streams.edge.config import EdgeConfig
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cachetools import LRUCache
-
-from shared.offsets import Offset
+from plugin_streams.shared.offsets import Offset
 
 MAX_PATHS = 100_000
 

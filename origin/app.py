@@ -14,28 +14,27 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
+from plugin_streams.origin.commit import Committer
+from plugin_streams.origin.config import OriginConfig
+from plugin_streams.origin.handlers import StreamHandlers
+from plugin_streams.origin.limits import LiveLimiter, RateLimiter
+from plugin_streams.origin.metrics import OriginMetrics
+from plugin_streams.origin.page import add_page_routes
+from plugin_streams.origin.replication.routes import add_replication_routes
+from plugin_streams.origin.rest import add_rest_routes
+from plugin_streams.origin.service import StreamService
+from plugin_streams.origin.storage import FileStore, MemoryStore, Store
+from plugin_streams.origin.storage.tail_cache import TailCachedStore
+from plugin_streams.origin.sweeper import sweep_forever
+from plugin_streams.shared.aio import expect
+from plugin_streams.shared.aio.access import access_middleware, load_policy, request_access
+from plugin_streams.shared.aio.cors import add_cors_routes, security_headers
+from plugin_streams.shared.aio.forwarded import TrustedProxies
+from plugin_streams.shared.aio.http_errors import Handler, error_middleware
+from plugin_streams.shared.aio.observe import metrics_handler, observe_middleware
+from plugin_streams.shared.aio.tasks import cancel_all, spawn
+from plugin_streams.shared.auth import AccessPolicy
 from prometheus_client import CollectorRegistry
-
-from origin.commit import Committer
-from origin.config import OriginConfig
-from origin.handlers import StreamHandlers
-from origin.limits import LiveLimiter, RateLimiter
-from origin.metrics import OriginMetrics
-from origin.page import add_page_routes
-from origin.replication.routes import add_replication_routes
-from origin.rest import add_rest_routes
-from origin.service import StreamService
-from origin.storage import FileStore, MemoryStore, Store
-from origin.storage.tail_cache import TailCachedStore
-from origin.sweeper import sweep_forever
-from shared.aio import expect
-from shared.aio.access import access_middleware, load_policy, request_access
-from shared.aio.cors import add_cors_routes, security_headers
-from shared.aio.forwarded import TrustedProxies
-from shared.aio.http_errors import Handler, error_middleware
-from shared.aio.observe import metrics_handler, observe_middleware
-from shared.aio.tasks import cancel_all, spawn
-from shared.auth import AccessPolicy
 
 logger = logging.getLogger(__name__)
 SERVICE: web.AppKey[StreamService] = web.AppKey("service", StreamService)

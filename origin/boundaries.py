@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from typing import Final
 
-from shared import jsonmode
-from shared.jsonmarks import MessageMarks
+from plugin_streams.shared import jsonmode
+from plugin_streams.shared.jsonmarks import MessageMarks
 
 #: Records up to this size are scanned on the loop (well under a millisecond of structure).
 INLINE_BYTES: Final = jsonmode.INLINE_BYTES  # records up to this are scanned where read

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from origin.config import OriginConfig
-from shared.aio.settings import (
+from plugin_streams.origin.config import OriginConfig
+from plugin_streams.shared.aio.settings import (
     Settings,
     add_sse_budget_flags,
     add_timeout_flags,
@@ -117,9 +117,9 @@ def config_from_args(args: argparse.Namespace) -> OriginConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from origin.app import build_app
-    from shared.aio.guard import ConnectionTimeouts
-    from shared.aio.serve import serve
+    from plugin_streams.origin.app import build_app
+    from plugin_streams.shared.aio.guard import ConnectionTimeouts
+    from plugin_streams.shared.aio.serve import serve
 
     if _settings is not None:
         _settings.check_environment()

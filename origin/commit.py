@@ -13,10 +13,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from origin.storage.base import Record, StorageError, Store
-from origin.stream import StreamState
-from shared.aio.tasks import spawn
-from shared.errors import Unavailable
+from plugin_streams.origin.storage.base import Record, StorageError, Store
+from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared.aio.tasks import spawn
+from plugin_streams.shared.errors import Unavailable
 
 logger = logging.getLogger(__name__)
 

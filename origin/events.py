@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from origin.stream import StreamState
+from plugin_streams.origin.stream import StreamState
 
 
 class StreamEvents(Protocol):

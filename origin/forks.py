@@ -11,14 +11,14 @@ import asyncio
 from bisect import bisect_left
 from dataclasses import dataclass
 
-from origin.positions import resolve_position
-from origin.registry import Registry
-from origin.storage.base import ForkLink, StorageError
-from origin.stream import StreamState
-from shared import content_types, jsonmode
-from shared.errors import BadRequest, Conflict, NotFound, Unavailable
-from shared.offsets import NOW
-from shared.parse import ForkSpec
+from plugin_streams.origin.positions import resolve_position
+from plugin_streams.origin.registry import Registry
+from plugin_streams.origin.storage.base import ForkLink, StorageError
+from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared import content_types, jsonmode
+from plugin_streams.shared.errors import BadRequest, Conflict, NotFound, Unavailable
+from plugin_streams.shared.offsets import NOW
+from plugin_streams.shared.parse import ForkSpec
 
 
 @dataclass(frozen=True, slots=True)

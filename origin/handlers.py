@@ -7,24 +7,23 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from multidict import CIMultiDict
-
-from origin.config import OriginConfig
-from origin.limits import LiveLimiter
-from origin.live import LiveReads
-from origin.metrics import OriginMetrics
-from origin.positions import resolve_position
-from origin.reads import read
-from origin.service import AppendResult, StreamService
-from origin.stream import StreamState
-from shared import caching, content_types, parse
-from shared import headers as h
-from shared.aio.access import request_access
-from shared.aio.cors import preflight
-from shared.aio.location import public_location
-from shared.errors import MethodNotAllowed
-from shared.jsonmode import EMPTY_ARRAY
-from shared.offsets import NOW, START
-from shared.paths import validate_path
+from plugin_streams.origin.config import OriginConfig
+from plugin_streams.origin.limits import LiveLimiter
+from plugin_streams.origin.live import LiveReads
+from plugin_streams.origin.metrics import OriginMetrics
+from plugin_streams.origin.positions import resolve_position
+from plugin_streams.origin.reads import read
+from plugin_streams.origin.service import AppendResult, StreamService
+from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared import caching, content_types, parse
+from plugin_streams.shared import headers as h
+from plugin_streams.shared.aio.access import request_access
+from plugin_streams.shared.aio.cors import preflight
+from plugin_streams.shared.aio.location import public_location
+from plugin_streams.shared.errors import MethodNotAllowed
+from plugin_streams.shared.jsonmode import EMPTY_ARRAY
+from plugin_streams.shared.offsets import NOW, START
+from plugin_streams.shared.paths import validate_path
 
 
 def stream_headers(state: StreamState, position: int) -> CIMultiDict[str]:

@@ -14,9 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from cachetools import TTLCache
+from plugin_streams.shared.errors import TooManyRequests, Unavailable
 from prometheus_client import Gauge
-
-from shared.errors import TooManyRequests, Unavailable
 
 RETRY_AFTER = "Retry-After"
 

@@ -19,21 +19,20 @@ from contextlib import AbstractContextManager
 
 from aiohttp import web
 from multidict import CIMultiDict
-
-from origin.config import OriginConfig
-from origin.limits import LiveLimiter, live_connection
-from origin.metrics import OriginMetrics
-from origin.positions import resolve_position
-from origin.reads import ReadResult, read, wait_for_data
-from origin.service import StreamService
-from origin.stream import StreamState
-from shared import caching, content_types, cursor, sse
-from shared import headers as h
-from shared.aio.departure import leaves_with_client
-from shared.aio.slow_clients import SlowClient, WriteBudget, end_live, write_live
-from shared.errors import NotFound, ProtocolError
-from shared.offsets import NOW, START
-from shared.parse import ReadRequest
+from plugin_streams.origin.config import OriginConfig
+from plugin_streams.origin.limits import LiveLimiter, live_connection
+from plugin_streams.origin.metrics import OriginMetrics
+from plugin_streams.origin.positions import resolve_position
+from plugin_streams.origin.reads import ReadResult, read, wait_for_data
+from plugin_streams.origin.service import StreamService
+from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared import caching, content_types, cursor, sse
+from plugin_streams.shared import headers as h
+from plugin_streams.shared.aio.departure import leaves_with_client
+from plugin_streams.shared.aio.slow_clients import SlowClient, WriteBudget, end_live, write_live
+from plugin_streams.shared.errors import NotFound, ProtocolError
+from plugin_streams.shared.offsets import NOW, START
+from plugin_streams.shared.parse import ReadRequest
 
 
 class LiveReads:

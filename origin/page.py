@@ -9,7 +9,7 @@ from importlib.resources import files
 
 from aiohttp import web
 
-PAGE = files("origin").joinpath("ui/index.html")
+PAGE = files("plugin_streams.origin").joinpath("ui/index.html")
 
 
 def add_page_routes(app: web.Application) -> None:

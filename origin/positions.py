@@ -9,10 +9,10 @@ answered with a new one's bytes.
 
 from __future__ import annotations
 
-from origin.stream import StreamState
-from shared.errors import BadRequest, Gone
-from shared.headers import STREAM_EARLIEST_OFFSET
-from shared.offsets import NOW, START, Offset, RequestedOffset
+from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared.errors import BadRequest, Gone
+from plugin_streams.shared.headers import STREAM_EARLIEST_OFFSET
+from plugin_streams.shared.offsets import NOW, START, Offset, RequestedOffset
 
 
 def resolve_position(state: StreamState, requested: RequestedOffset, *, for_fork: bool = False) -> int:

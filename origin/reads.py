@@ -13,11 +13,11 @@ from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from origin.storage.base import RecordsDropped, StorageError, Store, StreamMissing
-from origin.stream import StreamState
-from shared import content_types, jsonmode
-from shared.errors import BadRequest, Gone, NotFound, Unavailable
-from shared.headers import STREAM_EARLIEST_OFFSET
+from plugin_streams.origin.storage.base import RecordsDropped, StorageError, Store, StreamMissing
+from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared import content_types, jsonmode
+from plugin_streams.shared.errors import BadRequest, Gone, NotFound, Unavailable
+from plugin_streams.shared.headers import STREAM_EARLIEST_OFFSET
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 
-from origin.events import NoEvents, StreamEvents
-from origin.paths_index import SortedPaths
-from origin.storage.base import LoadedStream, StorageError, Store
-from origin.stream import StreamState
-from shared.aio.tasks import spawn
-from shared.errors import Gone, NotFound
+from plugin_streams.origin.events import NoEvents, StreamEvents
+from plugin_streams.origin.paths_index import SortedPaths
+from plugin_streams.origin.storage.base import LoadedStream, StorageError, Store
+from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared.aio.tasks import spawn
+from plugin_streams.shared.errors import Gone, NotFound
 
 logger = logging.getLogger(__name__)
 

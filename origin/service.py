@@ -14,13 +14,13 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
-from origin.commit import Committer
-from origin.forks import resolve_fork
-from origin.registry import Registry
-from origin.storage.base import Record, StorageError, Store, StreamConfig
-from origin.stream import StreamState
-from shared import content_types, jsonmode
-from shared.errors import (
+from plugin_streams.origin.commit import Committer
+from plugin_streams.origin.forks import resolve_fork
+from plugin_streams.origin.registry import Registry
+from plugin_streams.origin.storage.base import Record, StorageError, Store, StreamConfig
+from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared import content_types, jsonmode
+from plugin_streams.shared.errors import (
     BadRequest,
     Conflict,
     PayloadTooLarge,
@@ -29,7 +29,7 @@ from shared.errors import (
     StreamClosedConflict,
     Unavailable,
 )
-from shared.headers import (
+from plugin_streams.shared.headers import (
     DEFAULT_CONTENT_TYPE,
     PRODUCER_EPOCH,
     PRODUCER_EXPECTED_SEQ,
@@ -38,8 +38,8 @@ from shared.headers import (
     STREAM_EXPIRES_AT,
     STREAM_NEXT_OFFSET,
 )
-from shared.parse import AppendRequest, CreateRequest
-from shared.producer import Outcome, decide
+from plugin_streams.shared.parse import AppendRequest, CreateRequest
+from plugin_streams.shared.producer import Outcome, decide
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,10 @@ import sys
 import time
 from urllib.parse import urlencode
 
-from shared.aio.access import load_policy
-from shared.auth import describe_scope, signed_query
-from shared.errors import BadRequest
-from shared.paths import STREAM_PREFIX, validate_path
+from plugin_streams.shared.aio.access import load_policy
+from plugin_streams.shared.auth import describe_scope, signed_query
+from plugin_streams.shared.errors import BadRequest
+from plugin_streams.shared.paths import STREAM_PREFIX, validate_path
 
 help = "print a signed, expiring read URL for a stream and the streams below it"
 

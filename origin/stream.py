@@ -16,10 +16,10 @@ from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from origin.boundaries import RecordBoundaries
-from origin.storage.base import LoadedStream, Record, StreamConfig
-from shared.offsets import Offset
-from shared.producer import ProducerState, ProducerTable, ProducerTuple
+from plugin_streams.origin.boundaries import RecordBoundaries
+from plugin_streams.origin.storage.base import LoadedStream, Record, StreamConfig
+from plugin_streams.shared.offsets import Offset
+from plugin_streams.shared.producer import ProducerState, ProducerTable, ProducerTuple
 
 
 class StreamState:

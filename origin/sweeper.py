@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from origin.registry import is_expired
-from origin.service import StreamService
+from plugin_streams.origin.registry import is_expired
+from plugin_streams.origin.service import StreamService
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from shared.errors import BadRequest, Forbidden, Unauthorized
+from plugin_streams.shared.errors import BadRequest, Forbidden, Unauthorized
 
 SCOPE_PARAM: Final = "ds_scope"
 EXPIRES_PARAM: Final = "ds_exp"

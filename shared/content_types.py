@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from shared.errors import BadRequest
-from shared.headers import JSON_CONTENT_TYPE
+from plugin_streams.shared.errors import BadRequest
+from plugin_streams.shared.headers import JSON_CONTENT_TYPE
 
 _TOKEN: Final = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _MEDIA_TYPE_RE: Final = re.compile(rf"\A\s*{_TOKEN}/{_TOKEN}\s*(;.*)?\Z", re.DOTALL)

@@ -16,7 +16,7 @@ from array import array
 from bisect import bisect_right
 from typing import Final
 
-from shared import jsonmode
+from plugin_streams.shared import jsonmode
 
 MARK_STEP: Final = 4096
 

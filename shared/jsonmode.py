@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from itertools import islice
 from typing import Any, Final
 
-from shared.errors import BadRequest
+from plugin_streams.shared.errors import BadRequest
 
 _SEPARATOR: Final = b","
 EMPTY_ARRAY: Final = b"[]"

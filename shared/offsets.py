@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
-from shared.errors import BadRequest
-from shared.headers import OFFSET_NOW, OFFSET_START
+from plugin_streams.shared.errors import BadRequest
+from plugin_streams.shared.headers import OFFSET_NOW, OFFSET_START
 
 FIELD_WIDTH: Final = 16
 MAX_FIELD: Final = 10**FIELD_WIDTH - 1

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from shared import content_types
-from shared.errors import BadRequest
-from shared.headers import (
+from plugin_streams.shared import content_types
+from plugin_streams.shared.errors import BadRequest
+from plugin_streams.shared.headers import (
     LIVE_LONG_POLL,
     LIVE_SSE,
     PRODUCER_EPOCH,
@@ -32,9 +32,9 @@ from shared.headers import (
     STREAM_SEQ,
     STREAM_TTL,
 )
-from shared.offsets import START, Offset, RequestedOffset, parse_offset, parse_read_offset
-from shared.paths import path_from_url_path
-from shared.producer import MAX_SAFE_INTEGER, ProducerTuple
+from plugin_streams.shared.offsets import START, Offset, RequestedOffset, parse_offset, parse_read_offset
+from plugin_streams.shared.paths import path_from_url_path
+from plugin_streams.shared.producer import MAX_SAFE_INTEGER, ProducerTuple
 
 _NON_NEGATIVE_RE: Final = re.compile(r"\A(0|[1-9][0-9]*)\Z")
 _PRODUCER_NUMBER_RE: Final = re.compile(r"\A[0-9]{1,16}\Z")

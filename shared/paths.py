@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from shared.errors import BadRequest
+from plugin_streams.shared.errors import BadRequest
 
 STREAM_PREFIX: Final = "/v1/stream/"
 MAX_PATH_BYTES: Final = 1024

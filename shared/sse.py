@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from shared.headers import (
+from plugin_streams.shared.headers import (
     SSE_CLOSED,
     SSE_CURSOR,
     SSE_EVENT_CONTROL,

@@ -11,14 +11,13 @@ import re
 from pathlib import Path
 
 import pytest
-
-import edge.cli
-import origin.cli
+from plugin_streams.edge import cli as edge_cli
+from plugin_streams.origin import cli as origin_cli
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "systemd"
 
 
-@pytest.mark.parametrize(("env_file", "module"), [("edge.env", edge.cli), ("origin.env", origin.cli)])
+@pytest.mark.parametrize(("env_file", "module"), [("edge.env", edge_cli), ("origin.env", origin_cli)])
 def test_env_files_name_only_known_settings(env_file: str, module: object) -> None:
     module.configure(argparse.ArgumentParser())  # type: ignore[attr-defined]
     known = module._settings._known  # type: ignore[attr-defined]

@@ -13,12 +13,11 @@ import json
 import logging
 
 import aiohttp
-
-from edge.region.link import Link
-from edge.region.replica import Replica
-from shared import replication as r
-from shared.aio.tasks import spawn
-from shared.errors import Unavailable
+from plugin_streams.edge.region.link import Link
+from plugin_streams.edge.region.replica import Replica
+from plugin_streams.shared import replication as r
+from plugin_streams.shared.aio.tasks import spawn
+from plugin_streams.shared.errors import Unavailable
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import aiohttp
-
-from edge.region.link import Link
-from origin.stream import StreamState
-from shared import replication as r
+from plugin_streams.edge.region.link import Link
+from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared import replication as r
 
 logger = logging.getLogger(__name__)
 

@@ -21,21 +21,20 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-
-from edge.region.follower import Diverged, Follower, FollowerEnd
-from edge.region.link import Link
-from edge.region.metrics import RegionMetrics
-from edge.region.patterns import PathPatterns
-from origin.app import wall_clock_ms
-from origin.registry import Registry
-from origin.service import StreamService
-from origin.storage.base import Record, StorageError, Store
-from origin.storage.config_fields import config_from_fields
-from origin.stream import StreamState
-from shared import replication as r
-from shared.aio.tasks import cancel_all, spawn
-from shared.errors import Unavailable
-from shared.offsets import Offset
+from plugin_streams.edge.region.follower import Diverged, Follower, FollowerEnd
+from plugin_streams.edge.region.link import Link
+from plugin_streams.edge.region.metrics import RegionMetrics
+from plugin_streams.edge.region.patterns import PathPatterns
+from plugin_streams.origin.app import wall_clock_ms
+from plugin_streams.origin.registry import Registry
+from plugin_streams.origin.service import StreamService
+from plugin_streams.origin.storage.base import Record, StorageError, Store
+from plugin_streams.origin.storage.config_fields import config_from_fields
+from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared import replication as r
+from plugin_streams.shared.aio.tasks import cancel_all, spawn
+from plugin_streams.shared.errors import Unavailable
+from plugin_streams.shared.offsets import Offset
 
 logger = logging.getLogger(__name__)
 

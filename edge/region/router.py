@@ -18,19 +18,18 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-
-from edge.region.changes import ChangeFollower
-from edge.region.link import Link
-from edge.region.metrics import RegionMetrics
-from edge.region.replica import Replica
-from edge.upstream import unavailable
-from origin.handlers import StreamHandlers
-from origin.stream import StreamState
-from shared import headers as h
-from shared.aio.tasks import spawn
-from shared.auth import AccessPolicy
-from shared.errors import ProtocolError
-from shared.offsets import parse_offset
+from plugin_streams.edge.region.changes import ChangeFollower
+from plugin_streams.edge.region.link import Link
+from plugin_streams.edge.region.metrics import RegionMetrics
+from plugin_streams.edge.region.replica import Replica
+from plugin_streams.edge.upstream import unavailable
+from plugin_streams.origin.handlers import StreamHandlers
+from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared import headers as h
+from plugin_streams.shared.aio.tasks import spawn
+from plugin_streams.shared.auth import AccessPolicy
+from plugin_streams.shared.errors import ProtocolError
+from plugin_streams.shared.offsets import parse_offset
 
 logger = logging.getLogger(__name__)
 Forward = Callable[[web.Request, str], Awaitable[web.Response]]

@@ -8,23 +8,22 @@ import logging
 from dataclasses import dataclass
 
 import aiohttp
+from plugin_streams.edge.config import EdgeConfig
+from plugin_streams.edge.region.changes import ChangeFollower
+from plugin_streams.edge.region.link import Link
+from plugin_streams.edge.region.metrics import RegionMetrics
+from plugin_streams.edge.region.patterns import PathPatterns
+from plugin_streams.edge.region.replica import Replica
+from plugin_streams.edge.region.router import RegionRouter
+from plugin_streams.origin.config import OriginConfig
+from plugin_streams.origin.handlers import StreamHandlers
+from plugin_streams.origin.limits import LiveLimiter
+from plugin_streams.origin.metrics import OriginMetrics
+from plugin_streams.origin.storage import FileStore
+from plugin_streams.origin.storage.tail_cache import TailCachedStore
+from plugin_streams.shared.aio.tasks import cancel_all, spawn
+from plugin_streams.shared.auth import AccessPolicy
 from prometheus_client import CollectorRegistry
-
-from edge.config import EdgeConfig
-from edge.region.changes import ChangeFollower
-from edge.region.link import Link
-from edge.region.metrics import RegionMetrics
-from edge.region.patterns import PathPatterns
-from edge.region.replica import Replica
-from edge.region.router import RegionRouter
-from origin.config import OriginConfig
-from origin.handlers import StreamHandlers
-from origin.limits import LiveLimiter
-from origin.metrics import OriginMetrics
-from origin.storage import FileStore
-from origin.storage.tail_cache import TailCachedStore
-from shared.aio.tasks import cancel_all, spawn
-from shared.auth import AccessPolicy
 
 logger = logging.getLogger(__name__)
 

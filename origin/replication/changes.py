@@ -15,9 +15,9 @@ import secrets
 from collections import deque
 from typing import Any
 
-from origin.replication.configs import describe
-from origin.stream import StreamState
-from shared import replication as r
+from plugin_streams.origin.replication.configs import describe
+from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared import replication as r
 
 WINDOW = 100_000  # events kept for replicas that reconnect
 

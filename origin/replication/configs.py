@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from origin.storage.config_fields import config_to_fields
-from origin.stream import StreamState
+from plugin_streams.origin.storage.config_fields import config_to_fields
+from plugin_streams.origin.stream import StreamState
 
 
 def describe(state: StreamState) -> dict[str, Any]:

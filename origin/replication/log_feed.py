@@ -12,14 +12,13 @@ from __future__ import annotations
 from bisect import bisect_left
 
 from aiohttp import web
-
-from origin.reads import wait_for_data
-from origin.service import StreamService
-from origin.storage.base import StorageError
-from origin.stream import StreamState
-from shared import replication as r
-from shared.errors import BadRequest, Gone
-from shared.headers import CACHE_CONTROL, CONTENT_TYPE, STREAM_EARLIEST_OFFSET
+from plugin_streams.origin.reads import wait_for_data
+from plugin_streams.origin.service import StreamService
+from plugin_streams.origin.storage.base import StorageError
+from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared import replication as r
+from plugin_streams.shared.errors import BadRequest, Gone
+from plugin_streams.shared.headers import CACHE_CONTROL, CONTENT_TYPE, STREAM_EARLIEST_OFFSET
 
 BATCH_BYTES = 1024 * 1024  # records read and written per step while catching up
 

@@ -12,17 +12,16 @@ import json
 import time
 
 from aiohttp import web
-
-from origin.replication.changes import ChangeLog
-from origin.replication.configs import describe
-from origin.replication.log_feed import serve_log
-from origin.service import StreamService
-from origin.stream import StreamState
-from shared import replication as r
-from shared.auth import AccessPolicy, Right, authorize
-from shared.errors import BadRequest, NotFound, PayloadTooLarge
-from shared.headers import CACHE_CONTROL, CONTENT_TYPE
-from shared.paths import MAX_PATH_BYTES, validate_path
+from plugin_streams.origin.replication.changes import ChangeLog
+from plugin_streams.origin.replication.configs import describe
+from plugin_streams.origin.replication.log_feed import serve_log
+from plugin_streams.origin.service import StreamService
+from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared import replication as r
+from plugin_streams.shared.auth import AccessPolicy, Right, authorize
+from plugin_streams.shared.errors import BadRequest, NotFound, PayloadTooLarge
+from plugin_streams.shared.headers import CACHE_CONTROL, CONTENT_TYPE
+from plugin_streams.shared.paths import MAX_PATH_BYTES, validate_path
 
 MAX_PAGE = 1000
 #: A full touch report: every path at its longest, JSON-quoted, with room for escapes.

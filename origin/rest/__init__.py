@@ -5,6 +5,6 @@ same offsets. This package only translates between JSON bodies and the service; 
 (producers, limits, closure, expiry) is the protocol's own. `add_rest_routes` mounts it.
 """
 
-from origin.rest.routes import REST_PREFIX, add_rest_routes
+from plugin_streams.origin.rest.routes import REST_PREFIX, add_rest_routes
 
 __all__ = ["REST_PREFIX", "add_rest_routes"]

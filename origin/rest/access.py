@@ -10,10 +10,9 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
-
-from shared.aio.access import ACCESS
-from shared.auth import Access, AccessPolicy, Right, authorize
-from shared.errors import Forbidden, Unauthorized
+from plugin_streams.shared.aio.access import ACCESS
+from plugin_streams.shared.auth import Access, AccessPolicy, Right, authorize
+from plugin_streams.shared.errors import Forbidden, Unauthorized
 
 
 def check(request: web.Request, policy: AccessPolicy, right: Right, name: str) -> Access:

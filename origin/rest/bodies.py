@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from shared import content_types
-from shared.errors import BadRequest
-from shared.headers import JSON_CONTENT_TYPE
-from shared.parse import MAX_TTL_SECONDS, CreateRequest, Retention, parse_expires_at
-from shared.paths import validate_path
-from shared.producer import MAX_SAFE_INTEGER
+from plugin_streams.shared import content_types
+from plugin_streams.shared.errors import BadRequest
+from plugin_streams.shared.headers import JSON_CONTENT_TYPE
+from plugin_streams.shared.parse import MAX_TTL_SECONDS, CreateRequest, Retention, parse_expires_at
+from plugin_streams.shared.paths import validate_path
+from plugin_streams.shared.producer import MAX_SAFE_INTEGER
 
 DEFAULT_READ_LIMIT: Final = 1000
 MAX_READ_LIMIT: Final = 10_000

@@ -12,10 +12,9 @@ import logging
 from typing import Final
 
 from aiohttp import web
-
-from shared import headers as h
-from shared.aio.http_errors import Handler
-from shared.errors import ProtocolError
+from plugin_streams.shared import headers as h
+from plugin_streams.shared.aio.http_errors import Handler
+from plugin_streams.shared.errors import ProtocolError
 
 logger = logging.getLogger(__name__)
 

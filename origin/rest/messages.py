@@ -16,25 +16,24 @@ from typing import TypeVar
 from urllib.parse import urlencode
 
 from aiohttp import web
-
-from origin.boundaries import INLINE_BYTES
-from origin.config import OriginConfig
-from origin.handlers import cache_scope
-from origin.positions import resolve_position
-from origin.reads import ReadResult, read
-from origin.rest.access import check
-from origin.rest.bodies import DEFAULT_READ_LIMIT, MAX_APPEND_MESSAGES, MAX_READ_LIMIT, parse_limit
-from origin.rest.pages import START_OFFSET_HEADER, Page, encoding_of, page_of
-from origin.rest.receipts import Receipt, Receipts
-from origin.rest.streams import json_response
-from origin.service import AppendResult, StreamService
-from origin.stream import StreamState
-from shared import caching, content_types, jsonmode
-from shared import headers as h
-from shared.auth import AccessPolicy, Right
-from shared.errors import BadRequest, PayloadTooLarge
-from shared.offsets import START, RequestedOffset, parse_read_offset
-from shared.parse import MAX_STREAM_SEQ_LENGTH, AppendRequest, is_true, parse_producer
+from plugin_streams.origin.boundaries import INLINE_BYTES
+from plugin_streams.origin.config import OriginConfig
+from plugin_streams.origin.handlers import cache_scope
+from plugin_streams.origin.positions import resolve_position
+from plugin_streams.origin.reads import ReadResult, read
+from plugin_streams.origin.rest.access import check
+from plugin_streams.origin.rest.bodies import DEFAULT_READ_LIMIT, MAX_APPEND_MESSAGES, MAX_READ_LIMIT, parse_limit
+from plugin_streams.origin.rest.pages import START_OFFSET_HEADER, Page, encoding_of, page_of
+from plugin_streams.origin.rest.receipts import Receipt, Receipts
+from plugin_streams.origin.rest.streams import json_response
+from plugin_streams.origin.service import AppendResult, StreamService
+from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared import caching, content_types, jsonmode
+from plugin_streams.shared import headers as h
+from plugin_streams.shared.auth import AccessPolicy, Right
+from plugin_streams.shared.errors import BadRequest, PayloadTooLarge
+from plugin_streams.shared.offsets import START, RequestedOffset, parse_read_offset
+from plugin_streams.shared.parse import MAX_STREAM_SEQ_LENGTH, AppendRequest, is_true, parse_producer
 
 RAW_TYPE = "application/octet-stream"
 T = TypeVar("T")

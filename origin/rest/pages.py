@@ -19,10 +19,10 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from functools import partial
 
-from origin.boundaries import INLINE_BYTES
-from origin.reads import ReadResult
-from origin.stream import StreamState
-from shared import content_types, jsonmode
+from plugin_streams.origin.boundaries import INLINE_BYTES
+from plugin_streams.origin.reads import ReadResult
+from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared import content_types, jsonmode
 
 
 class Encoding(enum.Enum):

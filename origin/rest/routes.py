@@ -16,18 +16,17 @@ from typing import Final
 from urllib.parse import unquote
 
 from aiohttp import web
-
-from origin.config import OriginConfig
-from origin.limits import LiveLimiter
-from origin.metrics import OriginMetrics
-from origin.rest.errors import json_error_middleware
-from origin.rest.messages import MessageHandlers
-from origin.rest.streams import StreamResources
-from origin.rest.tail import TailHandlers
-from origin.service import StreamService
-from shared.auth import AccessPolicy
-from shared.errors import MethodNotAllowed
-from shared.paths import validate_path
+from plugin_streams.origin.config import OriginConfig
+from plugin_streams.origin.limits import LiveLimiter
+from plugin_streams.origin.metrics import OriginMetrics
+from plugin_streams.origin.rest.errors import json_error_middleware
+from plugin_streams.origin.rest.messages import MessageHandlers
+from plugin_streams.origin.rest.streams import StreamResources
+from plugin_streams.origin.rest.tail import TailHandlers
+from plugin_streams.origin.service import StreamService
+from plugin_streams.shared.auth import AccessPolicy
+from plugin_streams.shared.errors import MethodNotAllowed
+from plugin_streams.shared.paths import validate_path
 
 REST_PREFIX: Final = "/streams/api/v1"
 _STREAMS: Final = "/streams/"

@@ -12,9 +12,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
-
-from origin.rest.access import check, may_read
-from origin.rest.bodies import (
+from plugin_streams.origin.rest.access import check, may_read
+from plugin_streams.origin.rest.bodies import (
     DEFAULT_LIST_LIMIT,
     MAX_LIST_LIMIT,
     decode_cursor,
@@ -22,11 +21,11 @@ from origin.rest.bodies import (
     parse_create_body,
     parse_limit,
 )
-from origin.service import StreamService
-from origin.stream import StreamState
-from shared import headers as h
-from shared.auth import AccessPolicy, Right
-from shared.errors import Gone, NotFound
+from plugin_streams.origin.service import StreamService
+from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared import headers as h
+from plugin_streams.shared.auth import AccessPolicy, Right
+from plugin_streams.shared.errors import Gone, NotFound
 
 JSON_TYPE = "application/json"
 #: Names a listing page may examine beyond its `limit` (expired, deleted or not readable ones).

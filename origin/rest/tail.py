@@ -22,25 +22,31 @@ from contextlib import AbstractContextManager
 from typing import Final
 
 from aiohttp import web
-
-from origin.config import OriginConfig
-from origin.handlers import cache_scope
-from origin.limits import LiveLimiter, live_connection
-from origin.metrics import OriginMetrics
-from origin.positions import resolve_position
-from origin.reads import read, wait_for_data
-from origin.rest.access import check
-from origin.rest.bodies import DEFAULT_READ_LIMIT, MAX_READ_LIMIT, parse_limit
-from origin.rest.messages import MessageHandlers, requested_after
-from origin.rest.pages import MESSAGE_FORMAT_HEADER, START_OFFSET_HEADER, Encoding, Page, encoding_of, page_of
-from origin.service import StreamService
-from origin.stream import StreamState
-from shared import caching, sse
-from shared import headers as h
-from shared.aio.departure import leaves_with_client
-from shared.aio.slow_clients import SlowClient, WriteBudget, end_live, write_live
-from shared.auth import AccessPolicy, Right
-from shared.errors import BadRequest, NotFound, ProtocolError
+from plugin_streams.origin.config import OriginConfig
+from plugin_streams.origin.handlers import cache_scope
+from plugin_streams.origin.limits import LiveLimiter, live_connection
+from plugin_streams.origin.metrics import OriginMetrics
+from plugin_streams.origin.positions import resolve_position
+from plugin_streams.origin.reads import read, wait_for_data
+from plugin_streams.origin.rest.access import check
+from plugin_streams.origin.rest.bodies import DEFAULT_READ_LIMIT, MAX_READ_LIMIT, parse_limit
+from plugin_streams.origin.rest.messages import MessageHandlers, requested_after
+from plugin_streams.origin.rest.pages import (
+    MESSAGE_FORMAT_HEADER,
+    START_OFFSET_HEADER,
+    Encoding,
+    Page,
+    encoding_of,
+    page_of,
+)
+from plugin_streams.origin.service import StreamService
+from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared import caching, sse
+from plugin_streams.shared import headers as h
+from plugin_streams.shared.aio.departure import leaves_with_client
+from plugin_streams.shared.aio.slow_clients import SlowClient, WriteBudget, end_live, write_live
+from plugin_streams.shared.auth import AccessPolicy, Right
+from plugin_streams.shared.errors import BadRequest, NotFound, ProtocolError
 
 _LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
 #: EventSource reconnection delay (ms), jittered per response so reconnects spread out.

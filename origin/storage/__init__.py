@@ -1,6 +1,6 @@
 """Storage engines behind one interface (`Store`); see base.py for the contract."""
 
-from origin.storage.base import (
+from plugin_streams.origin.storage.base import (
     ForkLink,
     LoadedStream,
     Record,
@@ -12,8 +12,8 @@ from origin.storage.base import (
     StreamMissing,
     Summary,
 )
-from origin.storage.file.engine import FileStore
-from origin.storage.memory import MemoryStore
+from plugin_streams.origin.storage.file.engine import FileStore
+from plugin_streams.origin.storage.memory import MemoryStore
 
 __all__ = [
     "FileStore",

@@ -22,8 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from shared.parse import Expiry, Retention
-from shared.producer import ProducerState, ProducerTable, ProducerTuple
+from plugin_streams.shared.parse import Expiry, Retention
+from plugin_streams.shared.producer import ProducerState, ProducerTable, ProducerTuple
 
 
 class StorageError(Exception):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from origin.storage.base import ForkLink, StreamConfig
-from shared.parse import Expiry, Retention
+from plugin_streams.origin.storage.base import ForkLink, StreamConfig
+from plugin_streams.shared.parse import Expiry, Retention
 
 
 def config_to_fields(config: StreamConfig) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from origin.storage.base import (
+from plugin_streams.origin.storage.base import (
     LoadedStream,
     Record,
     RecordsDropped,

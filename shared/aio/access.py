@@ -22,11 +22,10 @@ import tomllib
 from typing import Final
 
 from aiohttp import web
-
-from shared.aio.http_errors import Handler
-from shared.auth import OPEN, Access, AccessPolicy, Right, authorize, policy_from_mapping
-from shared.headers import STREAM_FORKED_FROM
-from shared.paths import STREAM_PREFIX, path_from_url_path
+from plugin_streams.shared.aio.http_errors import Handler
+from plugin_streams.shared.auth import OPEN, Access, AccessPolicy, Right, authorize, policy_from_mapping
+from plugin_streams.shared.headers import STREAM_FORKED_FROM
+from plugin_streams.shared.paths import STREAM_PREFIX, path_from_url_path
 
 logger = logging.getLogger(__name__)
 ACCESS: Final = web.RequestKey("access", Access)

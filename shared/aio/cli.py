@@ -13,7 +13,7 @@ import sys
 from importlib.metadata import entry_points
 from typing import Protocol
 
-from shared.aio import parse_errors_log
+from plugin_streams.shared.aio import parse_errors_log
 
 
 class Command(Protocol):
@@ -30,7 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands: dict[str, Command] = {}
     for entry in sorted(entry_points(group="plugin_streams.commands"), key=lambda e: e.name):
-        command: Command = entry.load()
+        try:
+            command: Command = entry.load()
+        except ImportError as exc:  # the servers' dependencies come with plugin-streams[server]
+            command = _Missing(entry.name, exc)
         commands[entry.name] = command
         command.configure(sub.add_parser(entry.name, help=command.help, description=command.help))
     args = parser.parse_args(argv)
@@ -41,6 +44,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parse_errors_log.install()
     return commands[args.command].run(args)
+
+
+class _Missing:
+    """A subcommand whose dependencies are not installed: it says which, and exits 2."""
+
+    def __init__(self, name: str, error: ImportError) -> None:
+        self.name = name
+        self.error = error
+        self.help = f"(not installed: pip install 'plugin-streams[server]' for `{name}`)"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("args", nargs=argparse.REMAINDER)
+
+    def run(self, args: argparse.Namespace) -> int:
+        print(f"plugin-streams {self.name}: {self.error}; install plugin-streams[server]", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -18,8 +18,7 @@ from typing import Final
 
 from aiohttp import web
 from multidict import CIMultiDict
-
-from shared.aio.http_errors import Handler
+from plugin_streams.shared.aio.http_errors import Handler
 
 FORWARDED_FOR: Final = "X-Forwarded-For"
 _MAX_ENTRY: Final = 64  # longer entries are not addresses; kept short as keys

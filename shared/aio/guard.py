@@ -29,9 +29,8 @@ from typing import Any, Final
 
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
-
-from shared.aio import departure
-from shared.errors import RequestTimeout
+from plugin_streams.shared.aio import departure
+from plugin_streams.shared.errors import RequestTimeout
 
 _HEAD_TIMEOUT_REASON: Final = b"request head not received in time\n"
 _HEAD_TIMED_OUT: Final = (

@@ -12,9 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-
-from shared.aio.departure import CLIENT_CLOSED_REQUEST, ClientGone
-from shared.errors import ProtocolError
+from plugin_streams.shared.aio.departure import CLIENT_CLOSED_REQUEST, ClientGone
+from plugin_streams.shared.errors import ProtocolError
 
 logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -16,9 +16,8 @@ import signal
 import sys
 
 from aiohttp import web
-
-from shared.aio.fast_lane import runner_for
-from shared.aio.guard import ConnectionTimeouts, guarded
+from plugin_streams.shared.aio.fast_lane import runner_for
+from plugin_streams.shared.aio.guard import ConnectionTimeouts, guarded
 
 try:
     import uvloop

@@ -6,11 +6,10 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from plugin_streams.edge import delivery as delivery_module
+from plugin_streams.edge.delivery import Delivery, chunk_framed
+from plugin_streams.edge.metrics import EdgeMetrics
 from prometheus_client import CollectorRegistry
-
-from edge import delivery as delivery_module
-from edge.delivery import Delivery, chunk_framed
-from edge.metrics import EdgeMetrics
 
 
 class Transport:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from multidict import CIMultiDict
-
-from edge.joined import join
-from edge.upstream import Reply
-from edge.writes import WriteMarks, reaches
-from shared.offsets import Offset
+from plugin_streams.edge.joined import join
+from plugin_streams.edge.upstream import Reply
+from plugin_streams.edge.writes import WriteMarks, reaches
+from plugin_streams.shared.offsets import Offset
 
 
 def at(position: int, generation: int = 0) -> Offset:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
-from shared.offsets import FIELD_WIDTH
+from plugin_streams.shared.offsets import FIELD_WIDTH
+
 from tests.fuzz.strategies import Surface
 from tests.support.processes import ProcessGroup, ServerProcess
 

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from hypothesis import strategies as st
-
-from shared.auth import signed_query
+from plugin_streams.shared.auth import signed_query
 
 
 @dataclass(frozen=True)

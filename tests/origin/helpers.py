@@ -6,12 +6,11 @@ from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from plugin_streams.origin.app import build_app
+from plugin_streams.origin.config import OriginConfig
+from plugin_streams.origin.storage import MemoryStore
+from plugin_streams.shared.auth import AccessPolicy
 from prometheus_client import CollectorRegistry
-
-from origin.app import build_app
-from origin.config import OriginConfig
-from origin.storage import MemoryStore
-from shared.auth import AccessPolicy
 
 Client = TestClient[web.Request, web.Application]
 S = "/v1/stream/"

@@ -12,11 +12,10 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
+from plugin_streams.origin.app import build_app
+from plugin_streams.origin.config import OriginConfig
+from plugin_streams.origin.storage import MemoryStore
 from yarl import URL
-
-from origin.app import build_app
-from origin.config import OriginConfig
-from origin.storage import MemoryStore
 
 Client = TestClient[web.Request, web.Application]
 S = "/v1/stream/"

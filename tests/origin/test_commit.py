@@ -6,11 +6,10 @@ import asyncio
 from collections.abc import Sequence
 
 import pytest
-
-from origin.service import StreamService
-from origin.storage import MemoryStore, Record, StorageFailure
-from shared.errors import Unavailable
-from shared.parse import AppendRequest, CreateRequest
+from plugin_streams.origin.service import StreamService
+from plugin_streams.origin.storage import MemoryStore, Record, StorageFailure
+from plugin_streams.shared.errors import Unavailable
+from plugin_streams.shared.parse import AppendRequest, CreateRequest
 
 CREATE = CreateRequest(content_type="text/plain", ttl_seconds=None, expires=None, closed=False, fork=None)
 APPEND = AppendRequest(content_type="text/plain", closed=False, stream_seq=None, producer=None)

@@ -10,10 +10,9 @@ import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from origin.paths_index import SortedPaths
-from shared import jsonmode
-from shared.jsonmarks import MessageMarks
+from plugin_streams.origin.paths_index import SortedPaths
+from plugin_streams.shared import jsonmode
+from plugin_streams.shared.jsonmarks import MessageMarks
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(alphabet=',[]{}"\\ab', max_size=12),

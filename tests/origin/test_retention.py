@@ -10,12 +10,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
+from plugin_streams.origin.app import build_app
+from plugin_streams.origin.config import OriginConfig
+from plugin_streams.origin.storage import FileStore
+from plugin_streams.shared.auth import AccessPolicy
 from prometheus_client import CollectorRegistry
 
-from origin.app import build_app
-from origin.config import OriginConfig
-from origin.storage import FileStore
-from shared.auth import AccessPolicy
 from tests.origin.helpers import Client, S, memory_app
 
 AiohttpClient = Callable[[web.Application], Awaitable[Client]]
@@ -53,7 +53,7 @@ async def test_max_bytes_drops_oldest_whole_appends(aiohttp_client: AiohttpClien
 async def test_max_age_with_a_clock(aiohttp_client: AiohttpClient) -> None:
     now = [1_800_000_000_000]
     config = OriginConfig(engine="memory", compact_min_bytes=1)
-    from origin.storage import MemoryStore
+    from plugin_streams.origin.storage import MemoryStore
 
     app = build_app(
         config, store=MemoryStore(), clock_ms=lambda: now[0], registry=CollectorRegistry(), policy=AccessPolicy()

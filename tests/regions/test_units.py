@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from edge.region.patterns import PathPatterns
-from origin.replication.changes import ChangeLog
-from origin.storage.base import ForkLink, StreamConfig
-from origin.storage.config_fields import config_from_fields, config_to_fields
-from origin.stream import StreamState
-from shared.parse import Expiry, Retention
+from plugin_streams.edge.region.patterns import PathPatterns
+from plugin_streams.origin.replication.changes import ChangeLog
+from plugin_streams.origin.storage.base import ForkLink, StreamConfig
+from plugin_streams.origin.storage.config_fields import config_from_fields, config_to_fields
+from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared.parse import Expiry, Retention
 
 
 @pytest.mark.parametrize(
@@ -76,9 +75,9 @@ def test_configuration_json_round_trips() -> None:
 
 async def test_replica_touch_reports_go_in_batches_the_origin_accepts() -> None:
     """More paths than one report may carry: every one is sent, none in an oversized post."""
-    from edge.region.replica import Replica
-    from shared import replication as r
-    from shared.errors import Unavailable
+    from plugin_streams.edge.region.replica import Replica
+    from plugin_streams.shared import replication as r
+    from plugin_streams.shared.errors import Unavailable
 
     sent: list[list[str]] = []
     replica = Replica.__new__(Replica)  # only the touch bookkeeping is exercised

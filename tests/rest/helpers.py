@@ -9,8 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-
-from shared import sse
+from plugin_streams.shared import sse
 
 
 def stream_url(api: str, name: str, action: str = "") -> str:

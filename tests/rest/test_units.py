@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
-
-from origin.rest.bodies import decode_cursor, encode_cursor, parse_create_body, parse_limit
-from origin.rest.routes import split_name
-from origin.rest.tail import encode_message
-from shared import sse
-from shared.errors import BadRequest
-from shared.parse import Retention
+from plugin_streams.origin.rest.bodies import decode_cursor, encode_cursor, parse_create_body, parse_limit
+from plugin_streams.origin.rest.routes import split_name
+from plugin_streams.origin.rest.tail import encode_message
+from plugin_streams.shared import sse
+from plugin_streams.shared.errors import BadRequest
+from plugin_streams.shared.parse import Retention
 
 
 def test_create_body_defaults_and_fields() -> None:

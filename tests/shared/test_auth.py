@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from shared.auth import Right, authorize, covers, parse_expiry, policy_from_mapping, signed_query
-from shared.errors import BadRequest, Forbidden, Unauthorized
+from plugin_streams.shared.auth import Right, authorize, covers, parse_expiry, policy_from_mapping, signed_query
+from plugin_streams.shared.errors import BadRequest, Forbidden, Unauthorized
 
 POLICY = policy_from_mapping(
     {

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import pytest
-
-from shared.content_types import MAX_CONTENT_TYPE_LENGTH, is_json, media_type, same, sse_is_base64, validate
-from shared.errors import BadRequest
+from plugin_streams.shared.content_types import (
+    MAX_CONTENT_TYPE_LENGTH,
+    is_json,
+    media_type,
+    same,
+    sse_is_base64,
+    validate,
+)
+from plugin_streams.shared.errors import BadRequest
 
 
 @pytest.mark.parametrize(

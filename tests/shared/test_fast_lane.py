@@ -19,10 +19,9 @@ import pytest
 from aiohttp import web
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.web_protocol import RequestHandler
+from plugin_streams.shared.aio.fast_lane import LANE, FastConnection, FastLaneRunner, FastLaneServer
+from plugin_streams.shared.aio.observe import OBSERVER, Observer
 from prometheus_client import CollectorRegistry, Counter, Histogram
-
-from shared.aio.fast_lane import LANE, FastConnection, FastLaneRunner, FastLaneServer
-from shared.aio.observe import OBSERVER, Observer
 
 FAST_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n"
 
@@ -303,7 +302,7 @@ async def test_without_the_aiohttp_internals_it_needs_the_lane_stays_off(
     app.router.add_get("/fast", ordinary)
     app[LANE] = Lane()
     runner = FastLaneRunner(app, access_log=None)
-    with caplog.at_level(logging.WARNING, logger="shared.aio.fast_lane"):
+    with caplog.at_level(logging.WARNING, logger="plugin_streams.shared.aio.fast_lane"):
         await runner.setup()
     try:
         assert runner.server is not None and not isinstance(runner.server, FastLaneServer)

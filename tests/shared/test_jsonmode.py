@@ -6,10 +6,16 @@ import json
 from collections.abc import Callable
 
 import pytest
-
-from shared import jsonmode
-from shared.errors import BadRequest
-from shared.jsonmode import EMPTY_ARRAY, encode_messages, first_messages, frame, parse_messages, stored_batch
+from plugin_streams.shared import jsonmode
+from plugin_streams.shared.errors import BadRequest
+from plugin_streams.shared.jsonmode import (
+    EMPTY_ARRAY,
+    encode_messages,
+    first_messages,
+    frame,
+    parse_messages,
+    stored_batch,
+)
 
 
 def append(body: bytes) -> list[bytes]:

@@ -7,10 +7,9 @@ import itertools
 import random
 
 import pytest
-
-from shared.errors import BadRequest
-from shared.headers import OFFSET_NOW, OFFSET_START
-from shared.offsets import (
+from plugin_streams.shared.errors import BadRequest
+from plugin_streams.shared.headers import OFFSET_NOW, OFFSET_START
+from plugin_streams.shared.offsets import (
     MAX_FIELD,
     NOW,
     START,

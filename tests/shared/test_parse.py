@@ -6,10 +6,9 @@ import itertools
 
 import pytest
 from multidict import CIMultiDict
-
-from shared.errors import BadRequest
-from shared.offsets import NOW, START, Offset
-from shared.parse import (
+from plugin_streams.shared.errors import BadRequest
+from plugin_streams.shared.offsets import NOW, START, Offset
+from plugin_streams.shared.parse import (
     MAX_PRODUCER_ID_LENGTH,
     MAX_STREAM_SEQ_LENGTH,
     MAX_TTL_SECONDS,
@@ -23,7 +22,7 @@ from shared.parse import (
     parse_expires_at,
     parse_read,
 )
-from shared.producer import MAX_SAFE_INTEGER, ProducerTuple
+from plugin_streams.shared.producer import MAX_SAFE_INTEGER, ProducerTuple
 
 OFFSET = "0000000000000003_0000000000000010"
 

@@ -6,8 +6,7 @@ import logging
 
 import pytest
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
-
-from shared.aio.parse_errors_log import SERVER_LOGGER, install
+from plugin_streams.shared.aio.parse_errors_log import SERVER_LOGGER, install
 
 
 def _log_error(exc: BaseException, caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from shared.errors import BadRequest
-from shared.paths import MAX_PATH_BYTES, STREAM_PREFIX, path_from_url_path, url_path, validate_path
+from plugin_streams.shared.errors import BadRequest
+from plugin_streams.shared.paths import MAX_PATH_BYTES, STREAM_PREFIX, path_from_url_path, url_path, validate_path
 
 VALID = [
     "a",

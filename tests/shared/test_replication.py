@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from shared import replication as r
+from plugin_streams.shared import replication as r
 
 
 def frames_bytes() -> bytes:

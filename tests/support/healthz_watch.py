@@ -17,8 +17,7 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
-
-from shared.aio.tasks import spawn
+from plugin_streams.shared.aio.tasks import spawn
 
 POLL_INTERVAL = 0.01
 MAX_STALL = 0.5

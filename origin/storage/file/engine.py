@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final, TypeVar
 
-from origin.storage.base import (
+from plugin_streams.origin.storage.base import (
     LoadedStream,
     Record,
     RecordsDropped,
@@ -31,10 +31,10 @@ from origin.storage.base import (
     StreamConfig,
     StreamMissing,
 )
-from origin.storage.file import manifest, segment
-from origin.storage.file.handles import HandlePool
-from origin.storage.file.manifest import LogState
-from origin.storage.file.recovery import LogIndex, empty_index, recover_stream
+from plugin_streams.origin.storage.file import manifest, segment
+from plugin_streams.origin.storage.file.handles import HandlePool
+from plugin_streams.origin.storage.file.manifest import LogState
+from plugin_streams.origin.storage.file.recovery import LogIndex, empty_index, recover_stream
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Final
 
-from origin.storage.base import StreamConfig
-from origin.storage.config_fields import config_from_fields, config_to_fields
+from plugin_streams.origin.storage.base import StreamConfig
+from plugin_streams.origin.storage.config_fields import config_from_fields, config_to_fields
 
 MANIFEST: Final = "manifest.json"
 FORMAT_VERSION: Final = 1

@@ -13,9 +13,9 @@ import os
 from array import array
 from dataclasses import dataclass
 
-from origin.storage.base import LoadedStream, Summary
-from origin.storage.file import manifest, segment
-from origin.storage.file.manifest import LogState
+from plugin_streams.origin.storage.base import LoadedStream, Summary
+from plugin_streams.origin.storage.file import manifest, segment
+from plugin_streams.origin.storage.file.manifest import LogState
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from origin.storage.base import Record
-from shared.producer import ProducerTuple
+from plugin_streams.origin.storage.base import Record
+from plugin_streams.shared.producer import ProducerTuple
 
 _PREFIX: Final = struct.Struct("<II")
 _PRODUCER: Final = struct.Struct("<QQH")

@@ -15,8 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-
-from origin.storage import (
+from plugin_streams.origin.storage import (
     FileStore,
     ForkLink,
     LoadedStream,
@@ -26,9 +25,9 @@ from origin.storage import (
     StreamConfig,
     StreamMissing,
 )
-from origin.storage.tail_cache import TailCachedStore
-from shared.parse import Expiry
-from shared.producer import ProducerState, ProducerTuple
+from plugin_streams.origin.storage.tail_cache import TailCachedStore
+from plugin_streams.shared.parse import Expiry
+from plugin_streams.shared.producer import ProducerState, ProducerTuple
 
 CREATED_MS = 1_700_000_000_000
 Reopen = Callable[[], Awaitable[tuple[Store, dict[int, LoadedStream]]]]

@@ -11,10 +11,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-from origin.storage import FileStore, LoadedStream, Record, StreamConfig
-from origin.storage.file import segment
-from shared.producer import ProducerState, ProducerTuple
+from plugin_streams.origin.storage import FileStore, LoadedStream, Record, StreamConfig
+from plugin_streams.origin.storage.file import segment
+from plugin_streams.shared.producer import ProducerState, ProducerTuple
 
 RECORDS = [
     Record(b"alpha", producer=ProducerTuple("p", 0, 0)),

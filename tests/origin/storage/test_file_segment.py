@@ -7,11 +7,18 @@ import struct
 import zlib
 
 import pytest
-
-from origin.storage import Record
-from origin.storage.file import segment
-from origin.storage.file.segment import FLAG_CLOSED, FLAG_PRODUCER, FLAG_STREAM_SEQ, PREFIX_SIZE, Scanned, encode, scan
-from shared.producer import ProducerTuple
+from plugin_streams.origin.storage import Record
+from plugin_streams.origin.storage.file import segment
+from plugin_streams.origin.storage.file.segment import (
+    FLAG_CLOSED,
+    FLAG_PRODUCER,
+    FLAG_STREAM_SEQ,
+    PREFIX_SIZE,
+    Scanned,
+    encode,
+    scan,
+)
+from plugin_streams.shared.producer import ProducerTuple
 
 RECORDS = [
     Record(b"hello"),

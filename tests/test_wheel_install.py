@@ -1,0 +1,67 @@
+"""The built wheel installs under one import root, next to distributions named shared/origin/edge.
+
+Builds the wheel of this checkout, installs it into a fresh virtual environment that already
+holds stand-in packages called `shared`, `origin` and `edge` (PyPI has distributions with each
+of those names), then runs what a user would from that install: `plugin-streams --help`, an
+origin, and a client round trip. The stand-ins must still import as themselves afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import ServerProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+STAND_INS = ("shared", "origin", "edge")
+ROUND_TRIP = """
+import sys
+from plugin_streams import SyncStreams
+import shared, origin, edge
+assert [m.WHO for m in (shared, origin, edge)] == ["stand-in shared", "stand-in origin", "stand-in edge"]
+with SyncStreams(sys.argv[1]) as streams:
+    stream = streams.create("wheel/round-trip")
+    stream.append({"hello": "wheel"})
+    print([m.data for m in stream.read()])
+"""
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(args, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=540)
+    assert done.returncode == 0, f"{' '.join(args)}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def test_the_wheel_installs_and_runs_next_to_packages_named_shared_origin_and_edge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wheels = tmp_path / "wheels"
+    _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(ROOT))
+    (wheel,) = wheels.glob("plugin_streams-*.whl")
+    venv = tmp_path / "venv"
+    _run(sys.executable, "-m", "venv", str(venv))
+    python = venv / "bin" / "python"
+    site = Path(_run(str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").strip())
+    for name in STAND_INS:  # what `pip install shared origin edge` would leave in site-packages
+        (site / name).mkdir()
+        (site / name / "__init__.py").write_text(f'WHO = "stand-in {name}"\n')
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    _run(*pip, "-c", str(ROOT / "constraints.txt"), f"{wheel}[server]", env=env)
+    cli = str(venv / "bin" / "plugin-streams")
+    assert "origin" in _run(cli, "--help", env=env) and "edge" in _run(cli, "edge", "--help", env=env)
+    installed = Path(_run(str(python), "-c", "import plugin_streams.origin as o; print(o.__file__)", env=env))
+    assert str(installed).startswith(str(site)), installed  # from the wheel, not this checkout
+    args = [cli, "origin", "--host", "127.0.0.1", "--port", "0", "--engine", "memory"]
+    server = ServerProcess(args, tmp_path / "origin.log")
+    monkeypatch.chdir(tmp_path)  # nothing of the checkout on the path
+    with server:
+        out = _run(str(python), "-c", ROUND_TRIP, server.url, env=env)
+    assert out.strip() == "[{'hello': 'wheel'}]"
