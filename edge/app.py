@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import CollectorRegistry
+
 from plugin_streams.edge.cache import ChunkCache
 from plugin_streams.edge.config import EdgeConfig
 from plugin_streams.edge.fanout import SSEFanout
@@ -33,7 +35,6 @@ from plugin_streams.shared.aio.http_errors import error_middleware
 from plugin_streams.shared.aio.observe import OBSERVER, Observer, metrics_handler, observing
 from plugin_streams.shared.aio.tasks import cancel_all
 from plugin_streams.shared.auth import AccessPolicy
-from prometheus_client import CollectorRegistry
 
 logger = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from typing import Any
 import aiofiles
 import aiofiles.os
 from cachetools import LRUCache
+
 from plugin_streams.edge.chunks import Chunk, ChunkKey
 from plugin_streams.edge.freshness import Freshness, capped
 

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from multidict import CIMultiDict
+
 from plugin_streams.shared import caching, content_types, jsonmode
 from plugin_streams.shared import headers as h
 from plugin_streams.shared.jsonmarks import MessageMarks

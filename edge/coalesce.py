@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Final, Generic, TypeVar
 
 from multidict import CIMultiDict
+
 from plugin_streams.shared.aio.tasks import spawn
 
 #: Request headers that make an answer depend on what one client already holds (RFC 9110 §13).

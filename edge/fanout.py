@@ -26,6 +26,7 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 from aiohttp import web
+
 from plugin_streams.edge.delivery import Delivery, Subscriber
 from plugin_streams.edge.metrics import EdgeMetrics
 from plugin_streams.edge.reads import EdgeReads, now_ms, respond

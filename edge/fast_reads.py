@@ -25,6 +25,7 @@ from typing import Final
 from aiohttp.http import HttpVersion11
 from aiohttp.http_parser import RawRequestMessage
 from cachetools import LRUCache
+
 from plugin_streams.edge.cache import ChunkCache
 from plugin_streams.edge.chunks import ChunkKey
 from plugin_streams.edge.metrics import EdgeMetrics

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+
 from plugin_streams.edge.cache import ChunkCache
 from plugin_streams.edge.fanout import SSEFanout
 from plugin_streams.edge.reads import EdgeReads, respond

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 
 import aiohttp
+
 from plugin_streams.edge.freshness import Freshness
 from plugin_streams.shared import replication as r
 

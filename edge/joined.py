@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from multidict import CIMultiDict
+
 from plugin_streams.edge.upstream import Reply
 from plugin_streams.shared import caching, content_types, jsonmode
 from plugin_streams.shared import headers as h

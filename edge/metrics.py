@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from plugin_streams.origin.metrics import LATENCY_BUCKETS
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from plugin_streams.origin.metrics import LATENCY_BUCKETS
 
 
 class EdgeMetrics:

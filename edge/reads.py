@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from aiohttp import web
 from cachetools import TTLCache
 from multidict import CIMultiDict
+from yarl import URL
+
 from plugin_streams.edge.cache import ChunkCache
 from plugin_streams.edge.chunks import Chunk, ChunkKey, is_immutable
 from plugin_streams.edge.coalesce import SingleFlight, shared_headers
@@ -32,7 +34,6 @@ from plugin_streams.shared.aio.departure import leaves_with_client
 from plugin_streams.shared.errors import Unavailable
 from plugin_streams.shared.offsets import Offset, parse_offset
 from plugin_streams.shared.parse import ReadRequest
-from yarl import URL
 
 RECENT_POLL_BYTES = 64 * 1024 * 1024
 #: Most recent answers joined to give a reader behind this edge's writes an answer reaching them.

@@ -23,6 +23,7 @@ from urllib.parse import unquote
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
+
 from plugin_streams.edge.config import EdgeConfig
 from plugin_streams.edge.handlers import BUFFERED_BODY, EdgeHandlers
 from plugin_streams.edge.upstream import Reply, end_to_end

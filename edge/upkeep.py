@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+
 from plugin_streams.edge.cache import ChunkCache
 from plugin_streams.edge.config import EdgeConfig
 from plugin_streams.edge.invalidation import Invalidation

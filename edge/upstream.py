@@ -14,8 +14,9 @@ from typing import Final
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
-from plugin_streams.shared.errors import Unavailable
 from yarl import URL
+
+from plugin_streams.shared.errors import Unavailable
 
 #: RFC 9110 §7.6.1 connection-specific headers, plus ones the edge recomputes itself.
 HOP_BY_HOP: Final = frozenset(

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cachetools import LRUCache
+
 from plugin_streams.shared.offsets import Offset
 
 MAX_PATHS = 100_000

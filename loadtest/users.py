@@ -30,10 +30,10 @@ from gevent.lock import Semaphore
 from locust import constant, constant_pacing, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.runners import STATE_RUNNING, STATE_SPAWNING
-from plugin_streams.shared.sse import Parser
 
 from loadtest.config import CONFIG
 from loadtest.tracking import TRACKER, ReaderStats
+from plugin_streams.shared.sse import Parser
 
 JSON = "application/json"
 _stream_lock = Semaphore()

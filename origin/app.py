@@ -14,6 +14,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
+
 from plugin_streams.origin.commit import Committer
 from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.handlers import StreamHandlers
@@ -34,7 +36,6 @@ from plugin_streams.shared.aio.http_errors import Handler, error_middleware
 from plugin_streams.shared.aio.observe import metrics_handler, observe_middleware
 from plugin_streams.shared.aio.tasks import cancel_all, spawn
 from plugin_streams.shared.auth import AccessPolicy
-from prometheus_client import CollectorRegistry
 
 logger = logging.getLogger(__name__)
 SERVICE: web.AppKey[StreamService] = web.AppKey("service", StreamService)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from multidict import CIMultiDict
+
 from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.limits import LiveLimiter
 from plugin_streams.origin.live import LiveReads

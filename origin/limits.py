@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from cachetools import TTLCache
-from plugin_streams.shared.errors import TooManyRequests, Unavailable
 from prometheus_client import Gauge
+
+from plugin_streams.shared.errors import TooManyRequests, Unavailable
 
 RETRY_AFTER = "Retry-After"
 

@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager
 
 from aiohttp import web
 from multidict import CIMultiDict
+
 from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.limits import LiveLimiter, live_connection
 from plugin_streams.origin.metrics import OriginMetrics

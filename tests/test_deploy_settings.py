@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from plugin_streams.edge import cli as edge_cli
 from plugin_streams.origin import cli as origin_cli
 

@@ -13,6 +13,7 @@ import json
 import logging
 
 import aiohttp
+
 from plugin_streams.edge.region.link import Link
 from plugin_streams.edge.region.replica import Replica
 from plugin_streams.shared import replication as r

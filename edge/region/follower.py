@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import aiohttp
+
 from plugin_streams.edge.region.link import Link
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared import replication as r

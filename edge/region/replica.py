@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+
 from plugin_streams.edge.region.follower import Diverged, Follower, FollowerEnd
 from plugin_streams.edge.region.link import Link
 from plugin_streams.edge.region.metrics import RegionMetrics

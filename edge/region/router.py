@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+
 from plugin_streams.edge.region.changes import ChangeFollower
 from plugin_streams.edge.region.link import Link
 from plugin_streams.edge.region.metrics import RegionMetrics

@@ -8,6 +8,8 @@ import logging
 from dataclasses import dataclass
 
 import aiohttp
+from prometheus_client import CollectorRegistry
+
 from plugin_streams.edge.config import EdgeConfig
 from plugin_streams.edge.region.changes import ChangeFollower
 from plugin_streams.edge.region.link import Link
@@ -23,7 +25,6 @@ from plugin_streams.origin.storage import FileStore
 from plugin_streams.origin.storage.tail_cache import TailCachedStore
 from plugin_streams.shared.aio.tasks import cancel_all, spawn
 from plugin_streams.shared.auth import AccessPolicy
-from prometheus_client import CollectorRegistry
 
 logger = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from bisect import bisect_left
 
 from aiohttp import web
+
 from plugin_streams.origin.reads import wait_for_data
 from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.storage.base import StorageError

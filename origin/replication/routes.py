@@ -12,6 +12,7 @@ import json
 import time
 
 from aiohttp import web
+
 from plugin_streams.origin.replication.changes import ChangeLog
 from plugin_streams.origin.replication.configs import describe
 from plugin_streams.origin.replication.log_feed import serve_log

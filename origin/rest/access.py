@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
+
 from plugin_streams.shared.aio.access import ACCESS
 from plugin_streams.shared.auth import Access, AccessPolicy, Right, authorize
 from plugin_streams.shared.errors import Forbidden, Unauthorized

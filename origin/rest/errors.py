@@ -12,6 +12,7 @@ import logging
 from typing import Final
 
 from aiohttp import web
+
 from plugin_streams.shared import headers as h
 from plugin_streams.shared.aio.http_errors import Handler
 from plugin_streams.shared.errors import ProtocolError

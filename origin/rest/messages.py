@@ -16,6 +16,7 @@ from typing import TypeVar
 from urllib.parse import urlencode
 
 from aiohttp import web
+
 from plugin_streams.origin.boundaries import INLINE_BYTES
 from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.handlers import cache_scope

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from cachetools import LRUCache
+
 from plugin_streams.shared.producer import ProducerTuple
 
 CAPACITY: Final = 10_000

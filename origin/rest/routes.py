@@ -16,6 +16,7 @@ from typing import Final
 from urllib.parse import unquote
 
 from aiohttp import web
+
 from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.limits import LiveLimiter
 from plugin_streams.origin.metrics import OriginMetrics

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
+
 from plugin_streams.origin.rest.access import check, may_read
 from plugin_streams.origin.rest.bodies import (
     DEFAULT_LIST_LIMIT,

@@ -22,6 +22,7 @@ from contextlib import AbstractContextManager
 from typing import Final
 
 from aiohttp import web
+
 from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.handlers import cache_scope
 from plugin_streams.origin.limits import LiveLimiter, live_connection

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cachetools import LRUCache
+
 from plugin_streams.origin.storage.base import LoadedStream, Record, Store, StreamConfig
 
 PER_STREAM_BYTES = 1024 * 1024

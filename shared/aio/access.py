@@ -22,6 +22,7 @@ import tomllib
 from typing import Final
 
 from aiohttp import web
+
 from plugin_streams.shared.aio.http_errors import Handler
 from plugin_streams.shared.auth import OPEN, Access, AccessPolicy, Right, authorize, policy_from_mapping
 from plugin_streams.shared.headers import STREAM_FORKED_FROM

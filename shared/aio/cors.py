@@ -9,6 +9,7 @@ from collections.abc import MutableMapping
 from typing import Final
 
 from aiohttp import web
+
 from plugin_streams.shared.headers import EXPOSED_HEADERS
 
 ALLOWED_METHODS: Final = "GET, HEAD, POST, PUT, DELETE, OPTIONS"

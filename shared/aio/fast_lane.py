@@ -41,6 +41,7 @@ from aiohttp import web
 from aiohttp.http_parser import HttpRequestParser, RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler
+
 from plugin_streams.shared.aio.observe import OBSERVER, Observer
 
 logger = logging.getLogger(__name__)

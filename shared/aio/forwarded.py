@@ -18,6 +18,7 @@ from typing import Final
 
 from aiohttp import web
 from multidict import CIMultiDict
+
 from plugin_streams.shared.aio.http_errors import Handler
 
 FORWARDED_FOR: Final = "X-Forwarded-For"

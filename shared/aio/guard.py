@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
+
 from plugin_streams.shared.aio import departure
 from plugin_streams.shared.errors import RequestTimeout
 

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+
 from plugin_streams.shared.aio.departure import CLIENT_CLOSED_REQUEST, ClientGone
 from plugin_streams.shared.errors import ProtocolError
 

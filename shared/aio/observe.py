@@ -12,9 +12,10 @@ import time
 from typing import Any, Final, Protocol
 
 from aiohttp import web
-from plugin_streams.shared.aio.http_errors import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from yarl import URL
+
+from plugin_streams.shared.aio.http_errors import Handler
 
 access_logger = logging.getLogger("plugin_streams.access")
 

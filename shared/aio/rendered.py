@@ -15,6 +15,7 @@ from aiohttp import hdrs
 from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE
 from multidict import CIMultiDict
+
 from plugin_streams.shared.aio.cors import add_security_headers
 
 _DATE_MARK = "\0date\0"

@@ -16,6 +16,7 @@ import signal
 import sys
 
 from aiohttp import web
+
 from plugin_streams.shared.aio.fast_lane import runner_for
 from plugin_streams.shared.aio.guard import ConnectionTimeouts, guarded
 

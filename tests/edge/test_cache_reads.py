@@ -9,8 +9,8 @@ import time
 
 import aiohttp
 import pytest
-from plugin_streams.shared import jsonmode
 
+from plugin_streams.shared import jsonmode
 from tests.edge.conftest import Servers
 from tests.edge.support import (
     append,

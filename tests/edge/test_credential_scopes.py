@@ -15,8 +15,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from plugin_streams.shared import sse
 
+from plugin_streams.shared import sse
 from tests.edge.conftest import Servers
 from tests.edge.support import append, create, edge_upstream, offset_at, split_offset
 

@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from prometheus_client import CollectorRegistry
+
 from plugin_streams.edge import delivery as delivery_module
 from plugin_streams.edge.delivery import Delivery, chunk_framed
 from plugin_streams.edge.metrics import EdgeMetrics
-from prometheus_client import CollectorRegistry
 
 
 class Transport:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+
 from plugin_streams.shared import sse
 from plugin_streams.shared.auth import signed_query
-
 from tests.edge.conftest import Servers
 from tests.edge.support import append, create, edge_upstream, metric, offset_at, scrape, split_offset
 

@@ -16,8 +16,8 @@ from urllib.request import Request, urlopen
 
 import aiohttp
 import pytest
-from plugin_streams.shared.auth import signed_query
 
+from plugin_streams.shared.auth import signed_query
 from tests.support.processes import CLI, EdgeProcess, OriginProcess
 
 KEY = b"k"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from multidict import CIMultiDict
+
 from plugin_streams.edge.joined import join
 from plugin_streams.edge.upstream import Reply
 from plugin_streams.edge.writes import WriteMarks, reaches

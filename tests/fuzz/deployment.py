@@ -17,7 +17,6 @@ from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
 from plugin_streams.shared.offsets import FIELD_WIDTH
-
 from tests.fuzz.strategies import Surface
 from tests.support.processes import ProcessGroup, ServerProcess
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from hypothesis import strategies as st
+
 from plugin_streams.shared.auth import signed_query
 
 

@@ -6,11 +6,12 @@ from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry
+
 from plugin_streams.origin.app import build_app
 from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.storage import MemoryStore
 from plugin_streams.shared.auth import AccessPolicy
-from prometheus_client import CollectorRegistry
 
 Client = TestClient[web.Request, web.Application]
 S = "/v1/stream/"

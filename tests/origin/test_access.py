@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from aiohttp import web
-from plugin_streams.shared.auth import AccessPolicy, TokenGrant, policy_from_mapping, signed_query
 
+from plugin_streams.shared.auth import AccessPolicy, TokenGrant, policy_from_mapping, signed_query
 from tests.origin.helpers import Client, S, memory_app
 
 POLICY = policy_from_mapping(

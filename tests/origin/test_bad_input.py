@@ -12,10 +12,11 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
+from yarl import URL
+
 from plugin_streams.origin.app import build_app
 from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.storage import MemoryStore
-from yarl import URL
 
 Client = TestClient[web.Request, web.Application]
 S = "/v1/stream/"

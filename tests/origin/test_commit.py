@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 import pytest
+
 from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.storage import MemoryStore, Record, StorageFailure
 from plugin_streams.shared.errors import Unavailable

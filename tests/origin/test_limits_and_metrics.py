@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+
 from plugin_streams.origin.limits import RateLimiter
 from plugin_streams.shared.errors import TooManyRequests
-
 from tests.origin.helpers import Client, S, memory_app
 
 AiohttpClient = Callable[[web.Application], Awaitable[Client]]

@@ -10,6 +10,7 @@ import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from plugin_streams.origin.paths_index import SortedPaths
 from plugin_streams.shared import jsonmode
 from plugin_streams.shared.jsonmarks import MessageMarks

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from plugin_streams.origin.storage.file.engine import GENERATION_BLOCK
 
+from plugin_streams.origin.storage.file.engine import GENERATION_BLOCK
 from tests.support.processes import OriginProcess
 
 pytestmark = pytest.mark.timeout(180)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from plugin_streams.shared.producer import MAX_PRODUCERS_PER_STREAM
 
+from plugin_streams.shared.producer import MAX_PRODUCERS_PER_STREAM
 from tests.support.processes import OriginProcess
 
 pytestmark = pytest.mark.timeout(120)

@@ -10,12 +10,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
+
 from plugin_streams.origin.app import build_app
 from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.storage import FileStore
 from plugin_streams.shared.auth import AccessPolicy
-from prometheus_client import CollectorRegistry
-
 from tests.origin.helpers import Client, S, memory_app
 
 AiohttpClient = Callable[[web.Application], Awaitable[Client]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from plugin_streams.edge.region.patterns import PathPatterns
 from plugin_streams.origin.replication.changes import ChangeLog
 from plugin_streams.origin.storage.base import ForkLink, StreamConfig

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from plugin_streams.origin.rest.bodies import decode_cursor, encode_cursor, parse_create_body, parse_limit
 from plugin_streams.origin.rest.routes import split_name
 from plugin_streams.origin.rest.tail import encode_message

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from plugin_streams.shared.auth import Right, authorize, covers, parse_expiry, policy_from_mapping, signed_query
 from plugin_streams.shared.errors import BadRequest, Forbidden, Unauthorized
 

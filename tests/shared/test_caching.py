@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from plugin_streams.shared.caching import (
     LONG_POLL_MAX_AGE,
     MAX_SURROGATE_KEY,

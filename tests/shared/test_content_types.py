@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from plugin_streams.shared.content_types import (
     MAX_CONTENT_TYPE_LENGTH,
     is_json,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+
 from plugin_streams.shared.cursor import EPOCH_MS, INTERVAL_MS, MAX_JITTER_INTERVALS, current_interval, next_cursor
 
 NOW_MS = EPOCH_MS + 1000 * INTERVAL_MS + 1234  # inside interval 1000

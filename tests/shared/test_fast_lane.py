@@ -19,9 +19,10 @@ import pytest
 from aiohttp import web
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.web_protocol import RequestHandler
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
 from plugin_streams.shared.aio.fast_lane import LANE, FastConnection, FastLaneRunner, FastLaneServer
 from plugin_streams.shared.aio.observe import OBSERVER, Observer
-from prometheus_client import CollectorRegistry, Counter, Histogram
 
 FAST_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n"
 

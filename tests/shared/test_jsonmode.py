@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 
 import pytest
+
 from plugin_streams.shared import jsonmode
 from plugin_streams.shared.errors import BadRequest
 from plugin_streams.shared.jsonmode import (

@@ -7,6 +7,7 @@ import itertools
 import random
 
 import pytest
+
 from plugin_streams.shared.errors import BadRequest
 from plugin_streams.shared.headers import OFFSET_NOW, OFFSET_START
 from plugin_streams.shared.offsets import (

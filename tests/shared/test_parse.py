@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 from multidict import CIMultiDict
+
 from plugin_streams.shared.errors import BadRequest
 from plugin_streams.shared.offsets import NOW, START, Offset
 from plugin_streams.shared.parse import (

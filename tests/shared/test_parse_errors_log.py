@@ -6,6 +6,7 @@ import logging
 
 import pytest
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+
 from plugin_streams.shared.aio.parse_errors_log import SERVER_LOGGER, install
 
 

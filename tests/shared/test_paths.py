@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from plugin_streams.shared.errors import BadRequest
 from plugin_streams.shared.paths import MAX_PATH_BYTES, STREAM_PREFIX, path_from_url_path, url_path, validate_path
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+
 from plugin_streams.shared.producer import MAX_SAFE_INTEGER, Decision, Outcome, ProducerState, decide
 
 ACCEPT, DUPLICATE, STALE, GAP, BAD = (

@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+
 from plugin_streams.shared.sse import KEEP_ALIVE, Event, Parser, control_payload, encode_control, encode_data
 
 CONTROL_RE = re.compile(rb"event: control\s*\ndata:({[^}]+})")

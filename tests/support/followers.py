@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
+
 from plugin_streams.shared import sse
 
 RETRYABLE = (502, 503, 504)

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+
 from plugin_streams.shared.aio.tasks import spawn
 
 POLL_INTERVAL = 0.01

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+
 from plugin_streams.origin.storage import (
     FileStore,
     ForkLink,

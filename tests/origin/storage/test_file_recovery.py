@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from plugin_streams.origin.storage import FileStore, LoadedStream, Record, StreamConfig
 from plugin_streams.origin.storage.file import segment
 from plugin_streams.shared.producer import ProducerState, ProducerTuple

@@ -7,6 +7,7 @@ import struct
 import zlib
 
 import pytest
+
 from plugin_streams.origin.storage import Record
 from plugin_streams.origin.storage.file import segment
 from plugin_streams.origin.storage.file.segment import (
