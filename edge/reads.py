@@ -22,7 +22,7 @@ from yarl import URL
 
 from plugin_streams.edge.cache import ChunkCache
 from plugin_streams.edge.chunks import Chunk, ChunkKey, is_immutable
-from plugin_streams.edge.coalesce import SingleFlight, shared_headers
+from plugin_streams.edge.coalesce import shared_headers
 from plugin_streams.edge.joined import join
 from plugin_streams.edge.metrics import EdgeMetrics
 from plugin_streams.edge.scope import ReadScope
@@ -31,6 +31,7 @@ from plugin_streams.edge.writes import WriteMarks, reaches
 from plugin_streams.shared import caching, cursor
 from plugin_streams.shared import headers as h
 from plugin_streams.shared.aio.departure import leaves_with_client
+from plugin_streams.shared.aio.single_flight import SingleFlight
 from plugin_streams.shared.errors import Unavailable
 from plugin_streams.shared.offsets import Offset, parse_offset
 from plugin_streams.shared.parse import ReadRequest
