@@ -258,7 +258,8 @@ class DiskTier:
         entry = self._files.get(key) if key is not None else None
         if entry is None or not self._fresh(entry[2]):
             return False
-        return position == entry[2]["start"] or position < entry[2]["end"]
+        meta = entry[2]
+        return bool(position == meta["start"] or position < meta["end"])
 
     async def find(self, scope: str, generation: int, position: int, *, unverified: bool = False) -> Chunk | None:
         key = self._starts.candidate(scope, generation, position)

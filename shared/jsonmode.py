@@ -39,6 +39,13 @@ _DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
 _WHITESPACE: Final = re.compile(r"[ \t\n\r]*")
 
 
+def _skip_space(text: str, pos: int) -> int:
+    """The position after the JSON whitespace at pos (the pattern matches the empty string too)."""
+    match = _WHITESPACE.match(text, pos)
+    assert match is not None
+    return match.end()
+
+
 def parse_messages(body: bytes, *, allow_empty_array: bool) -> list[bytes]:
     """Validate a request body and return its messages, each compact JSON."""
     try:
@@ -63,11 +70,10 @@ def stored_batch(body: bytes, *, allow_empty_array: bool) -> bytes:
     """
     try:
         text = body.decode("utf-8-sig")
-        skip = _WHITESPACE.match
-        pos = skip(text).end()
+        pos = _skip_space(text, 0)
         if not text.startswith("[", pos):
             return encode_messages(parse_messages(body, allow_empty_array=allow_empty_array))
-        pos = skip(text, pos + 1).end()
+        pos = _skip_space(text, pos + 1)
         out = bytearray()
         if text.startswith("]", pos):
             if not allow_empty_array:
@@ -79,15 +85,15 @@ def stored_batch(body: bytes, *, allow_empty_array: bool) -> bytes:
                 value, pos = decode(text, pos)
                 out += _dump(value)
                 out += _SEPARATOR
-                pos = skip(text, pos).end()
+                pos = _skip_space(text, pos)
                 if text.startswith(",", pos):
-                    pos = skip(text, pos + 1).end()
+                    pos = _skip_space(text, pos + 1)
                 elif text.startswith("]", pos):
                     pos += 1
                     break
                 else:
                     raise ValueError(f"Expecting ',' delimiter: char {pos}")
-        if skip(text, pos).end() != len(text):
+        if _skip_space(text, pos) != len(text):
             raise ValueError(f"Extra data: char {pos}")
         return bytes(out)
     except (ValueError, RecursionError) as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -100,7 +101,7 @@ class ReplicationRoutes:
         after = request.query.get("after", "")
         limit = int(_number(request, "limit", MAX_PAGE, 1, MAX_PAGE))
         now = self.service.clock_ms()
-        page = []
+        page: list[dict[str, Any]] = []
         last_seen: str | None = None
         more = False
         # The registry keeps paths sorted: a page costs its own size, never a sort of every path.

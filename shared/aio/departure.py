@@ -77,7 +77,7 @@ def leaves_with_client(request: web.BaseRequest) -> Iterator[None]:
         return
     if departures.gone:
         raise ClientGone("client gone")
-    departures.tasks.add(task)  # type: ignore[arg-type]
+    departures.tasks.add(task)
     try:
         yield
     except asyncio.CancelledError:
@@ -86,4 +86,4 @@ def leaves_with_client(request: web.BaseRequest) -> Iterator[None]:
             raise ClientGone("client gone") from None
         raise
     finally:
-        departures.tasks.discard(task)  # type: ignore[arg-type]
+        departures.tasks.discard(task)

@@ -104,8 +104,8 @@ class GuardedProtocol(asyncio.Protocol):
                 self._body_progress = self._loop.time()
         self._arm()
 
-    def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
+    def eof_received(self) -> None:
+        self._inner.eof_received()
 
     def pause_writing(self) -> None:
         self._inner.pause_writing()

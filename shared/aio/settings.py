@@ -64,7 +64,9 @@ class Settings:
 class _Repeated(argparse.Action):
     """Like "append", but the first use on the command line replaces the default."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None):  # type: ignore[override]
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None
+    ) -> None:
         current = getattr(namespace, self.dest)
         base = () if current is self.default else tuple(current)
         setattr(namespace, self.dest, (*base, values))

@@ -11,40 +11,42 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)  # what names one log file (the engine uses (generation, segment))
 
 
-class HandlePool:
-    def __init__(self, capacity: int, opener: Callable[[int], int]) -> None:
+class HandlePool(Generic[K]):
+    def __init__(self, capacity: int, opener: Callable[[K], int]) -> None:
         self._capacity = capacity
         self._opener = opener
-        self._idle: OrderedDict[int, int] = OrderedDict()
-        self._busy: dict[int, tuple[int, int]] = {}  # key -> (fd, borrowers)
-        self._doomed: set[int] = set()
+        self._idle: OrderedDict[K, int] = OrderedDict()
+        self._busy: dict[K, tuple[int, int]] = {}  # key -> (fd, borrowers)
+        self._doomed: set[K] = set()
         self._lock = threading.Lock()
 
-    def borrow(self, key: int) -> int:
+    def borrow(self, key: K) -> int:
         """Blocking (may open a file): an fd for `key`, to be given back with `give_back`."""
         with self._lock:
             return self._borrow(key)
 
-    def _borrow(self, key: int) -> int:
+    def _borrow(self, key: K) -> int:
         if key in self._busy:
             fd, count = self._busy[key]
             self._busy[key] = (fd, count + 1)
             return fd
-        fd = self._idle.pop(key, None)
-        if fd is None:
-            fd = self._opener(key)
+        idle = self._idle.pop(key, None)
+        fd = self._opener(key) if idle is None else idle
         self._busy[key] = (fd, 1)
         self._evict()
         return fd
 
-    def give_back(self, key: int) -> None:
+    def give_back(self, key: K) -> None:
         with self._lock:
             self._give_back(key)
 
-    def _give_back(self, key: int) -> None:
+    def _give_back(self, key: K) -> None:
         fd, count = self._busy[key]
         if count > 1:
             self._busy[key] = (fd, count - 1)
@@ -57,7 +59,7 @@ class HandlePool:
         self._idle[key] = fd
         self._evict()
 
-    def forget(self, key: int) -> None:
+    def forget(self, key: K) -> None:
         """Close `key`'s descriptor now, or when its last borrower gives it back."""
         with self._lock:
             fd = self._idle.pop(key, None)
