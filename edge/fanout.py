@@ -16,7 +16,6 @@ its last offset); it never slows the others or grows memory without bound.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
@@ -340,10 +339,7 @@ class SSEFanout:
             closed = h.STREAM_CLOSED in reply.headers
             body = reply.body
             has_data = body not in (b"", b"[]")
-            wire = b""
-            if has_data:
-                text = base64.b64encode(body).decode() if hub.base64 else body.decode("utf-8", "replace")
-                wire = sse.encode_data_text(text)
+            wire = sse.encode_data(body, base64_mode=hub.base64) if has_data else b""
             if has_data or closed or not sent_control or next_offset != position:
                 wire += hub._control(next_offset, up_to_date or closed, closed)
                 await write_live(http, response, wire, self._budget())  # catch-up: written here, not by the hub

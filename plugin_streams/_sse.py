@@ -1,8 +1,15 @@
-"""An incremental Server-Sent Events parser (WHATWG rules), so the client needs only aiohttp.
+"""The one incremental Server-Sent Events parser (WHATWG rules), for the client and the servers.
+
+It lives in the client package because the client installs with aiohttp only and may import no
+server code; the servers take it from here through `plugin_streams.shared.sse`, next to the
+encoder, so every SSE reader in the product (the client's tail, the edge's upstream follower,
+the tests) parses the same way.
 
 Feed it bytes as they arrive; it returns complete events. An event is dispatched only at its
-blank line, so a connection cut mid-event yields nothing partial. Lines may end in CRLF, CR or
-LF, and one space after the colon is dropped.
+blank line, so a connection cut mid-event yields nothing partial, and an event without a data
+line is dropped. Lines may end in CRLF, CR or LF, and one space after the colon is dropped.
+Bytes are decoded as WHATWG's "UTF-8 decode" does: a leading byte order mark is skipped and
+invalid UTF-8 becomes U+FFFD instead of failing the stream. An `id` containing NUL is ignored.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ class Event:
 
 class Parser:
     def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # Incremental, because a chunk may end inside a character; "utf-8-sig" skips one leading BOM.
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
         self._buffer = ""
         self._event = ""
         self._data: list[str] = []
@@ -45,6 +53,7 @@ class Parser:
 
     def _line(self, line: str) -> Event | None:
         if line == "":
+            # An event with no data line is discarded, whatever else it named; the id persists.
             event = Event(self._event or "message", "\n".join(self._data), self._id) if self._data else None
             self._event, self._data = "", []
             return event

@@ -16,7 +16,6 @@ import base64
 import contextlib
 import json
 import random
-import re
 import time
 from contextlib import AbstractContextManager
 from typing import Final
@@ -49,15 +48,13 @@ from plugin_streams.shared.aio.slow_clients import SlowClient, WriteBudget, end_
 from plugin_streams.shared.auth import AccessPolicy, Right
 from plugin_streams.shared.errors import BadRequest, NotFound, ProtocolError
 
-_LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
 #: EventSource reconnection delay (ms), jittered per response so reconnects spread out.
 RETRY_MS: Final = 1000
 
 
 def encode_message(offset: str, data: str) -> str:
-    """One SSE event; payload lines split on CR/LF, a leading space kept (see shared.sse)."""
-    lines = "".join(("data: " if line.startswith(" ") else "data:") + line + "\n" for line in _LINE_BREAK.split(data))
-    return f"id:{offset}\n{lines}\n"
+    """One SSE event whose id is the message's offset (framed by shared.sse)."""
+    return sse.format_event(data, event_id=offset)
 
 
 def encode_page(state: StreamState, page: Page, encoding: Encoding) -> bytes:
@@ -73,7 +70,7 @@ def encode_page(state: StreamState, page: Page, encoding: Encoding) -> bytes:
 
 
 def closed_event(next_offset: str) -> bytes:
-    return f"event: closed\ndata:{json.dumps({'next_offset': next_offset})}\n\n".encode()
+    return sse.format_event(json.dumps({"next_offset": next_offset}), event="closed").encode()
 
 
 class TailHandlers:
