@@ -23,25 +23,27 @@ def resolve_position(state: StreamState, requested: RequestedOffset, *, for_fork
     assert isinstance(requested, Offset)
     if requested.is_zero:
         return resolve_position(state, START)
-    chain = state.chain()
-    for member, upper in chain:
-        if member.generation != requested.generation:
-            continue
-        position = requested.position
-        if position > upper:
-            what = "fork offset" if for_fork else "offset"
-            raise BadRequest(f"{what} is beyond the end of the stream")
-        if position < member.base:
-            raise BadRequest("offset is not a position of this stream")
-        if position < member.retained_from:
-            earliest = state.offset_at(member.retained_from)
-            raise Gone("data before this offset is no longer retained", {STREAM_EARLIEST_OFFSET: str(earliest)})
-        # Reads may start at any byte (JSON streams: any message boundary, which the read checks
-        # against the record's bytes); a fork point must be an append boundary, since
-        # sub-offsets address positions inside appends.
-        if for_fork and not member.is_boundary(position, upper):
-            raise BadRequest("fork offset is not an append boundary")
-        return position
+    for member, upper in state.chain():
+        if member.generation == requested.generation:
+            return _position_in(state, member, upper, requested.position, for_fork=for_fork)
     if requested.generation < state.generation:
         raise Gone("offset belongs to an earlier incarnation of this stream")
     raise BadRequest("offset is beyond the end of the stream")
+
+
+def _position_in(state: StreamState, member: StreamState, upper: int, position: int, *, for_fork: bool) -> int:
+    """`position` of the chain member that minted the offset's generation, if the stream sees it."""
+    if position > upper:
+        what = "fork offset" if for_fork else "offset"
+        raise BadRequest(f"{what} is beyond the end of the stream")
+    if position < member.base:
+        raise BadRequest("offset is not a position of this stream")
+    if position < member.retained_from:
+        earliest = state.offset_at(member.retained_from)
+        raise Gone("data before this offset is no longer retained", {STREAM_EARLIEST_OFFSET: str(earliest)})
+    # Reads may start at any byte (JSON streams: any message boundary, which the read checks
+    # against the record's bytes); a fork point must be an append boundary, since
+    # sub-offsets address positions inside appends.
+    if for_fork and not member.is_boundary(position, upper):
+        raise BadRequest("fork offset is not an append boundary")
+    return position

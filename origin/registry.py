@@ -40,7 +40,21 @@ class Registry:
 
     def load(self, loaded: list[LoadedStream], now_ms: int) -> None:
         """Rebuild states from recovered streams: forks after their sources, refcounts counted."""
-        pending = sorted(loaded, key=lambda item: item.config.generation)
+        self._attach_loaded(sorted(loaded, key=lambda item: item.config.generation))
+        for state in list(self.by_generation.values()):
+            if self.by_path.get(state.config.path) is not state:
+                state.removed = True
+        for state in list(self.by_path.values()):
+            if is_expired(state, now_ms, sliding=self.sliding_expiry):
+                self.expire(state)
+        # Leftovers of an interrupted cascade: unreferenced and unreachable, so reclaim them.
+        for state in sorted(self.by_generation.values(), key=lambda s: -s.generation):
+            if state.refcount == 0 and (state.removed or state.soft_deleted):
+                self._detach(state)
+                spawn(self.remove(state), name=f"reclaim-{state.generation}")
+
+    def _attach_loaded(self, pending: list[LoadedStream]) -> None:
+        """States for recovered streams in generation order, so a fork's source is there before it."""
         for item in pending:
             fork = item.config.fork
             source = self.by_generation.get(fork.source_generation) if fork is not None else None
@@ -56,17 +70,6 @@ class Registry:
             if older is not None:
                 self._detach(older)
             self.by_path[state.config.path] = state
-        for state in list(self.by_generation.values()):
-            if self.by_path.get(state.config.path) is not state:
-                state.removed = True
-        for state in list(self.by_path.values()):
-            if is_expired(state, now_ms, sliding=self.sliding_expiry):
-                self.expire(state)
-        # Leftovers of an interrupted cascade: unreferenced and unreachable, so reclaim them.
-        for state in sorted(self.by_generation.values(), key=lambda s: -s.generation):
-            if state.refcount == 0 and (state.removed or state.soft_deleted):
-                self._detach(state)
-                spawn(self.remove(state), name=f"reclaim-{state.generation}")
 
     # -- lookups ----------------------------------------------------------------------------
 
