@@ -39,7 +39,7 @@ from plugin_streams.shared.headers import (
     STREAM_NEXT_OFFSET,
 )
 from plugin_streams.shared.parse import AppendRequest, CreateRequest
-from plugin_streams.shared.producer import Outcome, decide
+from plugin_streams.shared.producer import Outcome, ProducerTuple, decide
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,27 +225,16 @@ class StreamService:
             )
         producer = request.producer
         if producer is not None:
-            decision = decide(state.v_producers.get(producer.producer_id), producer.epoch, producer.seq)
-            if decision.outcome is Outcome.DUPLICATE:
+            duplicate_of = _judge_producer(state, producer)
+            if duplicate_of is not None:
                 await self._durable(state)
-                assert decision.state is not None
                 return AppendResult(
                     state,
                     state.tail,
                     closed=state.closed,
                     producer_epoch=producer.epoch,
-                    producer_seq=decision.state.last_seq,
+                    producer_seq=duplicate_of,
                     appended=False,
-                )
-            if decision.outcome is Outcome.STALE_EPOCH:
-                assert decision.state is not None
-                raise StaleEpoch("stale producer epoch", {PRODUCER_EPOCH: str(decision.state.epoch)})
-            if decision.outcome is Outcome.BAD_EPOCH_SEQ:
-                raise BadRequest("a new producer epoch must start at Producer-Seq 0")
-            if decision.outcome is Outcome.SEQUENCE_GAP:
-                raise SequenceGap(
-                    "producer sequence gap",
-                    {PRODUCER_EXPECTED_SEQ: str(decision.expected_seq), PRODUCER_RECEIVED_SEQ: str(producer.seq)},
                 )
         if request.stream_seq is not None and state.v_stream_seq is not None:
             if request.stream_seq.encode() <= state.v_stream_seq.encode():
@@ -338,3 +327,22 @@ class StreamService:
                 await state.durable()
             except Exception:
                 pass
+
+
+def _judge_producer(state: StreamState, producer: ProducerTuple) -> int | None:
+    """The last sequence number of an append this one repeats, None for a new one; else the refusal."""
+    decision = decide(state.v_producers.get(producer.producer_id), producer.epoch, producer.seq)
+    if decision.outcome is Outcome.DUPLICATE:
+        assert decision.state is not None
+        return decision.state.last_seq
+    if decision.outcome is Outcome.STALE_EPOCH:
+        assert decision.state is not None
+        raise StaleEpoch("stale producer epoch", {PRODUCER_EPOCH: str(decision.state.epoch)})
+    if decision.outcome is Outcome.BAD_EPOCH_SEQ:
+        raise BadRequest("a new producer epoch must start at Producer-Seq 0")
+    if decision.outcome is Outcome.SEQUENCE_GAP:
+        raise SequenceGap(
+            "producer sequence gap",
+            {PRODUCER_EXPECTED_SEQ: str(decision.expected_seq), PRODUCER_RECEIVED_SEQ: str(producer.seq)},
+        )
+    return None
