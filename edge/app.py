@@ -96,7 +96,7 @@ def build_app(
             handlers.fanout.shutdown()
             handlers.reads.shutdown()
             if handlers.region is not None:
-                handlers.region.replica.service.begin_shutdown()  # local long-polls answer, SSE ends
+                handlers.region.replica.begin_shutdown()  # local long-polls answer, SSE ends
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
         return await holder["handlers"].dispatch(request)

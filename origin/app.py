@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -36,14 +36,11 @@ from plugin_streams.shared.aio.http_errors import Handler, error_middleware
 from plugin_streams.shared.aio.observe import metrics_handler, observe_middleware
 from plugin_streams.shared.aio.tasks import cancel_all, spawn
 from plugin_streams.shared.auth import AccessPolicy
+from plugin_streams.shared.clock import WallClock, wall_clock_ms
 
 logger = logging.getLogger(__name__)
 SERVICE: web.AppKey[StreamService] = web.AppKey("service", StreamService)
 METRICS: web.AppKey[OriginMetrics] = web.AppKey("metrics", OriginMetrics)
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def make_store(config: OriginConfig) -> Store:
@@ -68,7 +65,7 @@ def build_app(
     config: OriginConfig,
     *,
     store: Store | None = None,
-    clock_ms: Callable[[], int] = wall_clock_ms,
+    clock_ms: WallClock = wall_clock_ms,
     registry: CollectorRegistry | None = None,
     policy: AccessPolicy | None = None,
 ) -> web.Application:

@@ -9,13 +9,14 @@ replica reconciles against the full stream list (a resync).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+from typing import Any
 
 import aiohttp
 
 from plugin_streams.edge.region.link import Link
 from plugin_streams.edge.region.replica import Replica
+from plugin_streams.edge.region.replication_client import ReplicationClient, StreamDescription
 from plugin_streams.shared import replication as r
 from plugin_streams.shared.aio.tasks import spawn
 from plugin_streams.shared.errors import Unavailable
@@ -24,8 +25,9 @@ logger = logging.getLogger(__name__)
 
 
 class ChangeFollower:
-    def __init__(self, replica: Replica, link: Link, heartbeat: float = 1.0) -> None:
+    def __init__(self, replica: Replica, client: ReplicationClient, link: Link, heartbeat: float = 1.0) -> None:
         self.replica = replica
+        self.client = client
         self.link = link
         self.heartbeat = heartbeat
         self.epoch: str | None = None
@@ -48,23 +50,11 @@ class ChangeFollower:
             backoff = min(backoff * 2, 1.0)
 
     async def _follow_once(self) -> None:
-        replica = self.replica
-        params = {"after": str(self.after), "heartbeat": str(self.heartbeat)}
-        if self.epoch is not None:
-            params["epoch"] = self.epoch
-        silence = self.heartbeat * 3
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=silence, sock_read=silence)
-        async with replica.session.get(
-            replica.origin + r.CHANGES_PATH, params=params, headers=replica.headers, timeout=timeout
-        ) as response:
-            if response.status != 200:
-                raise Unavailable(f"change feed answered {response.status}")
-            async for line in response.content:
-                if not line.strip():
-                    continue
-                await self._handle(json.loads(line))
+        async with self.client.changes(self.after, self.epoch, self.heartbeat) as feed:
+            while (event := await feed.next_event()) is not None:
+                await self._handle(event)
 
-    async def _handle(self, event: dict[str, object]) -> None:
+    async def _handle(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         replica = self.replica
         if kind in (r.HELLO, r.RESYNC):
@@ -72,7 +62,7 @@ class ChangeFollower:
             if kind == r.RESYNC or self.epoch is None:
                 await replica.resync()
             self.epoch = str(event["epoch"])
-            self.after = int(event["seq"])  # type: ignore[call-overload]
+            self.after = int(event["seq"])
             self.link.mark_up()
             return
         self.link.mark_up()
@@ -81,13 +71,13 @@ class ChangeFollower:
         if kind == r.CREATED:
             # In its own task: a fork's install waits for its source's data, and the feed must
             # keep flowing meanwhile (a delete racing it is caught by the follower's 404).
-            spawn(self._install(event["stream"]), name="replica-install")  # type: ignore[arg-type]
+            spawn(self._install(event["stream"]), name="replica-install")
         elif kind == r.DELETED:
-            await replica.deleted_upstream(str(event["path"]), int(event["generation"]))  # type: ignore[call-overload]
-        self.after = int(event["seq"])  # type: ignore[call-overload]
+            await replica.deleted_upstream(str(event["path"]), int(event["generation"]))
+        self.after = int(event["seq"])
 
-    async def _install(self, described: dict[str, object]) -> None:
+    async def _install(self, fields: dict[str, Any]) -> None:
         try:
-            await self.replica.announced(described)
+            await self.replica.announced(StreamDescription.from_json(fields))
         except Unavailable as exc:
             logger.warning("could not replicate a new stream: %s", exc)

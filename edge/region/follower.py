@@ -13,19 +13,15 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import quote
 
 import aiohttp
 
 from plugin_streams.edge.region.link import Link
-from plugin_streams.origin.stream import StreamState
+from plugin_streams.edge.region.replication_client import LogFeed, ReplicationClient
+from plugin_streams.origin.embed import Diverged, StreamState
 from plugin_streams.shared import replication as r
 
 logger = logging.getLogger(__name__)
-
-
-class Diverged(Exception):
-    """The origin sent a record that does not start at the replica's tail."""
 
 
 @dataclass(slots=True)
@@ -39,28 +35,22 @@ class Follower:
     def __init__(
         self,
         state: StreamState,
-        origin: str,
-        session: aiohttp.ClientSession,
-        headers: dict[str, str],
+        client: ReplicationClient,
         link: Link,
         apply: Callable[[StreamState, list[r.RecordFrame]], Awaitable[None]],
         on_end: Callable[[Follower, FollowerEnd], Awaitable[None]],
-        heartbeat: float,
         max_record: int,
     ) -> None:
         self.state = state
-        self._url = f"{origin}{r.LOG_PREFIX}{quote(state.config.path, safe='/')}"
-        self._session = session
-        self._headers = headers
+        self._client = client
         self._link = link
         self._apply = apply
         self._on_end = on_end
-        self._heartbeat = heartbeat
         self._max_record = max_record
         self.origin_tail = state.tail  # as of the last frame from the origin
         self.caught_up = asyncio.Event()
         self.stopped = False
-        self._response: aiohttp.ClientResponse | None = None
+        self._feed: LogFeed | None = None
 
     @property
     def lag_bytes(self) -> int:
@@ -68,8 +58,8 @@ class Follower:
 
     def abort(self) -> None:
         """Drop the current upstream response now (link lost): the loop reconnects later."""
-        if self._response is not None:
-            self._response.close()
+        if self._feed is not None:
+            self._feed.close()
 
     async def run(self) -> None:
         backoff = 0.05
@@ -93,22 +83,14 @@ class Follower:
 
     async def _follow_once(self) -> FollowerEnd | None:
         state = self.state
-        params = {"generation": str(state.generation), "from": str(state.tail), "heartbeat": str(self._heartbeat)}
-        # A silent connection for three heartbeats is a dead one (a partition drops no FIN).
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._heartbeat * 3, sock_read=self._heartbeat * 3)
-        async with self._session.get(self._url, params=params, headers=self._headers, timeout=timeout) as response:
-            if response.status in (404, 410):
-                return FollowerEnd(response.status)
-            if response.status != 200:
-                raise aiohttp.ClientResponseError(
-                    response.request_info, (), status=response.status, message=(await response.text())[:200]
-                )
-            self._response = response
+        async with self._client.log(state.config.path, state.generation, state.tail, self._max_record) as feed:
+            if feed.missing is not None:
+                return FollowerEnd(feed.missing)
+            self._feed = feed
             try:
-                parser = r.FrameParser(self._max_record)
-                async for data in response.content.iter_any():
+                while (frames := await feed.read()) is not None:
                     records: list[r.RecordFrame] = []
-                    for frame in parser.feed(data):
+                    for frame in frames:
                         if isinstance(frame, r.RecordFrame):
                             records.append(frame)
                             self.origin_tail = max(self.origin_tail, frame.start + len(frame.payload))
@@ -123,7 +105,7 @@ class Follower:
                     if self.stopped or state.removed:
                         return None
             finally:
-                self._response = None
+                self._feed = None
         return None
 
     def _on_heartbeat(self, beat: r.Heartbeat) -> bool:

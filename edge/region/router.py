@@ -24,8 +24,7 @@ from plugin_streams.edge.region.link import Link
 from plugin_streams.edge.region.metrics import RegionMetrics
 from plugin_streams.edge.region.replica import Replica
 from plugin_streams.edge.upstream import unavailable
-from plugin_streams.origin.handlers import StreamHandlers
-from plugin_streams.origin.stream import StreamState
+from plugin_streams.origin.embed import LocalReads, StreamState
 from plugin_streams.shared import headers as h
 from plugin_streams.shared.aio.tasks import spawn
 from plugin_streams.shared.auth import AccessPolicy
@@ -45,7 +44,7 @@ class RegionRouter:
         name: str,
         replica: Replica,
         changes: ChangeFollower,
-        local: StreamHandlers,
+        local: LocalReads,
         link: Link,
         metrics: RegionMetrics,
         policy: AccessPolicy,
@@ -91,7 +90,7 @@ class RegionRouter:
         return response
 
     async def _unless_link_drops(self, work: Awaitable[web.Response]) -> web.Response:
-        forwarding = spawn(_awaited(work), name="region-write")
+        forwarding: asyncio.Task[web.Response] = spawn(_awaited(work), name="region-write")
         link_down = spawn(self.link.wait_down(), name="region-link-watch")
         try:
             await asyncio.wait((forwarding, link_down), return_when=asyncio.FIRST_COMPLETED)
@@ -106,14 +105,14 @@ class RegionRouter:
     async def _catch_up(self, method: str, path: str, response: web.Response) -> None:
         replica = self.replica
         if method == "DELETE":
-            state = replica.registry.by_path.get(path)
+            state = replica.holding(path)
             if state is not None:
                 await replica.drop(state)
             return
         next_offset = response.headers.get(h.STREAM_NEXT_OFFSET)
         until = parse_offset(next_offset) if next_offset else None
         closed = h.STREAM_CLOSED in response.headers
-        state = replica.registry.by_path.get(path)
+        state = replica.holding(path)
         if method == "POST" and state is not None and (until is None or _minted_by(state, until.generation)):
             await replica.wait_for(state, until, closed)
         elif replica.wanted(path) or state is not None:

@@ -72,30 +72,3 @@ def test_configuration_json_round_trips() -> None:
     assert config_from_fields(config_to_fields(config)) == config
     plain = StreamConfig(1, "p", "text/plain", 30, None, 0)
     assert config_from_fields(config_to_fields(plain)) == plain
-
-
-async def test_replica_touch_reports_go_in_batches_the_origin_accepts() -> None:
-    """More paths than one report may carry: every one is sent, none in an oversized post."""
-    from plugin_streams.edge.region.replica import Replica
-    from plugin_streams.shared import replication as r
-    from plugin_streams.shared.errors import Unavailable
-
-    sent: list[list[str]] = []
-    replica = Replica.__new__(Replica)  # only the touch bookkeeping is exercised
-
-    async def post(path: str, body: dict[str, list[str]]) -> None:
-        assert path == r.TOUCH_PATH
-        if len(sent) == 2:
-            raise Unavailable("origin down")
-        sent.append(body["paths"])
-
-    replica._post_json = post  # type: ignore[method-assign]
-    paths = {f"s/{i:06d}" for i in range(r.MAX_TOUCH_PATHS * 2 + 5)}
-    replica._touched = set(paths)
-    await replica._report_touched()
-    assert [len(batch) for batch in sent] == [r.MAX_TOUCH_PATHS, r.MAX_TOUCH_PATHS]
-    assert replica._touched == paths - {p for batch in sent for p in batch}  # the unsent 5 are kept
-    sent.clear()
-    await replica._report_touched()
-    assert sent == [sorted(paths)[-5:]]
-    assert replica._touched == set()

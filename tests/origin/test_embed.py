@@ -1,0 +1,147 @@
+"""The embedding API a regional replica uses: install, apply, drop, look up, recover, serve reads."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from plugin_streams.origin.embed import Diverged, EmbeddedOrigin, StreamConfig
+from plugin_streams.origin.storage import ForkLink, MemoryStore
+from plugin_streams.shared import headers as h
+from plugin_streams.shared.replication import RecordFrame
+
+AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
+
+
+class FakeClock:
+    def __init__(self, now_ms: int = 1_700_000_000_000) -> None:
+        self.now_ms = now_ms
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+
+def _config(path: str, generation: int, fork: ForkLink | None = None) -> StreamConfig:
+    return StreamConfig(generation, path, "text/plain", None, None, 0, fork=fork)
+
+
+def _frame(start: int, payload: bytes, *, closed: bool = False, written_ms: int = 1) -> RecordFrame:
+    return RecordFrame(start, payload, closed, written_ms)
+
+
+async def _started(clock: FakeClock | None = None) -> EmbeddedOrigin:
+    local = EmbeddedOrigin(MemoryStore(), clock or FakeClock())
+    assert await local.start() == []
+    return local
+
+
+async def test_an_installed_incarnation_holds_its_path_and_takes_records_at_the_origins_positions() -> None:
+    clock = FakeClock()
+    local = await _started(clock)
+    state = await local.install(_config("a", 3), None, 0)
+    assert local.at("a") is state and local.incarnation(3) is state and len(local) == 1
+    clock.now_ms += 5
+    assert await local.apply(state, [_frame(0, b"hello"), _frame(5, b"!", closed=True)]) == clock.now_ms
+    assert (state.tail, state.closed) == (6, True)
+    await local.close()
+
+
+async def test_a_record_that_does_not_start_at_the_tail_is_refused() -> None:
+    local = await _started()
+    state = await local.install(_config("a", 1), None, 0)
+    await local.apply(state, [_frame(0, b"abc")])
+    with pytest.raises(Diverged):
+        await local.apply(state, [_frame(2, b"c")])
+    assert state.tail == 3
+
+
+async def test_an_incarnation_whose_start_the_origin_dropped_begins_at_its_earliest_record() -> None:
+    local = await _started()
+    state = await local.install(_config("a", 1), None, 100)
+    assert (state.tail, state.retained_from) == (100, 100)
+    await local.apply(state, [_frame(100, b"x")])
+    assert state.tail == 101
+
+
+async def test_an_older_incarnation_is_kept_only_as_a_source_when_a_newer_one_holds_the_path() -> None:
+    local = await _started()
+    newer = await local.install(_config("a", 5), None, 0)
+    older = await local.install(_config("a", 2), None, 0)
+    assert older.removed and local.at("a") is newer and local.incarnation(2) is older
+    assert local.held() == [newer]
+
+
+async def test_dropping_a_source_that_feeds_a_fork_keeps_its_data_until_the_fork_goes() -> None:
+    local = await _started()
+    source = await local.install(_config("src", 1), None, 0)
+    await local.apply(source, [_frame(0, b"abcd")])
+    fork = await local.install(_config("fork", 2, ForkLink(1, "src", 4, None, 0)), source, 0)
+    assert fork.tail == 4 and local.feeds_forks(source) and not local.feeds_forks(fork)
+    await local.drop(source)
+    assert source.soft_deleted and local.incarnation(1) is source
+    await local.drop(fork)
+    assert local.at("fork") is None and local.incarnation(2) is None
+    assert local.incarnation(1) is None  # the last fork's going released the source
+
+
+async def test_records_for_a_dropped_incarnation_are_ignored() -> None:
+    local = await _started()
+    state = await local.install(_config("a", 1), None, 0)
+    await local.drop(state)
+    assert local.at("a") is None and state.removed
+    assert await local.apply(state, [_frame(0, b"late")]) is None
+    assert state.tail == 0
+
+
+async def test_waiters_wake_when_records_arrive() -> None:
+    local = await _started()
+    state = await local.install(_config("a", 1), None, 0)
+    waiter = asyncio.ensure_future(local.changed(state))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    await local.apply(state, [_frame(0, b"x")])
+    async with asyncio.timeout(1):
+        await waiter
+
+
+async def test_a_reopened_engine_recovers_what_was_applied_oldest_first(tmp_path: Path) -> None:
+    local = EmbeddedOrigin.on_disk(str(tmp_path), FakeClock())
+    await local.start()
+    await local.install(_config("b", 7), None, 0)
+    first = await local.install(_config("a", 4), None, 0)
+    await local.apply(first, [_frame(0, b"kept")])
+    await local.close()
+    reopened = EmbeddedOrigin.on_disk(str(tmp_path), FakeClock())
+    recovered = await reopened.start()
+    assert [(s.config.path, s.generation, s.tail) for s in recovered] == [("a", 4, 4), ("b", 7, 0)]
+    await reopened.close()
+
+
+async def test_the_read_handlers_serve_the_embedded_copy(aiohttp_client: AiohttpClient) -> None:
+    local = await _started()
+    state = await local.install(_config("logs/app", 9), None, 0)
+    await local.apply(state, [_frame(0, b"replicated")])
+    reads = local.read_handlers(
+        long_poll_timeout=0.2, sse_max_age=1.0, sse_keepalive=1.0, sse_client_buffer=1024, sse_write_timeout=1.0
+    )
+
+    async def get(request: web.Request) -> web.StreamResponse:
+        if request.method == "HEAD":
+            return await reads.head(request, request.match_info["path"])
+        return await reads.get(request, request.match_info["path"])
+
+    app = web.Application()
+    app.router.add_get("/{path:.+}", get)
+    client = await aiohttp_client(app)
+    response = await client.get("/logs/app", params={"offset": "-1"})
+    assert response.status == 200 and await response.read() == b"replicated"
+    assert response.headers[h.STREAM_NEXT_OFFSET] == "0000000000000009_0000000000000010"
+    head = await client.head("/logs/app")
+    assert head.status == 200
+    local.begin_shutdown()
+    await local.close()
