@@ -27,20 +27,12 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from plugin_streams.edge.config import EdgeConfig
 from plugin_streams.edge.handlers import BUFFERED_BODY, EdgeHandlers
 from plugin_streams.edge.upstream import Reply, end_to_end
+from plugin_streams.shared.aio.http_errors import JSON
 from plugin_streams.shared.errors import ProtocolError
 
 REST_PREFIX: Final = "/streams/api/v1"
 _STREAMS: Final = REST_PREFIX + "/streams"
 _ACTIONS: Final = frozenset({"append", "read", "tail"})
-
-
-def _json_error(exc: ProtocolError) -> web.Response:
-    body = json.dumps({"error": {"code": exc.code, "message": exc.reason}}).encode()
-    response = web.Response(status=exc.status, body=body, content_type="application/json")
-    for name, value in exc.headers.items():
-        response.headers[name] = value
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def response_headers(upstream: CIMultiDict[str] | CIMultiDictProxy[str]) -> CIMultiDict[str]:
@@ -79,7 +71,7 @@ class RestProxy:
                 return await self._stream(request)
             return await self._forward(request)
         except ProtocolError as exc:
-            return _json_error(exc)
+            return JSON.response(exc)
 
     async def _forward(self, request: web.Request) -> web.Response:
         handlers = self._handlers()

@@ -16,10 +16,12 @@
     ├── TooManyRequests (429)
     └── Unavailable (503)
 
-Handlers raise these; one middleware turns them into responses. Nothing matches on message text.
+Handlers raise these; one seam (shared.aio.http_errors) turns them into responses. Nothing matches on message text.
 """
 
 from __future__ import annotations
+
+from typing import Final
 
 
 class ProtocolError(Exception):
@@ -97,3 +99,22 @@ class TooManyRequests(ProtocolError):
 class Unavailable(ProtocolError):
     status = 503
     code = "unavailable"
+
+
+#: The code of each status, for errors the framework raises rather than a ProtocolError.
+STATUS_CODES: Final = {
+    cls.status: cls.code
+    for cls in (
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        MethodNotAllowed,
+        RequestTimeout,
+        Conflict,
+        Gone,
+        PayloadTooLarge,
+        TooManyRequests,
+        Unavailable,
+    )
+}

@@ -20,11 +20,11 @@ from aiohttp import web
 from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.limits import LiveLimiter
 from plugin_streams.origin.metrics import OriginMetrics
-from plugin_streams.origin.rest.errors import json_error_middleware
 from plugin_streams.origin.rest.messages import MessageHandlers
 from plugin_streams.origin.rest.streams import StreamResources
 from plugin_streams.origin.rest.tail import TailHandlers
 from plugin_streams.origin.service import StreamService
+from plugin_streams.shared.aio.http_errors import json_error_middleware
 from plugin_streams.shared.auth import AccessPolicy
 from plugin_streams.shared.errors import MethodNotAllowed
 from plugin_streams.shared.paths import validate_path
