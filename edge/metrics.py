@@ -1,4 +1,7 @@
-"""The edge's Prometheus metrics, created once against an injected registry (bounded labels)."""
+"""The edge's Prometheus metrics, created once against an injected registry (bounded labels).
+
+The request counter and latency histogram come from shared.aio.request_metrics, as the origin's do.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +9,12 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from plugin_streams.origin.metrics import LATENCY_BUCKETS
+from plugin_streams.shared.aio.request_metrics import LATENCY_BUCKETS, RequestMetrics
 
 
-class EdgeMetrics:
+class EdgeMetrics(RequestMetrics):
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "ds_edge_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=registry
-        )
-        self.latency = Histogram(
-            "ds_edge_http_request_seconds",
-            "Time to answer a request (live reads: until the response ends)",
-            ["method", "route"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
+        super().__init__(registry, "ds_edge")
         self.cache_hits = Counter("ds_edge_cache_hits", "Reads answered from the cache", ["tier"], registry=registry)
         self.cache_misses = Counter("ds_edge_cache_misses", "Cacheable reads not in the cache", registry=registry)
         self.upstream = Counter("ds_edge_upstream_requests", "Requests sent to the origin", ["kind"], registry=registry)

@@ -1,5 +1,7 @@
 """The origin's Prometheus metrics, created once against an injected registry.
 
+The request counter and latency histogram come from shared.aio.request_metrics, as the edge's do.
+
 Labels are bounded (method, route, status, mode); a stream path is never a label.
 """
 
@@ -9,21 +11,12 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+from plugin_streams.shared.aio.request_metrics import LATENCY_BUCKETS, RequestMetrics
 
 
-class OriginMetrics:
+class OriginMetrics(RequestMetrics):
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "ds_origin_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=registry
-        )
-        self.latency = Histogram(
-            "ds_origin_http_request_seconds",
-            "Time to answer a request (live reads: until the response ends)",
-            ["method", "route"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
+        super().__init__(registry, "ds_origin")
         self.appends = Counter("ds_origin_appends", "Records appended durably", registry=registry)
         self.appended_bytes = Counter("ds_origin_appended_bytes", "Payload bytes appended durably", registry=registry)
         self.commit_seconds = Histogram(

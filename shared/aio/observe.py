@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Final, Protocol
+from typing import Final
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from aiohttp.typedefs import Middleware
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from yarl import URL
 
 from plugin_streams.shared.aio.http_errors import Handler
+from plugin_streams.shared.aio.request_metrics import RequestMetrics
 
 access_logger = logging.getLogger("plugin_streams.access")
-
-
-class RequestMetrics(Protocol):
-    requests: object
-    latency: object
 
 
 def route_of(path: str) -> str:
@@ -48,8 +45,8 @@ class Observer:
         self.latency = metrics.latency
         self.access_log = access_log
         # labels() costs a lock and a lookup per call: keep the children (few: one per method, route and status).
-        self._counters: dict[tuple[str, str, int], Any] = {}
-        self._timers: dict[tuple[str, str], Any] = {}
+        self._counters: dict[tuple[str, str, int], Counter] = {}
+        self._timers: dict[tuple[str, str], Histogram] = {}
 
     def record(self, method: str, url: URL, status: int, size: int, seconds: float, remote: str | None) -> None:
         """`url` is the request's relative URL (aiohttp's `Request.rel_url`)."""
@@ -57,13 +54,11 @@ class Observer:
         route = route_of(path)
         counter = self._counters.get((method, route, status))
         if counter is None:
-            counter = self._counters[(method, route, status)] = self.requests.labels(  # type: ignore[attr-defined]
-                method, route, str(status)
-            )
+            counter = self._counters[(method, route, status)] = self.requests.labels(method, route, str(status))
         counter.inc()
         timer = self._timers.get((method, route))
         if timer is None:
-            timer = self._timers[(method, route)] = self.latency.labels(method, route)  # type: ignore[attr-defined]
+            timer = self._timers[(method, route)] = self.latency.labels(method, route)
         timer.observe(seconds)
         if self.access_log:
             access_logger.info(
@@ -82,11 +77,11 @@ class Observer:
 OBSERVER: Final = web.AppKey("observer", Observer)
 
 
-def observe_middleware(metrics: RequestMetrics, *, access_log: bool) -> web.middleware:  # type: ignore[valid-type]
+def observe_middleware(metrics: RequestMetrics, *, access_log: bool) -> Middleware:
     return observing(Observer(metrics, access_log=access_log))
 
 
-def observing(observer: Observer) -> web.middleware:  # type: ignore[valid-type]
+def observing(observer: Observer) -> Middleware:
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
