@@ -2,8 +2,11 @@
 
 Builds the wheel of this checkout, installs it into a fresh virtual environment that already
 holds stand-in packages called `shared`, `origin` and `edge` (PyPI has distributions with each
-of those names), then runs what a user would from that install: `plugin-streams --help`, an
-origin, and a client round trip. The stand-ins must still import as themselves afterwards.
+of those names), then runs what a user would from that install. First the client alone (`pip install
+plugin-streams`: no server dependency comes with it, the server commands say what to install,
+and a round trip works against an origin run from the checkout); then with the servers
+(`plugin-streams[server]`): `plugin-streams --help`, an origin from the install, and a round
+trip. The stand-ins must still import as themselves afterwards.
 """
 
 from __future__ import annotations
@@ -25,10 +28,17 @@ from plugin_streams import SyncStreams
 import shared, origin, edge
 assert [m.WHO for m in (shared, origin, edge)] == ["stand-in shared", "stand-in origin", "stand-in edge"]
 with SyncStreams(sys.argv[1]) as streams:
-    stream = streams.create("wheel/round-trip")
-    stream.append({"hello": "wheel"})
+    stream = streams.create("wheel/" + sys.argv[2])
+    stream.append({"hello": sys.argv[2]})
     print([m.data for m in stream.read()])
 """
+
+SERVER_DEPENDENCIES = ("uvloop", "cachetools", "aiofiles", "prometheus_client")
+SERVER_ONLY = f"""
+import importlib.util
+print(*[name for name in {SERVER_DEPENDENCIES!r} if importlib.util.find_spec(name) is None])
+"""
+ORIGIN_ARGS = ("origin", "--host", "127.0.0.1", "--port", "0", "--engine", "memory")
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -54,14 +64,25 @@ def test_the_wheel_installs_and_runs_next_to_packages_named_shared_origin_and_ed
         (site / name / "__init__.py").write_text(f'WHO = "stand-in {name}"\n')
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    _run(*pip, "-c", str(ROOT / "constraints.txt"), f"{wheel}[server]", env=env)
     cli = str(venv / "bin" / "plugin-streams")
+    monkeypatch.chdir(tmp_path)  # nothing of the checkout on the path
+
+    # The client alone: `pip install plugin-streams` brings aiohttp and none of the servers' dependencies.
+    _run(*pip, "-c", str(ROOT / "constraints.txt"), str(wheel), env=env)
+    missing = _run(str(python), "-c", SERVER_ONLY, env=env).split()
+    assert missing == list(SERVER_DEPENDENCIES), missing
+    refused = subprocess.run([cli, "origin"], capture_output=True, text=True, env=env, timeout=60)
+    assert refused.returncode == 2 and "plugin-streams[server]" in refused.stderr, refused.stderr
+    checkout_cli = str(Path(sys.executable).parent / "plugin-streams")
+    with ServerProcess([checkout_cli, *ORIGIN_ARGS], tmp_path / "checkout-origin.log") as server:
+        out = _run(str(python), "-c", ROUND_TRIP, server.url, "client-only", env=env)
+    assert out.strip() == "[{'hello': 'client-only'}]"
+
+    # With the servers: plugin-streams[server].
+    _run(*pip, "-c", str(ROOT / "constraints.txt"), f"{wheel}[server]", env=env)
     assert "origin" in _run(cli, "--help", env=env) and "edge" in _run(cli, "edge", "--help", env=env)
     installed = Path(_run(str(python), "-c", "import plugin_streams.origin as o; print(o.__file__)", env=env))
     assert str(installed).startswith(str(site)), installed  # from the wheel, not this checkout
-    args = [cli, "origin", "--host", "127.0.0.1", "--port", "0", "--engine", "memory"]
-    server = ServerProcess(args, tmp_path / "origin.log")
-    monkeypatch.chdir(tmp_path)  # nothing of the checkout on the path
-    with server:
-        out = _run(str(python), "-c", ROUND_TRIP, server.url, env=env)
+    with ServerProcess([cli, *ORIGIN_ARGS], tmp_path / "origin.log") as server:
+        out = _run(str(python), "-c", ROUND_TRIP, server.url, "wheel", env=env)
     assert out.strip() == "[{'hello': 'wheel'}]"

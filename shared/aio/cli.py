@@ -43,7 +43,14 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     parse_errors_log.install()
-    return commands[args.command].run(args)
+    try:
+        return commands[args.command].run(args)
+    except ModuleNotFoundError as exc:
+        # Commands import their heavy dependencies when they run, so a client-only install
+        # (`pip install plugin-streams`) learns here, not from a traceback, what the servers need.
+        if exc.name is None or exc.name.partition(".")[0] == "plugin_streams":
+            raise
+        return _Missing(args.command, exc).run(args)
 
 
 class _Missing:
@@ -58,7 +65,7 @@ class _Missing:
         parser.add_argument("args", nargs=argparse.REMAINDER)
 
     def run(self, args: argparse.Namespace) -> int:
-        print(f"plugin-streams {self.name}: {self.error}; install plugin-streams[server]", file=sys.stderr)
+        print(f"plugin-streams {self.name}: {self.error}; pip install 'plugin-streams[server]'", file=sys.stderr)
         return 2
 
 
