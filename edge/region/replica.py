@@ -27,6 +27,7 @@ from plugin_streams.edge.region.metrics import RegionMetrics
 from plugin_streams.edge.region.replication_client import ReplicationClient, StreamDescription
 from plugin_streams.origin.embed import EmbeddedOrigin, StreamState
 from plugin_streams.shared import replication as r
+from plugin_streams.shared.aio.single_flight import SingleFlight
 from plugin_streams.shared.aio.tasks import cancel_all, spawn
 from plugin_streams.shared.clock import WallClock, wall_clock_ms
 from plugin_streams.shared.errors import Unavailable
@@ -59,7 +60,8 @@ class Replica:
         self.followers: dict[int, Follower] = {}  # by generation
         self._tasks: set[asyncio.Task[Any]] = set()
         self._follower_tasks: set[asyncio.Task[Any]] = set()
-        self._installing: dict[int, asyncio.Future[StreamState | None]] = {}
+        # One install per generation: the change feed, a read and a write may all ask at once.
+        self._installing: SingleFlight[int, StreamState | None] = SingleFlight("replica-install")
         self._ready: set[int] = set()  # generations caught up once: served locally from then on
         self._dropping: set[int] = set()  # generations being dropped right now (drop is idempotent)
 
@@ -142,21 +144,7 @@ class Replica:
         existing = self.local.incarnation(generation)
         if existing is not None:
             return existing
-        pending = self._installing.get(generation)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[StreamState | None] = asyncio.get_running_loop().create_future()
-        self._installing[generation] = future
-        try:
-            state = await self._install(described)
-            future.set_result(state)
-            return state
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()
-            raise
-        finally:
-            del self._installing[generation]
+        return await self._installing.run(generation, lambda: self._install(described))
 
     async def _install(self, described: StreamDescription) -> StreamState | None:
         config = described.config
