@@ -26,6 +26,8 @@ from plugin_streams.edge.region.setup import open_region
 from plugin_streams.edge.rest_proxy import add_rest_proxy
 from plugin_streams.edge.upkeep import start_upkeep
 from plugin_streams.edge.upstream import Upstream
+from plugin_streams.shared import caching
+from plugin_streams.shared import headers as h
 from plugin_streams.shared.aio import expect
 from plugin_streams.shared.aio.access import access_middleware, load_policy
 from plugin_streams.shared.aio.cors import add_cors_routes, security_headers
@@ -102,7 +104,7 @@ def build_app(
         return await holder["handlers"].dispatch(request)
 
     async def healthz(request: web.Request) -> web.Response:
-        return web.Response(text="ok\n", headers={"Cache-Control": "no-store"})
+        return web.Response(text="ok\n", headers={h.CACHE_CONTROL: caching.NO_STORE})
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(on_shutdown)

@@ -21,6 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from typing import Final
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -205,6 +206,10 @@ class Hub:
         self.task.cancel()
 
 
+#: Header names arrive in any case; the one a hub forwards upstream is compared lower-cased.
+_AUTHORIZATION: Final = h.AUTHORIZATION.lower()
+
+
 class SSEFanout:
     def __init__(self, upstream: Upstream, reads: EdgeReads, metrics: EdgeMetrics, config: object) -> None:
         self.upstream = upstream
@@ -246,14 +251,14 @@ class SSEFanout:
     async def serve(
         self, http: web.Request, scope: ReadScope, offset_text: str, echoed: int | None
     ) -> web.StreamResponse:
-        forwarded = {k: v for k, v in http.headers.items() if k.lower() == "authorization"}
+        forwarded = {k: v for k, v in http.headers.items() if k.lower() == _AUTHORIZATION}
         signed = {k: v for k, v in http.query.items() if k in SIGNED_PARAMS}
         hub = self.hub(scope, forwarded, "&" + urlencode(signed) if signed else "")
         try:
             async with asyncio.timeout(self.config.upstream_timeout):  # type: ignore[attr-defined]
                 await hub.ready.wait()
         except TimeoutError:
-            raise Unavailable("origin did not answer", {"Retry-After": "2"}) from None
+            raise Unavailable("origin did not answer", {h.RETRY_AFTER: "2"}) from None
         if hub.error is not None:
             raise hub.error
         hub.raise_cursor(echoed)
@@ -263,7 +268,7 @@ class SSEFanout:
             response.enable_chunked_encoding()
         response.headers[h.CONTENT_TYPE] = h.SSE_CONTENT_TYPE
         response.headers[h.CACHE_CONTROL] = "no-cache"
-        response.headers["X-Accel-Buffering"] = "no"
+        response.headers[h.X_ACCEL_BUFFERING] = "no"
         if hub.base64:
             response.headers[h.STREAM_SSE_DATA_ENCODING] = "base64"
         # The status line waits for the first bytes: until then, an offset the origin refuses

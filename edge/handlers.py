@@ -59,7 +59,7 @@ class EdgeHandlers:
             return respond(await self.upstream.request("HEAD", request.raw_path, request.headers), request)
         if request.method != "GET":
             raise MethodNotAllowed(
-                f"method {request.method} not allowed", {"Allow": "GET, HEAD, PUT, POST, DELETE, OPTIONS"}
+                f"method {request.method} not allowed", {h.ALLOW: "GET, HEAD, PUT, POST, DELETE, OPTIONS"}
             )
         query = request.query
         read = parse.parse_read(query, query.getall(h.QUERY_OFFSET, []))

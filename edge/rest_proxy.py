@@ -27,6 +27,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from plugin_streams.edge.config import EdgeConfig
 from plugin_streams.edge.handlers import BUFFERED_BODY, EdgeHandlers
 from plugin_streams.edge.upstream import Reply, end_to_end
+from plugin_streams.shared import headers as h
 from plugin_streams.shared.aio.http_errors import JSON
 from plugin_streams.shared.errors import ProtocolError
 
@@ -42,9 +43,9 @@ def response_headers(upstream: CIMultiDict[str] | CIMultiDictProxy[str]) -> CIMu
     `Vary` of its own, so the origin's is the whole of it.)
     """
     headers = end_to_end(upstream)
-    if "Vary" not in headers:
-        for value in upstream.getall("Vary", ()):
-            headers.add("Vary", value)
+    if h.VARY not in headers:
+        for value in upstream.getall(h.VARY, ()):
+            headers.add(h.VARY, value)
     return headers
 
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from plugin_streams.shared import headers as h
 from plugin_streams.shared.auth import (
     EXPIRES_PARAM,
     SIGNATURE_PARAM,
@@ -54,7 +55,7 @@ def _digest(text: str) -> str:
 
 
 def read_scope(path: str, headers: Mapping[str, str], query: Mapping[str, str], policy: AccessPolicy) -> ReadScope:
-    authorization = headers.get("Authorization")
+    authorization = headers.get(h.AUTHORIZATION)
     if authorization is not None:
         return ReadScope(path, path + "\0" + _digest(authorization), signed=False)
     if SIGNATURE_PARAM in query:

@@ -18,6 +18,7 @@ from plugin_streams.edge.config import EdgeConfig
 from plugin_streams.edge.invalidation import Invalidation
 from plugin_streams.edge.metrics import EdgeMetrics
 from plugin_streams.edge.touches import TouchReporter
+from plugin_streams.shared import headers as h
 from plugin_streams.shared.aio.tasks import spawn
 
 
@@ -29,7 +30,7 @@ def start_upkeep(
     forget: Callable[[str], None],
 ) -> list[asyncio.Task[Any]]:
     """Start following deletions (`forget(path)` for each) and reporting reads of capped chunks."""
-    headers = {"Authorization": f"Bearer {config.origin_token}"} if config.origin_token else {}
+    headers = {h.AUTHORIZATION: f"Bearer {config.origin_token}"} if config.origin_token else {}
     feed = Invalidation(session, config.origin, headers, cache.freshness, forget, config.link_heartbeat)
     touches = TouchReporter(session, config.origin, headers, cache.freshness, metrics.touch_reports.inc)
     metrics.change_feed.set_function(lambda: 1 if cache.freshness.following else 0)

@@ -28,6 +28,8 @@ from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.storage import FileStore, MemoryStore, Store
 from plugin_streams.origin.storage.tail_cache import TailCachedStore
 from plugin_streams.origin.sweeper import sweep_forever
+from plugin_streams.shared import caching
+from plugin_streams.shared import headers as h
 from plugin_streams.shared.aio import expect
 from plugin_streams.shared.aio.access import access_middleware, load_policy, request_access
 from plugin_streams.shared.aio.cors import add_cors_routes, security_headers
@@ -125,7 +127,7 @@ def build_app(
         await asyncio.sleep(0)
 
     async def healthz(request: web.Request) -> web.Response:
-        return web.Response(text="ok\n", headers={"Cache-Control": "no-store"})
+        return web.Response(text="ok\n", headers={h.CACHE_CONTROL: caching.NO_STORE})
 
     async def readyz(request: web.Request) -> web.Response:
         status = 200 if service.ready and not service.stopping else 503

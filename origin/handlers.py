@@ -75,7 +75,7 @@ class StreamHandlers:
         method = self._methods.get(request.method)
         if method is None:
             raise MethodNotAllowed(
-                f"method {request.method} not allowed", {"Allow": "GET, HEAD, PUT, POST, DELETE, OPTIONS"}
+                f"method {request.method} not allowed", {h.ALLOW: "GET, HEAD, PUT, POST, DELETE, OPTIONS"}
             )
         return await method(request, validate_path(request.match_info["path"]))
 

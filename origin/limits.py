@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from cachetools import TTLCache
 from prometheus_client import Gauge
 
+from plugin_streams.shared import headers as h
 from plugin_streams.shared.errors import TooManyRequests, Unavailable
 
-RETRY_AFTER = "Retry-After"
+RETRY_AFTER = h.RETRY_AFTER
 
 
 class LiveLimiter:

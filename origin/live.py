@@ -118,7 +118,7 @@ class LiveReads:
         response = web.StreamResponse(status=200)
         response.headers[h.CONTENT_TYPE] = h.SSE_CONTENT_TYPE
         response.headers[h.CACHE_CONTROL] = caching.SSE
-        response.headers["X-Accel-Buffering"] = "no"
+        response.headers[h.X_ACCEL_BUFFERING] = "no"
         if base64_mode:
             response.headers[h.STREAM_SSE_DATA_ENCODING] = "base64"
         with self._open("sse"), leaves_with_client(http):

@@ -9,6 +9,8 @@ from importlib.resources import files
 
 from aiohttp import web
 
+from plugin_streams.shared import headers as h
+
 PAGE = files("plugin_streams.origin").joinpath("ui/index.html")
 
 
@@ -17,7 +19,7 @@ def add_page_routes(app: web.Application) -> None:
 
     async def page(request: web.Request) -> web.Response:
         return web.Response(
-            body=body, content_type="text/html", charset="utf-8", headers={"Cache-Control": "public, max-age=60"}
+            body=body, content_type="text/html", charset="utf-8", headers={h.CACHE_CONTROL: "public, max-age=60"}
         )
 
     async def root(request: web.Request) -> web.Response:

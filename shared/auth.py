@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from plugin_streams.shared import headers as h
 from plugin_streams.shared.errors import BadRequest, Forbidden, Unauthorized
 
 SCOPE_PARAM: Final = "ds_scope"
@@ -155,7 +156,7 @@ def _bearer(authorization: str | None) -> str | None:
         return None
     scheme, _, credentials = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not credentials.strip():
-        raise Unauthorized("Authorization must be 'Bearer <token>'", {"WWW-Authenticate": "Bearer"})
+        raise Unauthorized("Authorization must be 'Bearer <token>'", {h.WWW_AUTHENTICATE: "Bearer"})
     return credentials.strip()
 
 
@@ -196,7 +197,7 @@ def authorize(
         digest = _sha256(token)
         grant = next((g for g in policy.tokens if hmac.compare_digest(g.token_sha256, digest)), None)
         if grant is None:
-            raise Unauthorized("unknown token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            raise Unauthorized("unknown token", {h.WWW_AUTHENTICATE: 'Bearer error="invalid_token"'})
         if grant.allows(right, path) or (right is Right.READ and is_public):
             return Access(public=is_public, principal=grant.name)
         raise Forbidden(f"token {grant.name!r} has no {right.name.lower()} right on this stream")
@@ -205,4 +206,4 @@ def authorize(
             return Access(public=True)
         if SIGNATURE_PARAM in query:
             return Access(public=True, signed_until=_check_signature(policy, path, query, now_s))
-    raise Unauthorized(f"{right.name.lower()} access needs a bearer token", {"WWW-Authenticate": "Bearer"})
+    raise Unauthorized(f"{right.name.lower()} access needs a bearer token", {h.WWW_AUTHENTICATE: "Bearer"})

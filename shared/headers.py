@@ -1,13 +1,15 @@
 """The protocol's vocabulary: every header, query parameter and SSE field name.
 
-Header names are lower-case here because HTTP header names are case-insensitive and both
-aiohttp's CIMultiDict and our own lookups treat them so; responses are written with these
-names and clients must not care about case.
+Every header name the servers read or write by name comes from here (the client keeps its own
+few, since it imports no server code). HTTP header names are case-insensitive, and so are
+aiohttp's CIMultiDict and our own lookups; responses are written with these spellings and
+clients must not care about case.
 """
 
 from typing import Final
 
 CONTENT_TYPE: Final = "Content-Type"
+CONTENT_LENGTH: Final = "Content-Length"
 STREAM_NEXT_OFFSET: Final = "Stream-Next-Offset"
 STREAM_UP_TO_DATE: Final = "Stream-Up-To-Date"
 STREAM_CLOSED: Final = "Stream-Closed"
@@ -38,6 +40,29 @@ RETRY_AFTER: Final = "Retry-After"
 SURROGATE_KEY: Final = "Surrogate-Key"
 CACHE_TAG: Final = "Cache-Tag"
 AGE: Final = "Age"  # seconds a cache has held the answer it serves (RFC 9111 §5.1)
+VARY: Final = "Vary"
+ACCEPT: Final = "Accept"
+ALLOW: Final = "Allow"
+AUTHORIZATION: Final = "Authorization"
+WWW_AUTHENTICATE: Final = "WWW-Authenticate"
+CONNECTION: Final = "Connection"
+LINK: Final = "Link"
+LAST_EVENT_ID: Final = "Last-Event-ID"  # an EventSource's resume point (REST tails)
+X_FORWARDED_FOR: Final = "X-Forwarded-For"
+#: Tells nginx not to buffer a live response (SSE, change feeds).
+X_ACCEL_BUFFERING: Final = "X-Accel-Buffering"
+X_CONTENT_TYPE_OPTIONS: Final = "X-Content-Type-Options"
+CROSS_ORIGIN_RESOURCE_POLICY: Final = "Cross-Origin-Resource-Policy"
+ACCESS_CONTROL_ALLOW_ORIGIN: Final = "Access-Control-Allow-Origin"
+ACCESS_CONTROL_ALLOW_METHODS: Final = "Access-Control-Allow-Methods"
+ACCESS_CONTROL_ALLOW_HEADERS: Final = "Access-Control-Allow-Headers"
+ACCESS_CONTROL_EXPOSE_HEADERS: Final = "Access-Control-Expose-Headers"
+ACCESS_CONTROL_REQUEST_HEADERS: Final = "Access-Control-Request-Headers"
+ACCESS_CONTROL_MAX_AGE: Final = "Access-Control-Max-Age"
+
+# The REST API's own: where a raw page or a tail starts, and how a tail's SSE data is encoded.
+STREAM_START_OFFSET: Final = "Stream-Start-Offset"
+STREAM_MESSAGE_FORMAT: Final = "Stream-Message-Format"
 
 QUERY_OFFSET: Final = "offset"
 QUERY_LIVE: Final = "live"
@@ -58,6 +83,26 @@ SSE_CLOSED: Final = "streamClosed"
 DEFAULT_CONTENT_TYPE: Final = "application/octet-stream"
 JSON_CONTENT_TYPE: Final = "application/json"
 SSE_CONTENT_TYPE: Final = "text/event-stream"
+
+#: Request headers a browser client may send (the CORS preflight's allow-list).
+ALLOWED_REQUEST_HEADERS: Final = (
+    AUTHORIZATION,
+    CONTENT_TYPE,
+    IF_NONE_MATCH,
+    STREAM_TTL,
+    STREAM_EXPIRES_AT,
+    STREAM_SEQ,
+    STREAM_CLOSED,
+    STREAM_FORKED_FROM,
+    STREAM_FORK_OFFSET,
+    STREAM_FORK_SUB_OFFSET,
+    PRODUCER_ID,
+    PRODUCER_EPOCH,
+    PRODUCER_SEQ,
+    STREAM_RETENTION_MAX_AGE,
+    STREAM_RETENTION_MAX_BYTES,
+    STREAM_MAX_SIZE,
+)
 
 #: Headers a browser client must be allowed to read (CORS exposes none of them by default).
 EXPOSED_HEADERS: Final = (

@@ -16,6 +16,7 @@ from typing import Final
 from plugin_streams.shared import content_types
 from plugin_streams.shared.errors import BadRequest
 from plugin_streams.shared.headers import (
+    CONTENT_TYPE,
     LIVE_LONG_POLL,
     LIVE_SSE,
     PRODUCER_EPOCH,
@@ -125,7 +126,7 @@ def parse_expires_at(text: str) -> Expiry:
 
 
 def _content_type(headers: Mapping[str, str]) -> str | None:
-    value = headers.get("Content-Type")
+    value = headers.get(CONTENT_TYPE)
     if value is None or value.strip() == "":
         return None
     return content_types.validate(value)

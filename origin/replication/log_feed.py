@@ -19,7 +19,7 @@ from plugin_streams.origin.storage.base import StorageError
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared import replication as r
 from plugin_streams.shared.errors import BadRequest, Gone
-from plugin_streams.shared.headers import CACHE_CONTROL, CONTENT_TYPE, STREAM_EARLIEST_OFFSET
+from plugin_streams.shared.headers import CACHE_CONTROL, CONTENT_TYPE, STREAM_EARLIEST_OFFSET, X_ACCEL_BUFFERING
 
 BATCH_BYTES = 1024 * 1024  # records read and written per step while catching up
 
@@ -45,7 +45,7 @@ async def serve_log(
     response = web.StreamResponse(status=200)
     response.headers[CONTENT_TYPE] = r.CONTENT_TYPE_LOG
     response.headers[CACHE_CONTROL] = "no-store"
-    response.headers["X-Accel-Buffering"] = "no"
+    response.headers[X_ACCEL_BUFFERING] = "no"
     # Walk by record number, not by position: a close-only append is an empty record, which
     # shares its position with the tail.
     number = state.dropped + bisect_left(state.starts, start)

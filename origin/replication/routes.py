@@ -22,7 +22,7 @@ from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared import replication as r
 from plugin_streams.shared.auth import AccessPolicy, Right, authorize
 from plugin_streams.shared.errors import BadRequest, NotFound, PayloadTooLarge
-from plugin_streams.shared.headers import CACHE_CONTROL, CONTENT_TYPE
+from plugin_streams.shared.headers import AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, X_ACCEL_BUFFERING
 from plugin_streams.shared.paths import MAX_PATH_BYTES, validate_path
 
 MAX_PAGE = 1000
@@ -56,7 +56,7 @@ class ReplicationRoutes:
             self.policy,
             Right.READ,
             "",
-            authorization=request.headers.get("Authorization"),
+            authorization=request.headers.get(AUTHORIZATION),
             query={},
             now_s=int(time.time()),
         )
@@ -69,7 +69,7 @@ class ReplicationRoutes:
         response = web.StreamResponse(status=200)
         response.headers[CONTENT_TYPE] = r.CONTENT_TYPE_NDJSON
         response.headers[CACHE_CONTROL] = "no-store"
-        response.headers["X-Accel-Buffering"] = "no"
+        response.headers[X_ACCEL_BUFFERING] = "no"
         changes = self.changes
         access_control = self.policy.enabled
         try:

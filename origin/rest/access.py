@@ -11,6 +11,7 @@ import time
 
 from aiohttp import web
 
+from plugin_streams.shared import headers as h
 from plugin_streams.shared.aio.access import ACCESS
 from plugin_streams.shared.auth import Access, AccessPolicy, Right, authorize
 from plugin_streams.shared.errors import Forbidden, Unauthorized
@@ -22,7 +23,7 @@ def check(request: web.Request, policy: AccessPolicy, right: Right, name: str) -
         policy,
         right,
         name,
-        authorization=request.headers.get("Authorization"),
+        authorization=request.headers.get(h.AUTHORIZATION),
         query=request.query,
         now_s=int(time.time()),
     )
@@ -37,7 +38,7 @@ def may_read(request: web.Request, policy: AccessPolicy, name: str) -> bool:
     except Forbidden:
         return False
     except Unauthorized:
-        if request.headers.get("Authorization") is not None:
+        if request.headers.get(h.AUTHORIZATION) is not None:
             raise
         return False
     return True

@@ -51,7 +51,7 @@ def wants_raw(request: web.Request) -> bool:
     form = request.query.get("format", "json")
     if form not in ("json", "raw"):
         raise BadRequest("format must be json or raw")
-    accept = request.headers.get("Accept", "")
+    accept = request.headers.get(h.ACCEPT, "")
     return form == "raw" or (RAW_TYPE in accept and h.JSON_CONTENT_TYPE not in accept)
 
 
@@ -163,17 +163,17 @@ class MessageHandlers:
             h.STREAM_NEXT_OFFSET: next_offset,
             h.CACHE_CONTROL: cache_control,
             h.ETAG: caching.etag(start, next_offset, closed=closed)[:-1] + (':raw"' if raw else ':json"'),
-            "Vary": "Accept",
+            h.VARY: h.ACCEPT,
         }
         if up_to_date:
             headers[h.STREAM_UP_TO_DATE] = "true"
         else:
             params = {k: v for k, v in request.query.items() if k != "after"} | {"after": next_offset}
-            headers["Link"] = f'<{request.rel_url.raw_path}?{urlencode(params)}>; rel="next"'
+            headers[h.LINK] = f'<{request.rel_url.raw_path}?{urlencode(params)}>; rel="next"'
         if closed:
             headers[h.STREAM_CLOSED] = "true"
         if caching.if_none_match(request.headers.get(h.IF_NONE_MATCH), headers[h.ETAG]):
-            return web.Response(status=304, headers={k: headers[k] for k in (h.ETAG, h.CACHE_CONTROL, "Vary")})
+            return web.Response(status=304, headers={k: headers[k] for k in (h.ETAG, h.CACHE_CONTROL, h.VARY)})
         json_stream = content_types.is_json(state.config.content_type)
         if raw:
             headers[START_OFFSET_HEADER] = start

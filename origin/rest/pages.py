@@ -23,6 +23,7 @@ from plugin_streams.origin.boundaries import INLINE_BYTES
 from plugin_streams.origin.reads import ReadResult
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared import content_types, jsonmode
+from plugin_streams.shared import headers as h
 
 
 class Encoding(enum.Enum):
@@ -113,5 +114,5 @@ async def page_of(state: StreamState, result: ReadResult, limit: int) -> Page:
 
 
 #: REST response headers beyond the protocol's: where a raw page starts, and how SSE data is encoded.
-START_OFFSET_HEADER = "Stream-Start-Offset"
-MESSAGE_FORMAT_HEADER = "Stream-Message-Format"
+START_OFFSET_HEADER = h.STREAM_START_OFFSET
+MESSAGE_FORMAT_HEADER = h.STREAM_MESSAGE_FORMAT

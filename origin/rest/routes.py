@@ -24,6 +24,7 @@ from plugin_streams.origin.rest.messages import MessageHandlers
 from plugin_streams.origin.rest.streams import StreamResources
 from plugin_streams.origin.rest.tail import TailHandlers
 from plugin_streams.origin.service import StreamService
+from plugin_streams.shared import headers as h
 from plugin_streams.shared.aio.http_errors import json_error_middleware
 from plugin_streams.shared.auth import AccessPolicy
 from plugin_streams.shared.errors import MethodNotAllowed
@@ -63,9 +64,9 @@ def add_rest_routes(
                 return await streams.describe(request, name)
             if method == "DELETE":
                 return await streams.delete(request, name)
-            raise MethodNotAllowed(f"method {method} not allowed", {"Allow": "GET, DELETE"})
+            raise MethodNotAllowed(f"method {method} not allowed", {h.ALLOW: "GET, DELETE"})
         if method != _ACTION_METHODS[action]:
-            raise MethodNotAllowed(f"method {method} not allowed", {"Allow": _ACTION_METHODS[action]})
+            raise MethodNotAllowed(f"method {method} not allowed", {h.ALLOW: _ACTION_METHODS[action]})
         if action == "append":
             return await messages.append(request, name)
         if action == "read":

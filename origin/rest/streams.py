@@ -130,5 +130,5 @@ class StreamResources:
         headers = {}
         if cursor is not None:
             params = {k: v for k, v in query.items() if k != "cursor"} | {"cursor": cursor}
-            headers["Link"] = f'<{request.rel_url.raw_path}?{urlencode(params)}>; rel="next"'
+            headers[h.LINK] = f'<{request.rel_url.raw_path}?{urlencode(params)}>; rel="next"'
         return json_response(body, headers=headers)

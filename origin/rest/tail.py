@@ -105,7 +105,7 @@ class TailHandlers:
         mode = request.query.get("mode", "sse")
         if mode not in ("sse", "long-poll"):
             raise BadRequest("mode must be sse or long-poll")
-        resume = request.headers.get("Last-Event-ID")
+        resume = request.headers.get(h.LAST_EVENT_ID)
         after = requested_after(resume if resume else request.query.get("after"))
         state = self.messages.live_state(name)
         position = resolve_position(state, after)
@@ -141,7 +141,7 @@ class TailHandlers:
         response = web.StreamResponse(status=200)
         response.headers[h.CONTENT_TYPE] = h.SSE_CONTENT_TYPE
         response.headers[h.CACHE_CONTROL] = caching.SSE
-        response.headers["X-Accel-Buffering"] = "no"
+        response.headers[h.X_ACCEL_BUFFERING] = "no"
         response.headers[MESSAGE_FORMAT_HEADER] = encoding.value
         # Where this tail starts, so a client that asked for `now` can resume from a real offset.
         response.headers[START_OFFSET_HEADER] = str(state.offset_at(position))

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from plugin_streams.shared.aio.http_errors import Handler
 from plugin_streams.shared.auth import OPEN, Access, AccessPolicy, Right, authorize, policy_from_mapping
-from plugin_streams.shared.headers import STREAM_FORKED_FROM
+from plugin_streams.shared.headers import AUTHORIZATION, STREAM_FORKED_FROM
 from plugin_streams.shared.paths import STREAM_PREFIX, path_from_url_path
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def access_middleware(policy: AccessPolicy) -> web.middleware:  # type: ignore[v
         path = request.match_info.get("path", "")
         right = _RIGHTS.get(request.method, Right.ADMIN)
         now_s = int(time.time())
-        auth = request.headers.get("Authorization")
+        auth = request.headers.get(AUTHORIZATION)
         request[ACCESS] = authorize(policy, right, path, authorization=auth, query=request.query, now_s=now_s)
         source = request.headers.get(STREAM_FORKED_FROM)
         if request.method == "PUT" and source is not None:

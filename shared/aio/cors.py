@@ -10,16 +10,12 @@ from typing import Final
 
 from aiohttp import web
 
-from plugin_streams.shared.headers import EXPOSED_HEADERS
+from plugin_streams.shared import caching
+from plugin_streams.shared import headers as h
 
 ALLOWED_METHODS: Final = "GET, HEAD, POST, PUT, DELETE, OPTIONS"
-ALLOWED_HEADERS: Final = (
-    "Authorization, Content-Type, If-None-Match, Stream-TTL, Stream-Expires-At, Stream-Seq, "
-    "Stream-Closed, Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset, "
-    "Producer-Id, Producer-Epoch, Producer-Seq, Stream-Retention-Max-Age, Stream-Retention-Max-Bytes, "
-    "Stream-Max-Size"
-)
-_EXPOSE: Final = ", ".join(EXPOSED_HEADERS)
+ALLOWED_HEADERS: Final = ", ".join(h.ALLOWED_REQUEST_HEADERS)
+_EXPOSE: Final = ", ".join(h.EXPOSED_HEADERS)
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -28,25 +24,25 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
 
 def add_security_headers(headers: MutableMapping[str, str]) -> None:
     """The headers every response gets (also used for responses rendered ahead, as bytes)."""
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Cross-Origin-Resource-Policy", "cross-origin")
+    headers.setdefault(h.X_CONTENT_TYPE_OPTIONS, "nosniff")
+    headers.setdefault(h.CROSS_ORIGIN_RESOURCE_POLICY, "cross-origin")
     # `*`, never an echo of Origin: no credentials are ever allowed (bearer tokens travel in
     # Authorization, which `*` permits), and one answer for every site keeps CDN caches whole
     # (an echoed Origin needs `Vary: Origin`, which splits nginx caches and Cloudflare ignores).
-    headers["Access-Control-Allow-Origin"] = "*"
-    headers["Access-Control-Expose-Headers"] = _EXPOSE
+    headers[h.ACCESS_CONTROL_ALLOW_ORIGIN] = "*"
+    headers[h.ACCESS_CONTROL_EXPOSE_HEADERS] = _EXPOSE
 
 
 async def preflight(request: web.Request) -> web.Response:
-    requested = request.headers.get("Access-Control-Request-Headers", "")
+    requested = request.headers.get(h.ACCESS_CONTROL_REQUEST_HEADERS, "")
     allowed = ALLOWED_HEADERS + (", " + requested if requested else "")
     return web.Response(
         status=204,
         headers={
-            "Access-Control-Allow-Methods": ALLOWED_METHODS,
-            "Access-Control-Allow-Headers": allowed,
-            "Access-Control-Max-Age": "86400",
-            "Cache-Control": "no-store",
+            h.ACCESS_CONTROL_ALLOW_METHODS: ALLOWED_METHODS,
+            h.ACCESS_CONTROL_ALLOW_HEADERS: allowed,
+            h.ACCESS_CONTROL_MAX_AGE: "86400",
+            h.CACHE_CONTROL: caching.NO_STORE,
         },
     )
 

@@ -19,9 +19,10 @@ from typing import Final
 from aiohttp import web
 from multidict import CIMultiDict
 
+from plugin_streams.shared import headers as h
 from plugin_streams.shared.aio.http_errors import Handler
 
-FORWARDED_FOR: Final = "X-Forwarded-For"
+FORWARDED_FOR: Final = h.X_FORWARDED_FOR
 _MAX_ENTRY: Final = 64  # longer entries are not addresses; kept short as keys
 
 

@@ -30,6 +30,7 @@ from typing import Any, Final
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
+from plugin_streams.shared import headers as h
 from plugin_streams.shared.aio import departure
 from plugin_streams.shared.errors import RequestTimeout
 
@@ -184,7 +185,7 @@ class GuardedProtocol(asyncio.Protocol):
     def _end_body(self, body: StreamReader) -> None:
         # The handler reading it (now or later) gets a 408 through the error middleware; nothing
         # more is read, and the connection closes after that answer.
-        body.set_exception(RequestTimeout("request body stalled", {"Connection": "close"}))
+        body.set_exception(RequestTimeout("request body stalled", {h.CONNECTION: "close"}))
         body.feed_eof()
         self._inner.close()
 

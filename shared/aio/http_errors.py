@@ -35,7 +35,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Render = Callable[[int, str, str, Mapping[str, str]], web.Response]
 
 #: Headers of an aiohttp exception that describe its own body, not the error.
-_BODY_HEADERS: Final = frozenset({"content-type", "content-length"})
+_BODY_HEADERS: Final = frozenset({h.CONTENT_TYPE.lower(), h.CONTENT_LENGTH.lower()})
 #: Error headers repeated in a JSON body, with how their values are typed there.
 _JSON_DETAILS: Final = {
     h.STREAM_NEXT_OFFSET: ("next_offset", str),

@@ -16,6 +16,8 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from yarl import URL
 
+from plugin_streams.shared import caching
+from plugin_streams.shared import headers as h
 from plugin_streams.shared.aio.http_errors import Handler
 from plugin_streams.shared.aio.request_metrics import RequestMetrics
 
@@ -106,8 +108,8 @@ def observing(observer: Observer) -> Middleware:
 def metrics_handler(registry: CollectorRegistry) -> Handler:
     async def metrics(request: web.Request) -> web.Response:
         response = web.Response(body=generate_latest(registry))
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-        response.headers["Cache-Control"] = "no-store"
+        response.headers[h.CONTENT_TYPE] = CONTENT_TYPE_LATEST
+        response.headers[h.CACHE_CONTROL] = caching.NO_STORE
         return response
 
     return metrics
