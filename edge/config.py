@@ -1,40 +1,88 @@
-"""EdgeConfig: every setting of an edge process, built once from flags and environment."""
+"""EdgeConfig: every setting of an edge process, built once from flags and environment.
+
+Each field is declared once, with its default and help (shared.aio.settings.setting): it is the
+flag `--field-name`, the variable DS_EDGE_FIELD_NAME and a row of README.md's settings table
+(tests/test_deploy_settings.py keeps the three in step).
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+from plugin_streams.shared.aio import settings as s
 
 
 @dataclass(frozen=True, slots=True)
 class EdgeConfig:
-    host: str = "127.0.0.1"
-    port: int = 4438
-    origin: str = "http://127.0.0.1:4437"
-    workers: int = 1
-    cache_memory: int = 256 * 1024 * 1024
-    cache_dir: str | None = None
-    cache_disk: int = 0
-    cache_fallback_age: float = 5.0  # seconds a cached chunk is trusted while the change feed is not followed
-    upstream_timeout: float = 10.0  # connect + first byte for non-live upstream requests
-    long_poll_timeout: float = 30.0  # the origin's long-poll timeout is the upper bound
-    sse_max_age: float = 60.0
-    sse_keepalive: float = 15.0
-    sse_client_buffer: int = 1024 * 1024  # bytes queued for one slow SSE client before cutting it off
-    sse_write_timeout: float = 30.0  # seconds an SSE catch-up write may stay blocked before cutting the client off
-    header_timeout: float = 10.0  # seconds to receive a request head (shared.aio.guard)
-    body_timeout: float = 30.0  # seconds a request body may go without a byte
-    idle_timeout: float = 75.0  # seconds an idle keep-alive connection is kept
-    sse_idle_close: float = 5.0  # seconds an upstream SSE subscription outlives its last client
-    auth_config: str | None = None
-    public_url: str | None = None  # base URL clients use (a create's Location); None: the address reached
-    access_log: bool = False
-    fast_lane: bool = True  # answer plain cached reads below aiohttp's request machinery (shared.aio.fast_lane)
-    shutdown_grace: float = 10.0
+    host: str = s.setting("127.0.0.1", help="address to listen on")
+    port: int = s.setting(4438, type=s.port_number, help="port to listen on (0: any free port)")
+    origin: str = s.setting("http://127.0.0.1:4437", help="base URL of the origin (or of a nearer edge)")
+    workers: int = s.setting(1, type=s.positive_int, help="processes sharing the port (SO_REUSEPORT)")
+    cache_memory: int = s.setting(256 * 1024 * 1024, type=int, help="bytes of immutable chunks kept in memory")
+    cache_dir: str | None = s.setting(
+        None, convert=s.absolute_path, help="directory of the disk cache tier (kept across restarts)"
+    )
+    cache_disk: int = s.setting(0, type=int, help="bytes of the disk cache tier (0: off)")
+    cache_fallback_age: float = s.setting(
+        5.0,
+        type=s.positive_float,
+        help="seconds a cached chunk is served while the origin's change feed is not followed "
+        "(then deletions reach this edge within it)",
+    )
+    # Connect + first byte, for requests that are not live reads.
+    upstream_timeout: float = s.setting(10.0, type=s.positive_float, help="seconds to reach the origin")
+    long_poll_timeout: float = s.setting(
+        30.0, type=s.positive_float, help="the origin's long-poll timeout (bounds upstream waits)"
+    )
+    sse_max_age: float = s.setting(60.0, type=s.positive_float, help="seconds before an SSE response ends")
+    sse_keepalive: float = s.setting(15.0, type=s.positive_float, help="seconds between SSE keep-alives")
+    sse_client_buffer: int = s.sse_client_buffer(1024 * 1024)
+    sse_write_timeout: float = s.sse_write_timeout(30.0)
+    header_timeout: float = s.header_timeout(10.0)
+    body_timeout: float = s.body_timeout(30.0)
+    idle_timeout: float = s.idle_timeout(75.0)
+    sse_idle_close: float = s.setting(
+        5.0, type=s.positive_float, help="seconds an upstream SSE subscription outlives its last client"
+    )
+    auth_config: str | None = s.setting(None, help="the origin's TOML access policy (checks at the edge)")
+    public_url: str | None = s.setting(
+        None,
+        type=s.public_url,
+        help="base URL clients reach this edge by, for the Location of a create (default: the address reached)",
+    )
+    access_log: bool = s.setting(False, type=s.boolean, help="log one line per request")
+    # shared.aio.fast_lane
+    fast_lane: bool = s.setting(
+        True,
+        type=s.boolean,
+        help="answer plain cached reads and shared long-polls from rendered bytes (false: all take aiohttp's way)",
+    )
+    shutdown_grace: float = s.setting(10.0, type=s.positive_float, help="seconds to drain on SIGTERM")
     # Regions (edge.region): a durable replica of the origin's streams, read locally.
-    region: str | None = None  # set: this edge keeps a regional replica
-    replicate: tuple[str, ...] = ()  # path globs replicated eagerly ("**": all)
-    replica_dir: str = "./replica"
-    replica_idle: float = 300.0  # seconds a stream replicated on read stays after its last read
-    origin_token: str | None = None  # bearer token for the replication API (read on "")
-    link_heartbeat: float = 1.0  # change feed heartbeat; 3 missed = link down
-    replica_heartbeat: float = 5.0  # per-stream log feed heartbeat while idle
+    region: str | None = s.setting(None, help="name of this edge's region: keep a durable regional replica")
+    replicate: tuple[str, ...] = s.setting(
+        (),
+        repeatable=True,
+        help="with --region: glob of stream paths replicated eagerly (repeatable; '**': all)",
+    )
+    replica_dir: str = s.setting(
+        "./replica", convert=os.path.abspath, help="with --region: directory of the regional replica"
+    )
+    replica_idle: float = s.setting(
+        300.0,
+        type=s.positive_float,
+        help="seconds a stream replicated because it was read stays replicated after its last read",
+    )
+    # The replication API needs read access on "".
+    origin_token: str | None = s.setting(None, help="bearer token the replica shows the origin (read on all)")
+    link_heartbeat: float = s.setting(
+        1.0,
+        type=s.positive_float,
+        help="seconds between change-feed heartbeats; three missed mark the link down",
+    )
+    replica_heartbeat: float = s.setting(
+        5.0,
+        type=s.positive_float,
+        help="with --region: seconds between heartbeats of a replicated stream's log feed while it is idle",
+    )

@@ -1,36 +1,70 @@
-"""OriginConfig: every setting of an origin process, built once from flags and environment."""
+"""OriginConfig: every setting of an origin process, built once from flags and environment.
+
+Each field is declared once, with its default and help (shared.aio.settings.setting): it is the
+flag `--field-name`, the variable DS_ORIGIN_FIELD_NAME and a row of README.md's settings table
+(tests/test_deploy_settings.py keeps the three in step).
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+from plugin_streams.shared.aio import settings as s
 
 
 @dataclass(frozen=True, slots=True)
 class OriginConfig:
-    host: str = "127.0.0.1"
-    port: int = 4437
-    data_dir: str = "./data"
-    engine: str = "file"  # "file" (durable, default) or "memory" (nothing survives a restart)
-    fsync: str = "always"  # "always": fdatasync before acknowledging; "never": page cache only
-    long_poll_timeout: float = 30.0
-    sse_max_age: float = 60.0
-    sse_keepalive: float = 15.0
-    chunk_size: int = 64 * 1024
-    max_body: int = 64 * 1024 * 1024
-    sweep_interval: float = 1.0
-    shutdown_grace: float = 10.0
-    access_log: bool = False
-    auth_config: str | None = None  # TOML access policy; None: open (development only)
-    public_url: str | None = None  # base URL clients use (a create's Location); None: the address reached
-    max_live_connections: int = 10_000
-    rate_limit: float = 0.0  # requests per second per client (token or IP); 0: off
-    rate_burst: int = 100
-    # Peers (CIDRs) whose X-Forwarded-For names the client the rate limit keys on (an edge, a CDN).
-    trusted_proxies: tuple[str, ...] = ()
-    sse_client_buffer: int = 1024 * 1024  # bytes queued for one SSE client before cutting it off
-    sse_write_timeout: float = 30.0  # seconds an SSE write may stay blocked before cutting the client off
-    header_timeout: float = 10.0  # seconds to receive a request head (shared.aio.guard)
-    body_timeout: float = 30.0  # seconds a request body may go without a byte
-    idle_timeout: float = 75.0  # seconds an idle keep-alive connection is kept
-    compact_min_bytes: int = 1024 * 1024  # retention reclaims disk once this much is droppable
-    tail_cache_bytes: int = 128 * 1024 * 1024  # newest records kept in memory for live readers
+    host: str = s.setting("127.0.0.1", help="address to listen on")
+    port: int = s.setting(4437, type=s.port_number, help="port to listen on (0: any free port)")
+    data_dir: str = s.setting("./data", convert=os.path.abspath, help="directory of the embedded storage engine")
+    # "file" (durable, default) or "memory" (nothing survives a restart)
+    engine: str = s.setting("file", choices=("file", "memory"), help="storage engine")
+    fsync: str = s.setting(
+        "always",
+        choices=("always", "never"),
+        help="always: acknowledge appends only once on disk; never: once in the OS page cache "
+        "(survives a process crash, not a power loss)",
+    )
+    long_poll_timeout: float = s.setting(30.0, type=s.positive_float, help="seconds a long-poll waits")
+    sse_max_age: float = s.setting(60.0, type=s.positive_float, help="seconds before an SSE response ends")
+    sse_keepalive: float = s.setting(15.0, type=s.positive_float, help="seconds between SSE keep-alives")
+    chunk_size: int = s.setting(64 * 1024, type=s.positive_int, help="catch-up chunk boundary in bytes")
+    max_body: int = s.setting(64 * 1024 * 1024, type=s.positive_int, help="largest request body in bytes (413 beyond)")
+    sweep_interval: float = s.setting(1.0, type=s.positive_float, help="seconds between expiry sweeps")
+    shutdown_grace: float = s.setting(10.0, type=s.positive_float, help="seconds to drain on SIGTERM")
+    access_log: bool = s.setting(False, type=s.boolean, help="log one line per request")
+    # None: open (development only)
+    auth_config: str | None = s.setting(None, help="TOML access policy (tokens, public prefixes, signing key)")
+    public_url: str | None = s.setting(
+        None,
+        type=s.public_url,
+        help="base URL clients reach this server by, for the Location of a create (default: the address reached)",
+    )
+    max_live_connections: int = s.setting(
+        10_000, type=s.positive_int, help="open long-polls and SSE responses before 503"
+    )
+    # Per client (token or IP).
+    rate_limit: float = s.setting(0.0, type=float, help="requests/s per client before 429 (0: off)")
+    rate_burst: int = s.setting(100, type=s.positive_int, help="requests a client may burst")
+    trusted_proxies: tuple[str, ...] = s.setting(
+        (),
+        type=s.cidr,
+        repeatable=True,
+        help="address or CIDR of a proxy (edge, CDN) whose X-Forwarded-For names the client for the rate limit",
+    )
+    sse_client_buffer: int = s.sse_client_buffer(1024 * 1024)
+    sse_write_timeout: float = s.sse_write_timeout(30.0)
+    header_timeout: float = s.header_timeout(10.0)
+    body_timeout: float = s.body_timeout(30.0)
+    idle_timeout: float = s.idle_timeout(75.0)
+    compact_min_bytes: int = s.setting(
+        1024 * 1024,
+        type=s.positive_int,
+        help="bytes of retention-dropped data that trigger reclaiming disk space",
+    )
+    tail_cache_bytes: int = s.setting(
+        128 * 1024 * 1024,
+        type=int,
+        help="memory for the newest records of each stream, read by live readers (0: off)",
+    )

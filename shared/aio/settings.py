@@ -2,16 +2,25 @@
 
 Every `--some-flag` can also be set as `<PREFIX>SOME_FLAG`; the flag wins. A variable under the
 prefix that names no flag is an error at startup, so a typo in a unit file cannot be ignored.
+The settings themselves are declared once, as fields of a server's config dataclass (setting()).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import os
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T")
+C = TypeVar("C", bound="DataclassInstance")
 
 
 class Settings:
@@ -120,39 +129,111 @@ def public_url(text: str) -> str:
     return text.strip().rstrip("/")
 
 
-def add_timeout_flags(settings: Settings, *, header: float, body: float, idle: float) -> None:
+# -- settings declared on the config dataclass ------------------------------------------------
+# A config field declared with setting() is also a flag (`--field-name`) and an environment
+# variable (<PREFIX>FIELD_NAME): its name, default, type and help are written once, on the
+# field, and the CLI, the environment and the README table (checked by a test) follow from it.
+
+_SETTING: Final = "plugin_streams.setting"
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    help: str
+    type: Callable[[str], Any] = str
+    choices: tuple[str, ...] | None = None
+    #: Given N times on the command line; a comma-separated list in the environment; a tuple.
+    repeatable: bool = False
+    #: Applied to the value, wherever it came from (e.g. a path made absolute).
+    convert: Callable[[Any], Any] | None = None
+
+
+def setting(
+    default: T,
+    *,
+    help: str,
+    type: Callable[[str], Any] = str,
+    choices: tuple[str, ...] | None = None,
+    repeatable: bool = False,
+    convert: Callable[[Any], Any] | None = None,
+) -> T:
+    """A config field that is also a flag and an environment variable."""
+    spec = SettingSpec(help, type, choices, repeatable, convert)
+    return dataclasses.field(default=default, metadata={_SETTING: spec})
+
+
+def flag_of(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def settings_of(config: type[DataclassInstance]) -> list[tuple[dataclasses.Field[Any], SettingSpec]]:
+    """The fields of `config` declared with setting(), in declaration order."""
+    return [(f, f.metadata[_SETTING]) for f in dataclasses.fields(config) if _SETTING in f.metadata]
+
+
+def add_settings(settings: Settings, config: type[DataclassInstance]) -> None:
+    """A flag, with its environment variable, for every setting of `config`."""
+    for field, spec in settings_of(config):
+        settings.add(
+            flag_of(field.name),
+            type=spec.type,
+            default=field.default,
+            help=spec.help,
+            choices=list(spec.choices) if spec.choices is not None else None,
+            repeatable=spec.repeatable,
+        )
+
+
+def config_from(config: type[C], args: argparse.Namespace) -> C:
+    """`config` built from parsed flags (which already fell back on the environment and defaults)."""
+    values: dict[str, Any] = {}
+    for field, spec in settings_of(config):
+        value = getattr(args, field.name)
+        if spec.repeatable:
+            value = tuple(value)
+        if spec.convert is not None:
+            value = spec.convert(value)
+        values[field.name] = value
+    return config(**values)
+
+
+def absolute_path(text: str | None) -> str | None:
+    """A directory given relative to where the process starts, fixed before anything changes it."""
+    return os.path.abspath(text) if text else None
+
+
+# Settings both servers have, with the same meaning.
+
+
+def header_timeout(default: float) -> float:
     """The connection timeouts every server has (shared.aio.guard)."""
-    settings.add(
-        "--header-timeout",
+    return setting(
+        default,
         type=positive_float,
-        default=header,
         help="seconds a client has to send a whole request head (from its first byte, or from connecting); 408 after",
     )
-    settings.add(
-        "--body-timeout",
+
+
+def body_timeout(default: float) -> float:
+    return setting(
+        default,
         type=positive_float,
-        default=body,
         help="seconds a request body may go without a byte before the request fails with 408",
     )
-    settings.add(
-        "--idle-timeout",
-        type=positive_float,
-        default=idle,
-        help="seconds an idle keep-alive connection is kept open",
-    )
 
 
-def add_sse_budget_flags(settings: Settings, *, buffer: int, write_timeout: float) -> None:
+def idle_timeout(default: float) -> float:
+    return setting(default, type=positive_float, help="seconds an idle keep-alive connection is kept open")
+
+
+def sse_client_buffer(default: int) -> int:
     """What one SSE client may hold before it is cut off (shared.aio.slow_clients)."""
-    settings.add(
-        "--sse-client-buffer",
-        type=positive_int,
-        default=buffer,
-        help="bytes queued for one SSE client before it is cut off",
-    )
-    settings.add(
-        "--sse-write-timeout",
+    return setting(default, type=positive_int, help="bytes queued for one SSE client before it is cut off")
+
+
+def sse_write_timeout(default: float) -> float:
+    return setting(
+        default,
         type=positive_float,
-        default=write_timeout,
         help="seconds an SSE client may leave a write blocked before it is cut off",
     )
