@@ -6,9 +6,10 @@ depends on the target alone, so each target is parsed once (with the same `share
 handlers use) and remembered. Then:
 - a catch-up read from the start of a chunk in the memory cache gets the chunk's rendered head
   and the cached body, with no copy;
-- a long-poll whose answer is already known (a recent shared poll) gets it at once; one that can
-  join a shared poll in progress is parked on the connection, and when the poll returns every
-  parked client is answered in one pass, the answer rendered once per cursor group. A parked
+- a long-poll is decided as the handlers decide it (edge.long_poll_plan): one whose answer is
+  already known (a recent shared poll) gets it at once; one that joins or starts a shared poll
+  is parked on the connection, and when the poll returns every parked client is answered in one
+  pass, the answer rendered once per cursor group. A parked
   client whose connection is lost stops waiting at once; a shared poll nobody waits for any more
   (parked here or in a handler) is cancelled, freeing its live slot at the origin.
 Everything else (misses, other tiers, errors, shutdown, policies, regions) is declined and goes
@@ -28,8 +29,18 @@ from cachetools import LRUCache
 
 from plugin_streams.edge.cache import ChunkCache
 from plugin_streams.edge.chunks import ChunkKey
+from plugin_streams.edge.long_poll_plan import (
+    STOPPING,
+    AfterFlight,
+    Flight,
+    FlightKey,
+    FromRecent,
+    JoinFlight,
+    PollRequest,
+    StartFlight,
+)
 from plugin_streams.edge.metrics import EdgeMetrics
-from plugin_streams.edge.reads import STOPPING, EdgeReads, chunk_answer, explicit, may_answer
+from plugin_streams.edge.reads import EdgeReads, chunk_answer, explicit
 from plugin_streams.edge.scope import ReadScope
 from plugin_streams.edge.upstream import Reply
 from plugin_streams.shared import headers as h
@@ -53,15 +64,7 @@ class CatchUp:
     offset: Offset
 
 
-@dataclass(frozen=True, slots=True)
-class LongPoll:
-    scope: ReadScope
-    offset: Offset
-    offset_text: str
-    echoed: int | None
-
-
-Route = CatchUp | LongPoll | None  # None: not for the lane
+Route = CatchUp | PollRequest | None  # None: not for the lane (a PollRequest: a long-poll)
 
 
 class _Parked:
@@ -72,9 +75,9 @@ class _Parked:
 
     def __init__(self, future: asyncio.Future[Reply]) -> None:
         self.future = future
-        # Per client: its connection and where the answer must reach (edge.writes); one that
-        # leaves is taken out in O(1), however many wait with it.
-        self.groups: dict[LongPoll, dict[FastConnection, Offset | None]] = {}
+        # Per client: its connection and its flight (which says where the answer must reach,
+        # edge.writes); one that leaves is taken out in O(1), however many wait with it.
+        self.groups: dict[PollRequest, dict[FastConnection, Flight]] = {}
 
 
 class EdgeLane:
@@ -96,10 +99,10 @@ class FastReads:
         self.metrics = metrics
         self.enabled = True
         self._routes: LRUCache[str, Route] = LRUCache(MAX_ROUTES)
-        self._parked: dict[tuple[str, str, str], _Parked] = {}
+        self._parked: dict[FlightKey, _Parked] = {}
         # Per chunk start: (the copy's stored time, its Age, the head naming both).
         self._heads: LRUCache[tuple[ChunkKey, int], tuple[float, int, Rendered]] = LRUCache(MAX_ROUTES)
-        self._recent_heads: LRUCache[LongPoll, tuple[Reply, int, Rendered]] = LRUCache(MAX_ROUTES)
+        self._recent_heads: LRUCache[PollRequest, tuple[Reply, int, Rendered]] = LRUCache(MAX_ROUTES)
         # labels() costs a lock and a lookup: keep the few children the lane uses.
         self._memory_hits = metrics.cache_hits.labels("memory")
         self._recent_hits = metrics.cache_hits.labels("recent_poll")
@@ -145,13 +148,15 @@ class FastReads:
 
     # -- long-poll -------------------------------------------------------------------------
 
-    def _long_poll(self, route: LongPoll, message: RawRequestMessage, conn: FastConnection) -> bool:
+    def _long_poll(self, route: PollRequest, message: RawRequestMessage, conn: FastConnection) -> bool:
         reads = self.reads
         offset = route.offset
-        if reads.stopped or self.cache.may_have(route.scope.path, offset.generation, offset.position):
+        if offset is None or reads.stopped or self.cache.may_have(route.scope.path, offset.generation, offset.position):
             return False
-        key, need, recent = reads.shared_poll(route.scope, route.offset_text, offset)
-        if recent is not None:
+        flights = reads.long_poll_flights
+        decision = reads.planner.plan(route, cached=None, stopped=False, in_flight=flights.waiting)
+        if type(decision) is FromRecent:
+            recent = decision.reply
             rendered = self._render_recent(recent, route)
             if rendered is None:
                 return False
@@ -161,11 +166,17 @@ class FastReads:
             return True
         # Each parked client is a waiter of the flight until it is answered or its connection is
         # lost: the last to leave (with the handlers' waiters) cancels the upstream poll.
-        flights = reads.long_poll_flights
-        future = flights.join_pending(key)
-        if future is None:
+        if type(decision) is JoinFlight:
+            future = flights.join_pending(decision.key)
+        elif type(decision) is StartFlight:
             # The first client here starts the shared poll (as the handler would, with its request).
-            future = flights.join(key, reads.poll_work(message.headers, route.scope, offset, message.url, key))
+            work = reads.poll_work(message.headers, route.scope, offset, message.url, decision.key)
+            future = flights.join(decision.key, work)
+        else:
+            return False  # (nothing else is planned without cached data, before shutdown)
+        if future is None:
+            return False  # (never: the flight planned as in progress is, as nothing ran since)
+        key = decision.key
         parked = self._parked.get(key)
         if parked is None or parked.future is not future:  # (a flight everyone left: a new one)
             parked = self._parked[key] = _Parked(future)
@@ -173,12 +184,12 @@ class FastReads:
         group = parked.groups.get(route)
         if group is None:
             group = parked.groups[route] = {}
-        group[conn] = need
+        group[conn] = decision
         conn.park(message, lambda: self._left(key, parked, route, conn))
         self.metrics.long_poll_waiters.inc()
         return True
 
-    def _left(self, key: tuple[str, str, str], parked: _Parked, route: LongPoll, conn: FastConnection) -> None:
+    def _left(self, key: FlightKey, parked: _Parked, route: PollRequest, conn: FastConnection) -> None:
         """A parked client's connection was lost: it waits no more, nor keeps the shared poll going."""
         group = parked.groups.get(route)
         if group is None or group.pop(conn, _ANSWERED) is _ANSWERED:
@@ -188,12 +199,13 @@ class FastReads:
         self.metrics.long_poll_waiters.dec()
         self.reads.long_poll_flights.leave(key, parked.future)
 
-    def _answer_parked(self, key: tuple[str, str, str], parked: _Parked) -> None:
+    def _answer_parked(self, key: FlightKey, parked: _Parked) -> None:
         if self._parked.get(key) is parked:
             del self._parked[key]
         future = parked.future
         reply = None if future.cancelled() or future.exception() is not None else future.result()
         groups, parked.groups = parked.groups, {}
+        planner = self.reads.planner
         for route, clients in groups.items():
             self.metrics.long_poll_waiters.dec(len(clients))
             rendered = self._render(reply, route) if reply is not None and reply is not STOPPING else None
@@ -201,18 +213,19 @@ class FastReads:
                 for conn in clients:
                     conn.release_parked()  # errors and shutdown answers: the handlers know how
                 continue
+            assert reply is not None  # (rendered)
             head = rendered.head()
-            body = reply.body if reply is not None and reply.status == 200 else b""
-            for conn, need in clients.items():
-                if need is not None and not may_answer(reply, need):  # type: ignore[arg-type]
+            body = reply.body if reply.status == 200 else b""
+            for conn, flight in clients.items():
+                if planner.after(flight, reply) is not AfterFlight.DELIVER:
                     conn.release_parked()  # short of writes it must see: the handlers ask again
                 elif not conn.closed:
                     conn.answer_parked(head, body)
                     self._lane_long_poll.inc()
 
-    def _render_recent(self, reply: Reply, route: LongPoll) -> Rendered | None:
+    def _render_recent(self, reply: Reply, route: PollRequest) -> Rendered | None:
         """A recent answer rendered once per client group (and cursor interval), not per client."""
-        cursor = self.reads.cursor_for(route.offset_text, route.echoed)
+        cursor = self.reads.planner.cursor(route)
         known = self._recent_heads.get(route)
         if known is not None and known[0] is reply and known[1] == cursor:
             return known[2]
@@ -221,10 +234,10 @@ class FastReads:
             self._recent_heads[route] = (reply, cursor, rendered)
         return rendered
 
-    def _render(self, reply: Reply, route: LongPoll) -> Rendered | None:
+    def _render(self, reply: Reply, route: PollRequest) -> Rendered | None:
         if reply.status not in (200, 204):
             return None
-        headers = self.reads.long_poll_headers(reply, route.offset_text, route.echoed, route.scope)
+        headers = self.reads.long_poll_headers(reply, route)
         return Rendered(reply.status, headers, len(reply.body) if reply.status == 200 else 0)
 
 
@@ -250,5 +263,5 @@ def _route(message: RawRequestMessage, policy: AccessPolicy) -> Route:
         return None
     scope = ReadScope(path, None, signed=False)
     if read.live == h.LIVE_LONG_POLL:
-        return LongPoll(scope, offset, query[h.QUERY_OFFSET], read.cursor)
+        return PollRequest(scope, offset, query[h.QUERY_OFFSET], read.cursor)
     return CatchUp(scope, offset)
