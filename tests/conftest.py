@@ -1,4 +1,4 @@
-"""Shared fixtures: data directories and real origin processes."""
+"""Shared fixtures: data directories, real origin processes, and the in-process origin (memory_client)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.memory_origin import memory_client  # noqa: F401  (a fixture for every test)
 from tests.support.processes import OriginProcess
 
 

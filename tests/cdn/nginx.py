@@ -15,13 +15,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
+
+from tests.support.processes import terminate
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "deploy" / "cdn" / "nginx.conf"
@@ -149,15 +150,8 @@ class NginxProcess:
         return "\n".join(parts)
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # fast shutdown: open long-polls are cut
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            terminate(self.proc, timeout)  # fast shutdown: open long-polls are cut
 
     def __enter__(self) -> Self:
         return self.start()

@@ -25,6 +25,7 @@ import pytest
 
 from tests.cdn.nginx import NginxProcess, find_nginx
 from tests.support.processes import EdgeProcess, OriginProcess, ServerProcess
+from tests.support.sse_reader import SSEReader
 
 pytestmark = pytest.mark.skipif(
     find_nginx() is None,
@@ -300,28 +301,17 @@ async def test_long_poll_204_is_not_cached(make_cdn: CdnFactory) -> None:
     assert time.monotonic() - started < 1.0, "the data was not returned at once"
 
 
-async def next_event(content: aiohttp.StreamReader) -> tuple[str, str]:
-    event, data = "", []
-    while True:
-        line = (await content.readline()).decode()
-        assert line, "the SSE response ended"
-        line = line.rstrip("\r\n")
-        if not line:
-            if event or data:
-                return event, "\n".join(data)
-            continue
-        if line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:])
+async def next_event(events: SSEReader) -> str:
+    """The kind of the next event (AssertionError if the response ends first)."""
+    event = await events.next()
+    assert event is not None, "the SSE response ended"
+    return event.event
 
 
-async def data_event(response: aiohttp.ClientResponse, since: float) -> tuple[str, float]:
+async def data_event(events: SSEReader, since: float) -> tuple[str | None, float]:
     """The next `data` event's payload, and the seconds from `since` until it arrived."""
-    while True:
-        event, data = await next_event(response.content)
-        if event == "data":
-            return data, time.monotonic() - since
+    data = await events.first("data")
+    return data, time.monotonic() - since
 
 
 async def sse_is_not_buffered(cdn: Cdn, *, clients: int = 2) -> None:
@@ -340,9 +330,10 @@ async def sse_is_not_buffered(cdn: Cdn, *, clients: int = 2) -> None:
             assert response.headers["Content-Type"].startswith("text/event-stream")
             assert "no-cache" in response.headers.get("Cache-Control", "")
             responses.append(response)
+        readers = [SSEReader(response) for response in responses]
         async with asyncio.timeout(3):
-            firsts = await asyncio.gather(*(next_event(r.content) for r in responses))
-        assert [event for event, _ in firsts] == ["control"] * clients, firsts
+            firsts = await asyncio.gather(*(next_event(events) for events in readers))
+        assert firsts == ["control"] * clients, firsts
         waited = time.monotonic() - opened
         # A second client queued behind the first (a cache lock) would wait for its whole response.
         assert waited < 2, f"the first SSE events took {waited:.2f}s: held back"
@@ -354,7 +345,7 @@ async def sse_is_not_buffered(cdn: Cdn, *, clients: int = 2) -> None:
             await cdn.append(stream, payload.encode())
 
             async with asyncio.timeout(4):
-                received = await asyncio.gather(*(data_event(r, appended) for r in responses))
+                received = await asyncio.gather(*(data_event(events, appended) for events in readers))
             for data, delay in received:
                 assert data == payload
                 assert delay <= 1.0, f"SSE data event {i} arrived {delay:.2f}s after the append"

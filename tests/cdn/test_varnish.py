@@ -22,6 +22,7 @@ import pytest
 
 from tests.cdn.varnish import VarnishProcess, find_tool
 from tests.support.processes import OriginProcess
+from tests.support.sse_reader import SSEReader
 
 pytestmark = pytest.mark.skipif(
     find_tool("varnishd") is None,
@@ -276,40 +277,21 @@ async def test_sse_is_not_buffered(cdn: Cdn) -> None:
     await cdn.create(stream)
     tail = await cdn.append(stream, b"history")
 
-    async def next_event(content: aiohttp.StreamReader) -> tuple[str, str]:
-        event, data = "", []
-        while True:
-            line = (await content.readline()).decode()
-            assert line, "the SSE response ended"
-            line = line.rstrip("\r\n")
-            if not line:
-                if event or data:
-                    return event, "\n".join(data)
-                continue
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:])
-
     opened = time.monotonic()
     async with cdn.http.get(f"{cdn.base}{stream}?offset={tail}&live=sse") as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/event-stream")
         assert "no-cache" in response.headers.get("Cache-Control", "")
-        async with asyncio.timeout(3):
-            event, _ = await next_event(response.content)
-        assert event == "control", event
+        events = SSEReader(response)
+        first = await events.next(timeout=3)
+        assert first is not None and first.event == "control", first
         assert time.monotonic() - opened < 2, "the first SSE event was held back"
 
         payload = "sse-" + uuid.uuid4().hex
         await asyncio.sleep(0.2)
         appended = time.monotonic()
         await cdn.append(stream, payload.encode())
-        async with asyncio.timeout(SSE_MAX_AGE / 2):
-            while True:
-                event, data = await next_event(response.content)
-                if event == "data":
-                    break
+        data = await events.first("data", timeout=SSE_MAX_AGE / 2)
         delay = time.monotonic() - appended
         assert data == payload
         assert delay <= 1.0, f"the SSE data event arrived {delay:.2f}s after the append"

@@ -12,12 +12,13 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
+
+from tests.support.processes import terminate
 
 REPO = Path(__file__).resolve().parents[2]
 VCL = REPO / "deploy" / "cdn" / "varnish.vcl"
@@ -164,15 +165,8 @@ class VarnishProcess:
             except subprocess.TimeoutExpired:
                 self.errlog.kill()
                 self.errlog.wait(5)
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            terminate(self.proc, timeout)
 
     def __enter__(self) -> Self:
         return self.start()

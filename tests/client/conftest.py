@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import OriginProcess, ProcessGroup
+from tests.support.processes import OriginProcess, ProcessGroup, process_group
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +23,12 @@ def name(request: pytest.FixtureRequest) -> str:
     return f"c/{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
 
 
-class Processes(ProcessGroup):
-    """Client tests' processes: the servers' default 0.5 s long-poll timeout."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        super().__init__(tmp_path, long_poll_timeout=0.5)
+#: Client tests' processes (the name their annotations use).
+Processes = ProcessGroup
 
 
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[Processes]:
-    started = Processes(tmp_path)
-    yield started
-    started.stop_all()
+    """Origins and edges started on demand, with the servers' default 0.5 s long-poll timeout."""
+    with process_group(tmp_path, long_poll_timeout=0.5) as started:
+        yield started

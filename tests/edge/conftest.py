@@ -7,18 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ProcessGroup
+from tests.support.processes import ProcessGroup, process_group
 
-
-class Servers(ProcessGroup):
-    """Edge tests' processes: a 10 s long-poll timeout unless a test asks for another."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        super().__init__(tmp_path, long_poll_timeout=10.0)
+#: Edge tests' processes (the name their annotations use).
+Servers = ProcessGroup
 
 
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[Servers]:
-    s = Servers(tmp_path)
-    yield s
-    s.stop_all()
+    """Origins and edges started on demand, a 10 s long-poll timeout unless a test asks for another."""
+    with process_group(tmp_path, long_poll_timeout=10.0) as started:
+        yield started

@@ -8,7 +8,6 @@ attacker-chosen parameters found it. Real origin (with --auth-config) and edge (
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from pathlib import Path
@@ -16,9 +15,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from plugin_streams.shared import sse
 from tests.edge.conftest import Servers
 from tests.edge.support import append, create, edge_upstream, offset_at, split_offset
+from tests.support.credentials import bearer
+from tests.support.sse_reader import SSEReader
 
 POLICY = """
 signing_key = "k"
@@ -33,8 +33,8 @@ name = "writer"
 token = "token-w"
 admin = ["priv/"]
 """
-VICTIM = {"Authorization": "Bearer token-v"}
-WRITER = {"Authorization": "Bearer token-w"}
+VICTIM = bearer("token-v")
+WRITER = bearer("token-w")
 BINARY = "application/octet-stream"
 
 pytestmark = pytest.mark.timeout(60)
@@ -81,20 +81,6 @@ async def test_a_token_read_is_never_cached_under_signature_parameters(servers: 
         )
 
 
-async def first_event(response: aiohttp.ClientResponse, kind: str, seconds: float) -> str | None:
-    """The payload of the first `kind` event on an open SSE response within `seconds`, else None."""
-    parser = sse.Parser()
-    try:
-        async with asyncio.timeout(seconds):
-            while chunk := await response.content.readany():
-                for event in parser.feed(chunk):
-                    if event.event == kind:
-                        return event.data
-    except TimeoutError:
-        pass
-    return None
-
-
 async def test_an_sse_hub_fed_by_a_token_is_not_shared_by_signature_parameters(servers: Servers) -> None:
     _, streams = start(servers)
     url = streams + "priv/live"
@@ -104,12 +90,13 @@ async def test_an_sse_hub_fed_by_a_token_is_not_shared_by_signature_parameters(s
         await create(session, url, "text/plain", b"old", headers=WRITER)
         async with session.get(url, params=query, headers=VICTIM, timeout=timeout) as victim:
             assert victim.status == 200
-            assert await first_event(victim, "control", 10) is not None  # the victim's hub is live
+            victim_events = SSEReader(victim)
+            assert await victim_events.first("control", 10) is not None  # the victim's hub is live
             async with session.get(url, params=query, timeout=timeout) as attacker:
                 await append(session, url, "text/plain", b"secret", headers=WRITER)
                 if attacker.status == 200:
-                    seen = await first_event(attacker, "data", 3)
+                    seen = await SSEReader(attacker).first("data", 3)
                     assert seen is None, f"an anonymous SSE client with the victim's ds_* parameters got {seen!r}"
                 else:
                     assert attacker.status in (401, 403), attacker.status
-            assert await first_event(victim, "data", 10) == "secret"
+            assert await victim_events.first("data", 10) == "secret"

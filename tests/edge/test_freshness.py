@@ -16,6 +16,7 @@ import pytest
 
 from tests.edge.conftest import Servers
 from tests.edge.support import append, create, edge_upstream, scrape, split_offset, wait_metric
+from tests.support.credentials import bearer
 
 BINARY = "application/octet-stream"
 SMALL_CHUNKS = ("--fsync", "never", "--chunk-size", "1024")
@@ -162,7 +163,7 @@ read = [""]
 write = [""]
 admin = [""]
 """
-WRITER = {"Authorization": "Bearer token-w"}
+WRITER = bearer("token-w")
 
 
 async def test_without_the_feed_a_deleted_stream_is_gone_within_the_fallback_age(servers: Servers) -> None:

@@ -16,21 +16,12 @@ import pytest
 
 from tests.edge.conftest import Servers
 from tests.edge.support import append, create, metric, scrape, until
+from tests.support.raw_clients import open_and_close
 
 pytestmark = pytest.mark.timeout(90)
 
 CLIENTS = 50
 TEXT = "text/plain"
-
-
-async def open_and_close(url: str, target: str, headers: str = "") -> None:
-    host, port = url.removeprefix("http://").split(":")
-    _reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n".encode())
-    await writer.drain()
-    await asyncio.sleep(1.0)  # the edge takes the request (and counts it)
-    writer.close()
-    await writer.wait_closed()
 
 
 async def counted(http: aiohttp.ClientSession, url: str) -> float:
@@ -53,7 +44,7 @@ async def test_clients_that_close_at_once_are_let_go(servers: Servers, label: st
     async with aiohttp.ClientSession() as http:
         await create(http, origin.stream_url + "s", TEXT)
         target = f"/v1/stream/s?{query}"
-        opened = [asyncio.ensure_future(open_and_close(edge.url, target, headers)) for _ in range(CLIENTS)]
+        opened = [asyncio.ensure_future(open_and_close(edge.url, target, headers, linger=1.0)) for _ in range(CLIENTS)]
         await until(lambda: _counted_at_least(http, edge.url, CLIENTS), 10.0, f"{label}: clients counted")
         await asyncio.gather(*opened)
         closed = time.monotonic()
@@ -81,7 +72,10 @@ async def test_an_upstream_long_poll_nobody_waits_for_frees_its_origin_slot(serv
         # (Authorization takes the handlers' way; the fast lane's parked clients: the next test.)
         auth = "Authorization: Bearer someone\r\n"
         await asyncio.gather(
-            *(open_and_close(edge.url, f"/v1/stream/s{i}?offset=now&live=long-poll", auth) for i in range(CLIENTS))
+            *(
+                open_and_close(edge.url, f"/v1/stream/s{i}?offset=now&live=long-poll", auth, linger=1.0)
+                for i in range(CLIENTS)
+            )
         )
         closed = time.monotonic()
         await until(lambda: _origin_idle(http, origin.url), 5.0, "origin slots freed")
@@ -98,7 +92,7 @@ async def test_a_parked_fast_lane_long_poll_that_leaves_frees_its_origin_slot(se
         tails = [await create(http, origin.stream_url + f"s{i}", TEXT) for i in range(CLIENTS)]
         probe_tail = await create(http, origin.stream_url + "probe", TEXT)
         opened = [
-            asyncio.ensure_future(open_and_close(edge.url, f"/v1/stream/s{i}?offset={tail}&live=long-poll"))
+            asyncio.ensure_future(open_and_close(edge.url, f"/v1/stream/s{i}?offset={tail}&live=long-poll", linger=1.0))
             for i, tail in enumerate(tails)
         ]
         await until(lambda: _counted_at_least(http, edge.url, CLIENTS), 10.0, "parked clients counted")

@@ -11,10 +11,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from plugin_streams.shared import sse
 from plugin_streams.shared.auth import signed_query
 from tests.edge.conftest import Servers
 from tests.edge.support import append, create, edge_upstream, metric, offset_at, scrape, split_offset
+from tests.support.credentials import bearer
+from tests.support.sse_reader import SSEReader
 
 BINARY = "application/octet-stream"
 KEY = b"k"
@@ -42,9 +43,9 @@ token = "token-w"
 admin = ["priv/"]
 """
 
-A = {"Authorization": "Bearer token-a"}
-B = {"Authorization": "Bearer token-b"}
-WRITER = {"Authorization": "Bearer token-w"}
+A = bearer("token-a")
+B = bearer("token-b")
+WRITER = bearer("token-w")
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -123,8 +124,8 @@ async def test_private_chunks_are_kept_per_credential_and_checked_before_the_cac
 
         for headers, wanted in (
             ({}, 401),
-            ({"Authorization": "Bearer nope"}, 401),
-            ({"Authorization": "Bearer token-c"}, 403),
+            (bearer("nope"), 401),
+            (bearer("token-c"), 403),
         ):
             status, seen, _ = await read(session, url, offset, headers)
             assert status == wanted, (headers, status)
@@ -196,14 +197,7 @@ async def first_sse_data(session: aiohttp.ClientSession, url: str, query: dict[s
     async with session.get(url, params=params, timeout=aiohttp.ClientTimeout(total=10)) as r:
         if r.status != 200:
             return r.status, None
-        parser = sse.Parser()
-        while True:
-            chunk = await r.content.readany()
-            if not chunk:
-                return r.status, None
-            for event in parser.feed(chunk):
-                if event.event == "data":
-                    return r.status, event.data
+        return r.status, await SSEReader(r).first("data", timeout=10)
 
 
 async def test_live_reads_with_a_signed_url_work_through_the_edge(servers: Servers) -> None:

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from plugin_streams.shared.auth import signed_query
+from tests.support.credentials import bearer
 from tests.support.processes import CLI, EdgeProcess, OriginProcess
 
 KEY = b"k"
@@ -46,7 +47,7 @@ STREAMS = (
     "pub/a",
     "pubx/a",
 )
-ROOT = {"Authorization": "Bearer root"}
+ROOT = bearer("root")
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -117,7 +118,7 @@ async def test_a_signed_url_reads_its_stream_and_those_below_it_only(surfaces: S
 
 
 async def test_token_and_public_prefixes_end_on_a_segment(surfaces: Surfaces) -> None:
-    token = {"Authorization": "Bearer t"}
+    token = bearer("t")
     assert await statuses(surfaces, "events/a", headers=token) == everywhere(200)
     assert await statuses(surfaces, "events-secret/a", headers=token) == everywhere(403), "read = ['events']"
     for name in ("pub", "pub/a"):

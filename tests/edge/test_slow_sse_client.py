@@ -12,6 +12,7 @@ import pytest
 
 from tests.edge.conftest import Servers
 from tests.edge.support import SSEClient, append, create, metric, percentile, rss_mb, scrape, until, wait_metric
+from tests.support.raw_clients import open_never_reading
 
 TEXT = "text/plain"
 APPEND = 8 * 1024
@@ -23,15 +24,6 @@ FAST_CLIENTS = 5
 _MARK = re.compile(r"#(\d+)#")
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def open_slow_client(edge_url: str, path: str) -> socket.socket:
-    host, port = edge_url.removeprefix("http://").split(":")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # before connect: a tiny window
-    sock.connect((host, int(port)))
-    sock.sendall(f"GET {path}?offset=now&live=sse HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-    return sock
 
 
 def drain_until_end(sock: socket.socket, timeout: float) -> tuple[bool, int]:
@@ -68,7 +60,7 @@ async def test_slow_sse_client_is_cut_off_without_hurting_the_others(servers: Se
         final: list[str] = []
         fast = [SSEClient(url, "now") for _ in range(FAST_CLIENTS)]
         tasks = [asyncio.ensure_future(c.run(session, stop, final)) for c in fast]
-        slow = await asyncio.to_thread(open_slow_client, edge.url, path)
+        slow = await asyncio.to_thread(open_never_reading, edge.url, f"{path}?offset=now&live=sse")
         try:
             await until(lambda: all(c.controls for c in fast), 10, "the fast clients to start")
 

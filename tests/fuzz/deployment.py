@@ -18,6 +18,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from plugin_streams.shared.offsets import FIELD_WIDTH
 from tests.fuzz.strategies import Surface
+from tests.support.credentials import bearer
 from tests.support.processes import ProcessGroup, ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,7 +108,7 @@ def _start_processes(tmp: Path, deployment: Deployment) -> None:
 def seed(url: str, token: str | None) -> dict[str, str]:
     """(Re)create the seed streams with a few messages; returns name -> offset generation."""
     parts = urlsplit(url)
-    auth = {"Authorization": f"Bearer {token}"} if token else {}
+    auth = bearer(token) if token else {}
     generations: dict[str, str] = {}
     for name, (content_type, messages) in SEED_STREAMS.items():
         status, headers = _call(parts, "PUT", f"/v1/stream/{name}", {"Content-Type": content_type, **auth})

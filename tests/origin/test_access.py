@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
 import pytest
-from aiohttp import web
 
 from plugin_streams.shared.auth import AccessPolicy, TokenGrant, policy_from_mapping, signed_query
-from tests.origin.helpers import Client, S, memory_app
+from tests.support.credentials import bearer
+from tests.support.memory_origin import Client, MemoryClient, S
 
 POLICY = policy_from_mapping(
     {
@@ -24,13 +23,9 @@ POLICY = policy_from_mapping(
 )
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 @pytest.fixture
-async def client(aiohttp_client: Callable[[web.Application], Awaitable[Client]]) -> Client:
-    c = await aiohttp_client(memory_app(POLICY))
+async def client(memory_client: MemoryClient) -> Client:
+    c = await memory_client(POLICY)
     for path in ("app/s", "public/s", "other/s"):
         r = await c.put(S + path, headers={"Content-Type": "text/plain"} | bearer("root"), data=b"data")
         assert r.status == 201
@@ -126,8 +121,8 @@ async def test_preflight_allows_authorization(client: Client) -> None:
     assert "authorization" in r.headers["Access-Control-Allow-Headers"].lower()
 
 
-async def test_open_policy_allows_everything(aiohttp_client: Callable[[web.Application], Awaitable[Client]]) -> None:
-    c = await aiohttp_client(memory_app(AccessPolicy()))
+async def test_open_policy_allows_everything(memory_client: MemoryClient) -> None:
+    c = await memory_client(AccessPolicy())
     assert (await c.put(S + "x", headers={"Content-Type": "text/plain"})).status == 201
     assert (await c.delete(S + "x")).status == 204
 

@@ -7,25 +7,18 @@ followed by a check that the stream is exactly as it was.
 from __future__ import annotations
 
 import io
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 import pytest
-from aiohttp import ClientSession, web
-from aiohttp.test_utils import TestClient
+from aiohttp import ClientSession
 from yarl import URL
 
-from plugin_streams.origin.app import build_app
-from plugin_streams.origin.config import OriginConfig
-from plugin_streams.origin.storage import MemoryStore
-
-Client = TestClient[web.Request, web.Application]
-S = "/v1/stream/"
+from tests.support.memory_origin import Client, MemoryClient, S
 
 
 @pytest.fixture
-async def client(aiohttp_client: Callable[[web.Application], Awaitable[Client]]) -> Client:
-    config = OriginConfig(engine="memory", long_poll_timeout=0.2, max_body=1024 * 1024)
-    return await aiohttp_client(build_app(config, store=MemoryStore()))
+async def client(memory_client: MemoryClient) -> Client:
+    return await memory_client(long_poll_timeout=0.2, max_body=1024 * 1024)
 
 
 async def snapshot(client: Client, path: str) -> tuple[int, str | None, bytes]:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import pytest
-from aiohttp import web
 
-from tests.origin.helpers import Client, S, memory_app
+from tests.support.memory_origin import Client, MemoryClient, S
 
 CHUNK = 100
 
 
 @pytest.fixture
-async def client(aiohttp_client: Callable[[web.Application], Awaitable[Client]]) -> Client:
-    return await aiohttp_client(memory_app(chunk_size=CHUNK, long_poll_timeout=0.2))
+async def client(memory_client: MemoryClient) -> Client:
+    return await memory_client(chunk_size=CHUNK, long_poll_timeout=0.2)
 
 
 async def fill(client: Client, path: str, sizes: list[int]) -> list[str]:
@@ -80,12 +77,10 @@ async def test_surrogate_keys_name_the_stream(client: Client) -> None:
 
 
 async def test_cursors_are_deterministic_and_monotonic(
-    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
+    memory_client: MemoryClient,
 ) -> None:
     # A frozen clock: the cursor interval must not tick over in the middle of the test.
-    client = await aiohttp_client(
-        memory_app(chunk_size=CHUNK, long_poll_timeout=0.2, clock_ms=lambda: 1_800_000_000_000)
-    )
+    client = await memory_client(chunk_size=CHUNK, long_poll_timeout=0.2, clock_ms=lambda: 1_800_000_000_000)
     offsets = await fill(client, "s", [5])
     tail = offsets[-1]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ProcessGroup, ServerProcess
+from tests.support.processes import ServerProcess, process_group
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,12 +27,9 @@ MARGIN = 4.0
 
 @pytest.fixture(params=["origin", "edge"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
-    group = ProcessGroup(tmp_path, long_poll_timeout=5.0)
-    try:
+    with process_group(tmp_path, long_poll_timeout=5.0) as group:
         origin = group.origin("--engine", "memory", *TIMEOUTS)
         yield origin if request.param == "origin" else group.edge(origin.url, *TIMEOUTS)
-    finally:
-        group.stop_all()
 
 
 async def connect(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.support.processes import ProcessGroup
+from tests.support.processes import ProcessGroup, process_group
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -23,9 +23,8 @@ LIMIT = ("--rate-limit", "0.2", "--rate-burst", "3")  # three requests, then one
 
 @pytest.fixture
 def group(tmp_path: Path) -> Iterator[ProcessGroup]:
-    g = ProcessGroup(tmp_path, long_poll_timeout=5.0)
-    yield g
-    g.stop_all()
+    with process_group(tmp_path, long_poll_timeout=5.0) as g:
+        yield g
 
 
 async def statuses(url: str, count: int, source: str = "127.0.0.1", headers: Mapping[str, str] = {}) -> list[int]:

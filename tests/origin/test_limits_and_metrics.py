@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-
-from aiohttp import web
 
 from plugin_streams.origin.limits import RateLimiter
 from plugin_streams.shared.errors import TooManyRequests
-from tests.origin.helpers import Client, S, memory_app
-
-AiohttpClient = Callable[[web.Application], Awaitable[Client]]
+from tests.support.memory_origin import MemoryClient, S
 
 
-async def test_live_connection_limit_is_503_with_jittered_retry_after(aiohttp_client: AiohttpClient) -> None:
-    client = await aiohttp_client(memory_app(max_live_connections=2, long_poll_timeout=1.0))
+async def test_live_connection_limit_is_503_with_jittered_retry_after(memory_client: MemoryClient) -> None:
+    client = await memory_client(max_live_connections=2, long_poll_timeout=1.0)
     r = await client.put(S + "s", headers={"Content-Type": "text/plain"})
     tail = r.headers["Stream-Next-Offset"]
     params = {"offset": tail, "live": "long-poll"}
@@ -47,15 +42,15 @@ def test_rate_limiter_refills_and_tells_when_to_retry() -> None:
     limiter.check("ip:1", now=100.5)  # half a second refills one token at 2/s
 
 
-async def test_rate_limit_answers_429(aiohttp_client: AiohttpClient) -> None:
-    client = await aiohttp_client(memory_app(rate_limit=1.0, rate_burst=2))
+async def test_rate_limit_answers_429(memory_client: MemoryClient) -> None:
+    client = await memory_client(rate_limit=1.0, rate_burst=2)
     statuses = [(await client.get(S + "missing")).status for _ in range(4)]
     assert statuses[:2] == [404, 404]
     assert statuses[2:] == [429, 429]
 
 
-async def test_metrics_and_health(aiohttp_client: AiohttpClient) -> None:
-    client = await aiohttp_client(memory_app())
+async def test_metrics_and_health(memory_client: MemoryClient) -> None:
+    client = await memory_client()
     await client.put(S + "s", headers={"Content-Type": "text/plain"}, data=b"abc")
     await client.post(S + "s", headers={"Content-Type": "text/plain"}, data=b"de")
     await client.get(S + "s")

@@ -9,15 +9,16 @@ slot for ever (its write blocked past the max age).
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.edge.support import metric, scrape, until
-from tests.support.processes import ProcessGroup
+from tests.support.processes import ProcessGroup, process_group
+from tests.support.raw_clients import open_and_close, open_never_reading
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -33,24 +34,13 @@ LIVE_READS = [
 
 
 @pytest.fixture
-def group(tmp_path: Path):
-    g = ProcessGroup(tmp_path, long_poll_timeout=30.0)
-    yield g
-    g.stop_all()
+def group(tmp_path: Path) -> Iterator[ProcessGroup]:
+    with process_group(tmp_path, long_poll_timeout=30.0) as g:
+        yield g
 
 
 async def live_connections(http: aiohttp.ClientSession, url: str) -> float:
     return metric(await scrape(http, url), "ds_origin_live_connections")
-
-
-async def open_and_close(url: str, target: str) -> None:
-    host, port = url.removeprefix("http://").split(":")
-    _reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-    await writer.drain()
-    await asyncio.sleep(0.5)  # the origin takes the request (and its slot)
-    writer.close()
-    await writer.wait_closed()
 
 
 async def make_streams(http: aiohttp.ClientSession, url: str) -> None:
@@ -88,15 +78,6 @@ async def test_live_reads_closed_at_once_free_their_slots(group: ProcessGroup, l
 
 async def _no_live(http: aiohttp.ClientSession, url: str) -> bool:
     return await live_connections(http, url) == 0
-
-
-def open_never_reading(url: str, target: str) -> socket.socket:
-    host, port = url.removeprefix("http://").split(":")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # before connect: a tiny window
-    sock.connect((host, int(port)))
-    sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-    return sock
 
 
 @pytest.mark.parametrize(

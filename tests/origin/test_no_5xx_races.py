@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from plugin_streams.origin.storage.file.engine import GENERATION_BLOCK
+from tests.support.credentials import bearer
 from tests.support.processes import OriginProcess
 
 pytestmark = pytest.mark.timeout(180)
@@ -61,10 +62,6 @@ async def test_concurrent_creates_across_generation_blocks_never_fail(tmp_path: 
 
             await asyncio.gather(*(worker() for _ in range(in_flight)))
         assert statuses == Counter({201: creates}), (statuses, reasons[:3])
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_replication_api_needs_read_on_every_path(tmp_path: Path) -> None:

@@ -6,19 +6,17 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp.web import Application
 from prometheus_client import CollectorRegistry
 
 from plugin_streams.origin.app import build_app
 from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.storage import FileStore
 from plugin_streams.shared.auth import AccessPolicy
-from tests.origin.helpers import Client, S, memory_app
+from tests.support.memory_origin import AiohttpClient, Client, MemoryClient, S
 
-AiohttpClient = Callable[[web.Application], Awaitable[Client]]
 BINARY = {"Content-Type": "application/octet-stream"}
 
 
@@ -31,8 +29,8 @@ async def append_all(client: Client, path: str, count: int, size: int) -> list[s
     return offsets
 
 
-async def test_max_bytes_drops_oldest_whole_appends(aiohttp_client: AiohttpClient) -> None:
-    client = await aiohttp_client(memory_app(compact_min_bytes=1))
+async def test_max_bytes_drops_oldest_whole_appends(memory_client: MemoryClient) -> None:
+    client = await memory_client(compact_min_bytes=1)
     r = await client.put(S + "r", headers=BINARY | {"Stream-Retention-Max-Bytes": "250"})
     start = r.headers["Stream-Next-Offset"]
     offsets = await append_all(client, "r", 10, 100)
@@ -50,15 +48,9 @@ async def test_max_bytes_drops_oldest_whole_appends(aiohttp_client: AiohttpClien
     assert (await client.post(S + "r", headers=BINARY, data=b"x")).status == 204
 
 
-async def test_max_age_with_a_clock(aiohttp_client: AiohttpClient) -> None:
+async def test_max_age_with_a_clock(memory_client: MemoryClient) -> None:
     now = [1_800_000_000_000]
-    config = OriginConfig(engine="memory", compact_min_bytes=1)
-    from plugin_streams.origin.storage import MemoryStore
-
-    app = build_app(
-        config, store=MemoryStore(), clock_ms=lambda: now[0], registry=CollectorRegistry(), policy=AccessPolicy()
-    )
-    client = await aiohttp_client(app)
+    client = await memory_client(clock_ms=lambda: now[0], compact_min_bytes=1)
     await client.put(S + "a", headers=BINARY | {"Stream-Retention-Max-Age": "60"})
     old = await append_all(client, "a", 3, 10)
     now[0] += 61_000
@@ -69,8 +61,8 @@ async def test_max_age_with_a_clock(aiohttp_client: AiohttpClient) -> None:
     assert r.headers["Stream-Next-Offset"] == fresh[1] and len(await r.read()) == 20
 
 
-async def test_create_is_idempotent_only_with_the_same_limits(aiohttp_client: AiohttpClient) -> None:
-    client = await aiohttp_client(memory_app())
+async def test_create_is_idempotent_only_with_the_same_limits(memory_client: MemoryClient) -> None:
+    client = await memory_client()
     headers = BINARY | {"Stream-Retention-Max-Bytes": "1000", "Stream-Max-Size": "10"}
     assert (await client.put(S + "x", headers=headers)).status == 201
     assert (await client.put(S + "x", headers=headers)).status == 200
@@ -86,7 +78,7 @@ async def test_file_engine_reclaims_disk_and_keeps_it_across_restarts(
 ) -> None:
     config = OriginConfig(data_dir=str(tmp_path), compact_min_bytes=4096)
 
-    def app() -> web.Application:
+    def app() -> Application:
         store = FileStore(str(tmp_path))
         return build_app(config, store=store, registry=CollectorRegistry(), policy=AccessPolicy())
 

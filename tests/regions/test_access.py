@@ -14,6 +14,7 @@ import pytest
 
 from tests.edge.conftest import Servers
 from tests.edge.support import metric, scrape, until
+from tests.support.credentials import bearer
 from tests.support.delay_proxy import ThreadedDelayProxy
 
 pytestmark = pytest.mark.timeout(90)
@@ -28,10 +29,6 @@ name = "app"
 token = "app-secret"
 write = ["app/"]
 """
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_replication_of_a_protected_origin(servers: Servers, tmp_path: Path) -> None:

@@ -1,16 +1,13 @@
-"""Small REST helpers for tests: create, append, read, and an SSE reader with a deadline."""
+"""Small REST helpers for tests: create, append, read (SSE: tests.support.sse_reader)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-
-from plugin_streams.shared import sse
 
 
 def stream_url(api: str, name: str, action: str = "") -> str:
@@ -47,34 +44,3 @@ async def read_all(http: aiohttp.ClientSession, api: str, name: str, **params: s
         if page["up_to_date"]:
             return messages
         params["after"] = page["next_offset"]
-
-
-class SSEReader:
-    """Events of one SSE response, read with a deadline; comments are counted too."""
-
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self.response = response
-        self.parser = sse.Parser()
-        self.pending: list[sse.Event] = []
-        self.raw = b""
-        self.ended = False
-
-    async def next(self, timeout: float = 10.0) -> sse.Event | None:
-        """The next event, or None when the response ended."""
-        async with asyncio.timeout(timeout):
-            while not self.pending:
-                chunk = await self.response.content.readany()
-                if not chunk:
-                    self.ended = True
-                    return None
-                self.raw += chunk
-                self.pending += self.parser.feed(chunk)
-        return self.pending.pop(0)
-
-    async def take(self, count: int, timeout: float = 10.0) -> list[sse.Event]:
-        events = []
-        while len(events) < count:
-            event = await self.next(timeout)
-            assert event is not None, f"stream ended after {events}"
-            events.append(event)
-        return events

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from tests.rest.helpers import stream_url
+from tests.support.credentials import bearer
 from tests.support.processes import OriginProcess
 
 POLICY = """
@@ -29,10 +30,6 @@ name = "reader"
 token = "r"
 read = ["app/"]
 """
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from tests.rest.helpers import SSEReader, append, create, read, stream_url
+from tests.rest.helpers import append, create, read, stream_url
 from tests.support.processes import EdgeProcess, OriginProcess
+from tests.support.sse_reader import SSEReader
 
 
 @pytest.fixture(scope="module")

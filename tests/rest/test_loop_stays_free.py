@@ -18,6 +18,7 @@ import pytest
 
 from tests.rest.helpers import create, read, stream_url
 from tests.support.big_batch import BIG_BATCH, at, big_stream, value
+from tests.support.credentials import bearer
 from tests.support.healthz_watch import MAX_STALL, timed
 from tests.support.processes import OriginProcess
 
@@ -29,7 +30,7 @@ name = "admin"
 token = "root"
 admin = [""]
 """
-ADMIN = {"Authorization": "Bearer root"}
+ADMIN = bearer("root")
 HIDDEN = 10_000  # names an anonymous caller may not read (the old listing was quadratic in them)
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.rest.helpers import SSEReader, append, create, stream_url
+from tests.rest.helpers import append, create, stream_url
 from tests.support.processes import OriginProcess
+from tests.support.sse_reader import SSEReader
 
 
 async def test_sse_events_carry_offsets_as_ids(http: aiohttp.ClientSession, api: str, name: str) -> None:

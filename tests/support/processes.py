@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
@@ -140,6 +142,7 @@ class ProcessGroup:
         )
 
     def stop_all(self) -> None:
+        """SIGTERM (SIGKILL after 15 s) every started process still running, the last started first."""
         for process in reversed(self.started):
             if process.proc is None or process.proc.poll() is not None:
                 process._close()
@@ -148,3 +151,24 @@ class ProcessGroup:
                 process.stop(timeout=15)
             except Exception:
                 process.kill()
+
+
+@contextmanager
+def process_group(tmp_path: Path, long_poll_timeout: float) -> Iterator[ProcessGroup]:
+    """A ProcessGroup whose processes are stopped when the block ends (the fixtures' one wrapper)."""
+    group = ProcessGroup(tmp_path, long_poll_timeout)
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM a helper process (nginx, varnish, ...) and wait; SIGKILL if it outlives `timeout` s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
