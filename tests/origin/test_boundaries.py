@@ -11,7 +11,6 @@ import threading
 
 import pytest
 
-from plugin_streams.origin import boundaries
 from plugin_streams.origin.boundaries import INLINE_BYTES, RecordBoundaries
 from plugin_streams.shared.aio.tasks import spawn
 from plugin_streams.shared.jsonmarks import MessageMarks
@@ -42,7 +41,7 @@ class Scans:
             finally:
                 self.finished.set()
 
-        monkeypatch.setattr(boundaries.MessageMarks, "build", held)
+        monkeypatch.setattr(MessageMarks, "build", held)
 
 
 @pytest.fixture
