@@ -19,6 +19,7 @@ from aiohttp import web
 
 from plugin_streams.shared.aio.fast_lane import runner_for
 from plugin_streams.shared.aio.guard import ConnectionTimeouts, guarded
+from plugin_streams.shared.aio.loop_watch import activate_if_requested
 
 try:
     import uvloop
@@ -36,6 +37,7 @@ def serve(
     announce: bool = True,
     timeouts: ConnectionTimeouts | None = None,
 ) -> int:
+    activate_if_requested()  # tests: a blocking call on the loop fails loudly (shared.aio.loop_watch)
     runner_factory = asyncio.Runner(loop_factory=uvloop.new_event_loop if uvloop else None)
     with runner_factory as runner:
         return runner.run(_serve(app, host, port, grace, reuse_port, announce, timeouts or ConnectionTimeouts()))

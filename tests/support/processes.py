@@ -2,6 +2,9 @@
 
 `OriginProcess` runs `plugin-streams origin` exactly as an operator would (the console script
 of this checkout's virtual environment), so tests exercise the real CLI, config and shutdown.
+
+Every server runs with blockbuster watching its event loop (shared.aio.loop_watch): a blocking
+call there fails its request and logs BLOCKING_MARK; stopping the process then fails the test.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
+from plugin_streams.shared.aio.loop_watch import BLOCKING_MARK, ENV
+
 CLI = str(Path(sys.executable).with_name("plugin-streams"))
 
 
@@ -33,6 +38,7 @@ class ServerProcess:
     def start(self, timeout: float = 20.0) -> Self:
         log = open(self.log_path, "ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DS_ORIGIN_", "DS_EDGE_"))}
+        env.setdefault(ENV, "1")  # on unless the run says PLUGIN_STREAMS_BLOCKBUSTER=0 (to measure it)
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env)
         log.close()
         assert self.proc.stdout is not None
@@ -59,14 +65,32 @@ class ServerProcess:
         return self.url + "/v1/stream/"
 
     def stop(self, timeout: float = 20.0) -> int:
-        """SIGTERM and wait: returns the exit code (0 after a graceful drain)."""
+        """SIGTERM and wait: returns the exit code (0 after a graceful drain).
+
+        AssertionError if the server ever blocked its event loop (see blocking_calls).
+        """
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         finally:
             self._close()
+        self.assert_loop_never_blocked()
+        return code
+
+    def blocking_calls(self) -> list[str]:
+        """The log's BLOCKING_MARK lines: blocking calls this server made on its event loop."""
+        if not self.log_path.exists():
+            return []
+        return [line for line in self.log_path.read_text(errors="replace").splitlines() if BLOCKING_MARK in line]
+
+    def assert_loop_never_blocked(self) -> None:
+        found = self.blocking_calls()
+        if found:
+            log = self.log_path.read_text(errors="replace")
+            start = log.index(BLOCKING_MARK)
+            raise AssertionError(f"{self.args[1]} blocked its event loop: {found}\n{log[start : start + 6000]}")
 
     def kill(self) -> None:
         """SIGKILL: the crash the storage must survive."""
@@ -142,15 +166,22 @@ class ProcessGroup:
         )
 
     def stop_all(self) -> None:
-        """SIGTERM (SIGKILL after 15 s) every started process still running, the last started first."""
+        """SIGTERM (SIGKILL after 15 s) every started process still running, the last started first.
+
+        Then AssertionError if any of them (killed ones too) blocked its event loop.
+        """
         for process in reversed(self.started):
             if process.proc is None or process.proc.poll() is not None:
                 process._close()
                 continue
             try:
                 process.stop(timeout=15)
+            except AssertionError:
+                pass  # reported below, with the others
             except Exception:
                 process.kill()
+        for process in self.started:
+            process.assert_loop_never_blocked()
 
 
 @contextmanager

@@ -309,6 +309,10 @@ class FileStore:
     async def close(self) -> None:
         await self.flush_access_times()
         self._handles.close_all()
+        # Joining the I/O threads waits for their last write and fdatasync: not on the event loop.
+        await asyncio.to_thread(self._join_io_threads)
+
+    def _join_io_threads(self) -> None:
         self._executor.shutdown(wait=True)
         self._read_executor.shutdown(wait=True)
 
