@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
 from plugin_streams.edge.cache import ChunkCache
@@ -49,11 +50,7 @@ def build_app(
     metrics = EdgeMetrics(registry)
     policy = policy if policy is not None else load_policy(config.auth_config, role="edge")
     observer = Observer(metrics, access_log=config.access_log)
-    middlewares = [observing(observer), error_middleware]
-    if policy.enabled:
-        middlewares.append(access_middleware(policy))
-    middlewares.append(forwarding_middleware)  # the origin sees who each request is for (its rate limit)
-    app = web.Application(client_max_size=2 * 1024 * 1024, middlewares=middlewares)
+    app = web.Application(client_max_size=2 * 1024 * 1024, middlewares=_middlewares(observer, policy))
     freshness = Freshness(config.cache_fallback_age)  # how long a cached copy may be served
     cache = ChunkCache(config.cache_memory, config.cache_dir, config.cache_disk, freshness)
     metrics.watch(lambda: cache.memory_bytes, lambda: cache.disk.bytes if cache.disk else 0)
@@ -81,7 +78,7 @@ def build_app(
         region = await open_region(config, session, registry, policy) if config.region is not None else None
         if region is not None:
             handlers.region = region.router
-        if region is None:  # a regional replica answers reads its own way
+        else:  # a regional replica answers reads its own way
             lane.reads = FastReads(reads, cache, metrics, policy)
         logger.info("edge ready: origin %s, cache %d bytes in memory", config.origin, config.cache_memory)
         yield
@@ -95,10 +92,7 @@ def build_app(
     async def on_shutdown(app: web.Application) -> None:
         handlers = holder.get("handlers")
         if handlers is not None:
-            handlers.fanout.shutdown()
-            handlers.reads.shutdown()
-            if handlers.region is not None:
-                handlers.region.replica.begin_shutdown()  # local long-polls answer, SSE ends
+            _begin_shutdown(handlers)
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
         return await holder["handlers"].dispatch(request)
@@ -115,3 +109,19 @@ def build_app(
     app.router.add_route("*", "/v1/stream/{path:.+}", dispatch)
     add_rest_proxy(app, lambda: holder["handlers"], config)
     return app
+
+
+def _middlewares(observer: Observer, policy: AccessPolicy) -> list[Middleware]:
+    middlewares: list[Middleware] = [observing(observer), error_middleware]
+    if policy.enabled:
+        middlewares.append(access_middleware(policy))
+    middlewares.append(forwarding_middleware)  # the origin sees who each request is for (its rate limit)
+    return middlewares
+
+
+def _begin_shutdown(handlers: EdgeHandlers) -> None:
+    """Answer what waits: long-polls get their answer now and SSE streams end, locally too."""
+    handlers.fanout.shutdown()
+    handlers.reads.shutdown()
+    if handlers.region is not None:
+        handlers.region.replica.begin_shutdown()

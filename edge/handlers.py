@@ -47,12 +47,9 @@ class EdgeHandlers:
             return await preflight(request)
         path = validate_path(request.match_info["path"])
         if self.region is not None:
-            if request.method in ("PUT", "POST", "DELETE"):
-                return await self.region.write(request, path, self.write)
-            if request.method in ("GET", "HEAD"):
-                local = await self.region.read(request, path)
-                if local is not None:
-                    return local
+            local = await self._regional(request, path, self.region)
+            if local is not None:
+                return local
         if request.method in ("PUT", "POST", "DELETE"):
             return await self.write(request, path)
         if request.method == "HEAD":
@@ -61,6 +58,18 @@ class EdgeHandlers:
             raise MethodNotAllowed(
                 f"method {request.method} not allowed", {h.ALLOW: "GET, HEAD, PUT, POST, DELETE, OPTIONS"}
             )
+        return await self.read(request, path)
+
+    async def _regional(self, request: web.Request, path: str, region: RegionRouter) -> web.StreamResponse | None:
+        """A regional replica's answer: writes go to the origin through it, reads it holds it answers."""
+        if request.method in ("PUT", "POST", "DELETE"):
+            return await region.write(request, path, self.write)
+        if request.method in ("GET", "HEAD"):
+            return await region.read(request, path)
+        return None
+
+    async def read(self, request: web.Request, path: str) -> web.StreamResponse:
+        """A GET the edge answers: SSE from a hub, long-poll and catch-up through its cache."""
         query = request.query
         read = parse.parse_read(query, query.getall(h.QUERY_OFFSET, []))
         scope = read_scope(path, request.headers, query, self.policy)

@@ -139,44 +139,8 @@ class LiveReads:
         if position < state.tail:
             first = await read(self.service.store, state, position, self.config.chunk_size)
         await response.prepare(http)
-        deadline = time.monotonic() + self.config.sse_max_age
-        sent_control = False
         try:
-            while not state.removed:
-                if first is not None or position < state.tail:
-                    result = (
-                        first
-                        if first is not None
-                        else await read(self.service.store, state, position, self.config.chunk_size)
-                    )
-                    first = None
-                    position = result.end
-                    event = sse.encode_data(result.body, base64_mode=base64_mode)
-                    await self._write(
-                        http,
-                        response,
-                        event + self._control(state, position, request, result.up_to_date, result.closed),
-                    )
-                    sent_control = True
-                    if result.closed:
-                        break
-                    continue
-                if state.closed:
-                    await self._write(http, response, self._control(state, position, request, True, True))
-                    break
-                if not sent_control:
-                    await self._write(http, response, self._control(state, position, request, True, False))
-                    sent_control = True
-                remaining = deadline - time.monotonic()
-                if self.service.stopping:
-                    # A last control event tells the client where to resume on another server.
-                    await self._write(http, response, self._control(state, position, request, True, False))
-                    break
-                if remaining <= 0:
-                    break
-                woke = await self._wait(state, position, min(remaining, self.config.sse_keepalive))
-                if not woke and not self.service.stopping and deadline > time.monotonic():
-                    await self._write(http, response, sse.KEEP_ALIVE)
+            await self._events(http, response, state, position, request, base64_mode, first)
             await end_live(http, response, self.budget)
         except SlowClient:
             self.metrics.rejected.labels("sse_slow_client").inc()
@@ -188,6 +152,55 @@ class LiveReads:
             with contextlib.suppress(SlowClient, ConnectionResetError):
                 await end_live(http, response, self.budget)
         return response
+
+    async def _events(
+        self,
+        http: web.Request,
+        response: web.StreamResponse,
+        state: StreamState,
+        position: int,
+        request: ReadRequest,
+        base64_mode: bool,
+        first: ReadResult | None,
+    ) -> None:
+        """Data and control events from `position` until the stream closes or the response ages out."""
+        deadline = time.monotonic() + self.config.sse_max_age
+        sent_control = False
+        while not state.removed:
+            if first is not None or position < state.tail:
+                result = (
+                    first
+                    if first is not None
+                    else await read(self.service.store, state, position, self.config.chunk_size)
+                )
+                first = None
+                position = result.end
+                event = sse.encode_data(result.body, base64_mode=base64_mode)
+                await self._write(
+                    http,
+                    response,
+                    event + self._control(state, position, request, result.up_to_date, result.closed),
+                )
+                sent_control = True
+                if result.closed:
+                    break
+                continue
+            if state.closed:
+                await self._write(http, response, self._control(state, position, request, True, True))
+                break
+            if not sent_control:
+                await self._write(http, response, self._control(state, position, request, True, False))
+                sent_control = True
+            remaining = deadline - time.monotonic()
+            if self.service.stopping:
+                # A last control event tells the client where to resume on another server.
+                await self._write(http, response, self._control(state, position, request, True, False))
+                break
+            if remaining <= 0:
+                break
+            woke = await self._wait(state, position, min(remaining, self.config.sse_keepalive))
+            if not woke and not self.service.stopping and deadline > time.monotonic():
+                await self._write(http, response, sse.KEEP_ALIVE)
 
     async def _write(self, http: web.Request, response: web.StreamResponse, data: bytes) -> None:
         await write_live(http, response, data, self.budget)
