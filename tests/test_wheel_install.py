@@ -12,16 +12,19 @@ trip. The stand-ins must still import as themselves afterwards.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from plugin_streams.shared.aio import loop_watch
 from tests.support.processes import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 STAND_INS = ("shared", "origin", "edge")
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "LICENSE", "origin", "edge", "shared", "plugin_streams")
 ROUND_TRIP = """
 import sys
 from plugin_streams import SyncStreams
@@ -53,7 +56,16 @@ def test_the_wheel_installs_and_runs_next_to_packages_named_shared_origin_and_ed
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wheels = tmp_path / "wheels"
-    _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(ROOT))
+    # From a copy of what the build reads: setuptools builds in the source folder and leaves
+    # build/lib there, whose stale modules (deleted since) would otherwise go into the wheel.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in WHEEL_SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, source / name)
+    _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(source))
     (wheel,) = wheels.glob("plugin_streams-*.whl")
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", str(venv))
@@ -83,6 +95,7 @@ def test_the_wheel_installs_and_runs_next_to_packages_named_shared_origin_and_ed
     assert "origin" in _run(cli, "--help", env=env) and "edge" in _run(cli, "edge", "--help", env=env)
     installed = Path(_run(str(python), "-c", "import plugin_streams.origin as o; print(o.__file__)", env=env))
     assert str(installed).startswith(str(site)), installed  # from the wheel, not this checkout
+    monkeypatch.setenv(loop_watch.ENV, "0")  # the watch needs blockbuster, a test dependency, not installed there
     with ServerProcess([cli, *ORIGIN_ARGS], tmp_path / "origin.log") as server:
         out = _run(str(python), "-c", ROUND_TRIP, server.url, "wheel", env=env)
     assert out.strip() == "[{'hello': 'wheel'}]"
