@@ -13,6 +13,7 @@ byte inside a chunk finds it with one bisect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -29,6 +30,7 @@ from cachetools import LRUCache
 
 from plugin_streams.edge.chunks import Chunk, ChunkKey
 from plugin_streams.edge.freshness import Freshness, capped
+from plugin_streams.shared.aio.tasks import spawn
 
 logger = logging.getLogger(__name__)
 OVERHEAD = 256  # bookkeeping bytes charged per chunk
@@ -191,7 +193,11 @@ class DiskTier:
         self._files: OrderedDict[ChunkKey, tuple[str, int, dict[str, Any]]] = OrderedDict()
         self._starts = _Starts()
         self.bytes = 0
-        self._pending: set[asyncio.Task[None]] = set()
+        # Files forgotten but not yet unlinked: unlinks run in a thread, a batch at a time, so
+        # dropping a stream of many chunks never holds the event loop for one unlink per chunk.
+        self._doomed: set[str] = set()
+        self._unlinking: set[str] = set()
+        self._unlinker: asyncio.Task[None] | None = None
 
     def _name(self, key: ChunkKey) -> str:
         digest = hashlib.sha256(f"{key.scope}\0{key.generation}\0{key.start}".encode()).hexdigest()
@@ -221,8 +227,6 @@ class DiskTier:
         held = self._files.get(chunk.key)
         if (held is not None and self._fresh(held[2])) or len(chunk.body) > self.max_bytes:
             return
-        from plugin_streams.shared.aio.tasks import spawn
-
         spawn(self._write(chunk), name="edge-disk-cache-write")
 
     async def _write(self, chunk: Chunk) -> None:
@@ -239,6 +243,8 @@ class DiskTier:
         }
         path = self._name(chunk.key)
         line = json.dumps(header).encode() + b"\n"
+        while self._unlinker is not None and (path in self._doomed or path in self._unlinking):
+            await asyncio.shield(self._unlinker)  # the name is reused: its old file must go first
         try:
             async with aiofiles.open(path + ".tmp", "wb") as f:
                 await f.write(line + chunk.body)
@@ -300,10 +306,24 @@ class DiskTier:
         file_path, size, _ = self._files.pop(key)
         self._starts.discard(key)
         self.bytes -= size
+        self._doomed.add(file_path)
+        if self._unlinker is None:
+            self._unlinker = spawn(self._unlink_doomed(), name="edge-disk-cache-unlink")
+
+    async def _unlink_doomed(self) -> None:
         try:
-            os.unlink(file_path)  # metadata-only and rare: not worth a thread hop
-        except FileNotFoundError:
-            pass
+            while self._doomed:
+                self._unlinking, self._doomed = self._doomed, set()
+                await asyncio.to_thread(_unlink_all, self._unlinking)
+                self._unlinking = set()
+        finally:
+            self._unlinker = None
+
+
+def _unlink_all(paths: set[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def _scan_directory(directory: str) -> list[tuple[ChunkKey, str, int, dict[str, Any]]]:

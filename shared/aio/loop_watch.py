@@ -46,12 +46,6 @@ ALLOWED: Final = (
         "__init__",
         "a FileStore resolves its directory once when it is made (one getcwd), at app build",
     ),
-    (
-        "os.unlink",
-        "edge/cache.py",
-        "_forget",
-        "the edge unlinks a stale disk-cache file where it finds it: metadata only, and rare (see _forget)",
-    ),
 )
 
 _log = logging.getLogger(__name__)
