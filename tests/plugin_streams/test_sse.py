@@ -66,3 +66,19 @@ def test_an_id_containing_nul_is_ignored() -> None:
 
 def test_unknown_fields_and_lines_without_a_colon() -> None:
     assert Parser().feed(b"retry:10\nfoo:bar\nevent\nevent:e\ndata:x\n\n") == [Event("e", "x")]
+
+
+def test_sse_parser_across_chunks_and_line_endings() -> None:
+    wire = b"retry:1000\n\n: comment\nid:1\ndata:a\ndata: b\n\nid:2\r\ndata:  c\r\n\r\nevent: closed\rdata:{}\r\r\n"
+    for size in (1, 2, 3, 7, len(wire)):
+        parser = Parser()
+        events = []
+        for i in range(0, len(wire), size):
+            events += parser.feed(wire[i : i + size])
+        assert events == [Event("message", "a\nb", "1"), Event("message", " c", "2"), Event("closed", "{}", "2")]
+
+
+def test_sse_parser_never_emits_a_cut_event() -> None:
+    parser = Parser()
+    assert parser.feed("id:1\ndata:h\u00e9".encode()[:-1]) == []  # cut inside a character, too
+    assert Parser().feed(b"id:1\ndata:x\n") == []
