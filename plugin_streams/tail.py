@@ -18,10 +18,10 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Final
 
 from plugin_streams._backoff import Backoff
-from plugin_streams._sse import Parser
 from plugin_streams._transport import RETRY_STATUSES, RETRYABLE_ERRORS
 from plugin_streams.errors import error_from
 from plugin_streams.models import Message, decode_data
+from plugin_streams.sse import Parser
 
 if TYPE_CHECKING:
     from plugin_streams._transport import Transport

@@ -1,7 +1,7 @@
 """Server-Sent Events framing (PROTOCOL.md §5.8): the one encoder, and the one parser.
 
 The parser (`Parser`, `Event`) is the client's, re-exported here: the client may import no
-server code, so the one copy lives in `plugin_streams._sse` and the servers read it from there.
+server code, so the one copy lives in `plugin_streams.sse` and the servers read it from there.
 
 Every SSE response of the product is framed here: the protocol's data and control events, the
 REST tail's message and closed events, and the keep-alive comment. Each `data` event is
@@ -18,7 +18,6 @@ import json
 import re
 from typing import Final
 
-from plugin_streams._sse import Event, Parser
 from plugin_streams.shared.headers import (
     SSE_CLOSED,
     SSE_CURSOR,
@@ -27,6 +26,7 @@ from plugin_streams.shared.headers import (
     SSE_NEXT_OFFSET,
     SSE_UP_TO_DATE,
 )
+from plugin_streams.sse import Event, Parser
 
 _LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
 KEEP_ALIVE: Final = b":\n\n"

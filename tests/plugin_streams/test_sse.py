@@ -1,4 +1,4 @@
-"""The one SSE parser (plugin_streams/_sse.py) on WHATWG's edge cases, and that it is the only one.
+"""The one SSE parser (plugin_streams/sse.py) on WHATWG's edge cases, and that it is the only one.
 
 The client and the servers parse with this same class (shared.sse re-exports it), so these
 cases hold for the client's tail and the edge's upstream follower alike.
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from plugin_streams import _sse
-from plugin_streams._sse import Event, Parser
+from plugin_streams import sse as client_sse
 from plugin_streams.shared import sse
+from plugin_streams.sse import Event, Parser
 
 
 def feed_in(wire: bytes, size: int) -> list[Event]:
@@ -19,8 +19,8 @@ def feed_in(wire: bytes, size: int) -> list[Event]:
 
 
 def test_the_servers_parse_with_the_clients_parser() -> None:
-    assert sse.Parser is _sse.Parser
-    assert sse.Event is _sse.Event
+    assert sse.Parser is client_sse.Parser
+    assert sse.Event is client_sse.Event
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 1000])
