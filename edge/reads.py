@@ -41,13 +41,10 @@ from plugin_streams.shared import caching
 from plugin_streams.shared import headers as h
 from plugin_streams.shared.aio.departure import leaves_with_client
 from plugin_streams.shared.aio.single_flight import SingleFlight
+from plugin_streams.shared.clock import wall_clock_ms
 from plugin_streams.shared.errors import Unavailable
 from plugin_streams.shared.offsets import Offset, parse_offset
 from plugin_streams.shared.parse import ReadRequest
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def explicit(offset_text: str | None) -> Offset | None:
@@ -73,7 +70,7 @@ class EdgeReads:
         self.catch_up_flights: SingleFlight[FlightKey, Reply] = SingleFlight("catch-up")
         self.long_poll_flights: SingleFlight[FlightKey, Reply] = SingleFlight("long-poll")
         # The writes through this edge and the recent long-poll answers; decides every long-poll.
-        self.planner = LongPollPlanner(now_ms)
+        self.planner = LongPollPlanner(wall_clock_ms)
         self._stopped = False
 
     def _store(self, scope: ReadScope, offset: Offset | None, reply: Reply) -> None:

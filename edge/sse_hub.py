@@ -18,11 +18,11 @@ import aiohttp
 
 from plugin_streams.edge.delivery import Delivery, Subscriber
 from plugin_streams.edge.metrics import EdgeMetrics
-from plugin_streams.edge.reads import now_ms
 from plugin_streams.edge.upstream import Upstream
 from plugin_streams.shared import cursor, sse
 from plugin_streams.shared import headers as h
 from plugin_streams.shared.aio.tasks import spawn
+from plugin_streams.shared.clock import wall_clock_ms
 from plugin_streams.shared.errors import ProtocolError, Unavailable
 
 
@@ -137,7 +137,7 @@ class Hub:
         self._wake()
 
     def _control(self, next_offset: str, up_to_date: bool, closed: bool) -> bytes:
-        self.cursor = max(self.cursor, cursor.current_interval(now_ms()))
+        self.cursor = max(self.cursor, cursor.current_interval(wall_clock_ms()))
         payload = sse.control_payload(
             next_offset, cursor=None if closed else self.cursor, up_to_date=up_to_date, closed=closed
         )
@@ -156,7 +156,7 @@ class Hub:
 
     def raise_cursor(self, echoed: int | None) -> None:
         """Cursors never go backwards for anyone: the hub's cursor covers every client's."""
-        self.cursor = max(self.cursor, cursor.next_cursor(now_ms(), echoed, self.path))
+        self.cursor = max(self.cursor, cursor.next_cursor(wall_clock_ms(), echoed, self.path))
 
     def can_take(self, position: str) -> bool:
         if self.ended or self.position is None:
