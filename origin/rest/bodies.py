@@ -19,9 +19,8 @@ from plugin_streams.shared.headers import JSON_CONTENT_TYPE
 from plugin_streams.shared.parse import MAX_TTL_SECONDS, CreateRequest, Retention, parse_expires_at
 from plugin_streams.shared.paths import validate_path
 from plugin_streams.shared.producer import MAX_SAFE_INTEGER
+from plugin_streams.shared.rest_pages import MAX_READ_LIMIT
 
-DEFAULT_READ_LIMIT: Final = 1000
-MAX_READ_LIMIT: Final = 10_000
 DEFAULT_LIST_LIMIT: Final = 100
 MAX_LIST_LIMIT: Final = 1000
 #: Messages one JSON append may hold: its answer lists an offset per message.
@@ -100,16 +99,6 @@ def parse_create_body(body: bytes) -> CreateBody:
         max_size=_optional_integer(data, "max_size", minimum=1),
     )
     return CreateBody(validate_path(name), request)
-
-
-def parse_limit(query: Mapping[str, str], default: int, maximum: int) -> int:
-    text = query.get("limit")
-    if text is None:
-        return default
-    # ASCII digits only (str.isdigit also accepts '²'), and few enough for int() to be cheap.
-    if not (text.isascii() and text.isdigit() and len(text) <= len(str(maximum))) or not 1 <= int(text) <= maximum:
-        raise BadRequest(f"limit must be an integer from 1 to {maximum}")
-    return int(text)
 
 
 def encode_cursor(name: str) -> str:

@@ -10,10 +10,8 @@ cached as immutable; one that reaches the tail is short-lived (shared.caching.ca
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import TypeVar
-from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -23,8 +21,8 @@ from plugin_streams.origin.handlers import cache_scope
 from plugin_streams.origin.positions import resolve_position
 from plugin_streams.origin.reads import ReadResult, read
 from plugin_streams.origin.rest.access import check
-from plugin_streams.origin.rest.bodies import DEFAULT_READ_LIMIT, MAX_APPEND_MESSAGES, MAX_READ_LIMIT, parse_limit
-from plugin_streams.origin.rest.pages import START_OFFSET_HEADER, Page, encoding_of, page_of
+from plugin_streams.origin.rest.bodies import MAX_APPEND_MESSAGES
+from plugin_streams.origin.rest.pages import Page, page_of
 from plugin_streams.origin.rest.receipts import Receipt, Receipts
 from plugin_streams.origin.rest.streams import json_response
 from plugin_streams.origin.service import AppendResult, StreamService
@@ -33,26 +31,21 @@ from plugin_streams.shared import caching, content_types, jsonmode
 from plugin_streams.shared import headers as h
 from plugin_streams.shared.auth import AccessPolicy, Right
 from plugin_streams.shared.errors import BadRequest, PayloadTooLarge
-from plugin_streams.shared.offsets import START, RequestedOffset, parse_read_offset
+from plugin_streams.shared.offsets import START
 from plugin_streams.shared.parse import MAX_STREAM_SEQ_LENGTH, AppendRequest, is_true, parse_producer
+from plugin_streams.shared.rest_pages import (
+    DEFAULT_READ_LIMIT,
+    MAX_READ_LIMIT,
+    encoding_of,
+    json_body,
+    not_modified_headers,
+    page_headers,
+    parse_limit,
+    requested_after,
+    wants_raw,
+)
 
-RAW_TYPE = "application/octet-stream"
 T = TypeVar("T")
-
-
-def requested_after(text: str | None) -> RequestedOffset:
-    """`after` (or Last-Event-ID): an offset, `-1` (the start) or `now`; absent is the start."""
-    if text is None:
-        return START
-    return parse_read_offset(text.strip())
-
-
-def wants_raw(request: web.Request) -> bool:
-    form = request.query.get("format", "json")
-    if form not in ("json", "raw"):
-        raise BadRequest("format must be json or raw")
-    accept = request.headers.get(h.ACCEPT, "")
-    return form == "raw" or (RAW_TYPE in accept and h.JSON_CONTENT_TYPE not in accept)
 
 
 async def _off_loop_if_big(size: int, work: Callable[[], T]) -> T:
@@ -140,7 +133,7 @@ class MessageHandlers:
     async def read(self, request: web.Request, name: str) -> web.Response:
         check(request, self.policy, Right.READ, name)
         limit = parse_limit(request.query, DEFAULT_READ_LIMIT, MAX_READ_LIMIT)
-        raw = wants_raw(request)
+        raw = wants_raw(request.query, request.headers.get(h.ACCEPT, ""))
         after = requested_after(request.query.get("after"))
         state = self.live_state(name)
         position = resolve_position(state, after)
@@ -157,34 +150,25 @@ class MessageHandlers:
     ) -> web.Response:
         up_to_date = result.up_to_date and not page.cut
         closed = result.closed and not page.cut
-        start = str(state.offset_at(page.start))
         next_offset = str(state.offset_at(page.end))
-        headers = {
-            h.STREAM_NEXT_OFFSET: next_offset,
-            h.CACHE_CONTROL: cache_control,
-            h.ETAG: caching.etag(start, next_offset, closed=closed)[:-1] + (':raw"' if raw else ':json"'),
-            h.VARY: h.ACCEPT,
-        }
-        if up_to_date:
-            headers[h.STREAM_UP_TO_DATE] = "true"
-        else:
-            params = {k: v for k, v in request.query.items() if k != "after"} | {"after": next_offset}
-            headers[h.LINK] = f'<{request.rel_url.raw_path}?{urlencode(params)}>; rel="next"'
-        if closed:
-            headers[h.STREAM_CLOSED] = "true"
+        headers = page_headers(
+            start=str(state.offset_at(page.start)),
+            next_offset=next_offset,
+            cache_control=cache_control,
+            raw=raw,
+            up_to_date=up_to_date,
+            closed=closed,
+            path=request.rel_url.raw_path,
+            query=request.query,
+        )
         if caching.if_none_match(request.headers.get(h.IF_NONE_MATCH), headers[h.ETAG]):
-            return web.Response(status=304, headers={k: headers[k] for k in (h.ETAG, h.CACHE_CONTROL, h.VARY)})
-        json_stream = content_types.is_json(state.config.content_type)
+            return web.Response(status=304, headers=not_modified_headers(headers))
         if raw:
-            headers[START_OFFSET_HEADER] = start
             headers[h.CONTENT_TYPE] = state.config.content_type
-            return web.Response(status=200, body=page.raw(json_stream), headers=headers)
+            return web.Response(
+                status=200, body=page.raw(content_types.is_json(state.config.content_type)), headers=headers
+            )
         encoding = encoding_of(state.config.content_type)
-        items = [
-            b'{"offset":"' + str(state.offset_at(end)).encode() + b'","data":' + data + b"}"
-            for end, data in zip(page.ends, page.data_json(encoding), strict=True)
-        ]
-        tail = {"next_offset": next_offset, "up_to_date": up_to_date, "closed": closed, "encoding": encoding.value}
-        body = b'{"messages":[' + b",".join(items) + b"]," + json.dumps(tail, separators=(",", ":")).encode()[1:]
-        response = web.Response(status=200, body=body, headers=headers, content_type=h.JSON_CONTENT_TYPE)
-        return response
+        items = zip((str(state.offset_at(end)) for end in page.ends), page.data_json(encoding), strict=True)
+        body = json_body(items, next_offset=next_offset, up_to_date=up_to_date, closed=closed, encoding=encoding)
+        return web.Response(status=200, body=body, headers=headers, content_type=h.JSON_CONTENT_TYPE)

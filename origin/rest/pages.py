@@ -12,9 +12,6 @@ Message data travels as JSON: the value itself (JSON streams), a string (`text/*
 from __future__ import annotations
 
 import asyncio
-import base64
-import enum
-import json
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import partial
@@ -22,22 +19,8 @@ from functools import partial
 from plugin_streams.origin.boundaries import INLINE_BYTES
 from plugin_streams.origin.reads import ReadResult
 from plugin_streams.origin.stream import StreamState
-from plugin_streams.shared import content_types, jsonmode
-from plugin_streams.shared import headers as h
-
-
-class Encoding(enum.Enum):
-    JSON = "json"
-    TEXT = "text"
-    BASE64 = "base64"
-
-
-def encoding_of(content_type: str) -> Encoding:
-    if content_types.is_json(content_type):
-        return Encoding.JSON
-    if content_types.media_type(content_type).startswith("text/"):
-        return Encoding.TEXT
-    return Encoding.BASE64
+from plugin_streams.shared import content_types, jsonmode, rest_pages
+from plugin_streams.shared.rest_pages import Encoding
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +35,7 @@ class Page:
 
     def data_json(self, encoding: Encoding) -> list[bytes]:
         """Each message's `data` as JSON text, without re-parsing stored JSON values."""
-        if encoding is Encoding.JSON:
-            return list(self.payloads)
-        if encoding is Encoding.TEXT:
-            return [json.dumps(p.decode("utf-8", "replace"), ensure_ascii=False).encode() for p in self.payloads]
-        return [b'"' + base64.b64encode(p) + b'"' for p in self.payloads]
+        return [rest_pages.data_json(p, encoding) for p in self.payloads]
 
     def raw(self, json_stream: bool) -> bytes:
         """The page in the stream's own representation (the protocol's read body)."""
@@ -111,8 +90,3 @@ async def page_of(state: StreamState, result: ReadResult, limit: int) -> Page:
     cut = len(ends) > limit
     kept = tuple(ends[:limit])
     return Page(start, kept[-1] if kept else start, kept, tuple(payloads), cut)
-
-
-#: REST response headers beyond the protocol's: where a raw page starts, and how SSE data is encoded.
-START_OFFSET_HEADER = h.STREAM_START_OFFSET
-MESSAGE_FORMAT_HEADER = h.STREAM_MESSAGE_FORMAT

@@ -20,13 +20,13 @@ from plugin_streams.origin.rest.bodies import (
     decode_cursor,
     encode_cursor,
     parse_create_body,
-    parse_limit,
 )
 from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared import headers as h
 from plugin_streams.shared.auth import AccessPolicy, Right
 from plugin_streams.shared.errors import Gone, NotFound
+from plugin_streams.shared.rest_pages import parse_limit
 
 JSON_TYPE = "application/json"
 #: Names a listing page may examine beyond its `limit` (expired, deleted or not readable ones).

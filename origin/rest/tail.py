@@ -29,16 +29,8 @@ from plugin_streams.origin.metrics import OriginMetrics
 from plugin_streams.origin.positions import resolve_position
 from plugin_streams.origin.reads import read, wait_for_data
 from plugin_streams.origin.rest.access import check
-from plugin_streams.origin.rest.bodies import DEFAULT_READ_LIMIT, MAX_READ_LIMIT, parse_limit
-from plugin_streams.origin.rest.messages import MessageHandlers, requested_after
-from plugin_streams.origin.rest.pages import (
-    MESSAGE_FORMAT_HEADER,
-    START_OFFSET_HEADER,
-    Encoding,
-    Page,
-    encoding_of,
-    page_of,
-)
+from plugin_streams.origin.rest.messages import MessageHandlers
+from plugin_streams.origin.rest.pages import Page, page_of
 from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared import caching, sse
@@ -47,6 +39,14 @@ from plugin_streams.shared.aio.departure import leaves_with_client
 from plugin_streams.shared.aio.slow_clients import SlowClient, WriteBudget, end_live, write_live
 from plugin_streams.shared.auth import AccessPolicy, Right
 from plugin_streams.shared.errors import BadRequest, NotFound, ProtocolError
+from plugin_streams.shared.rest_pages import (
+    DEFAULT_READ_LIMIT,
+    MAX_READ_LIMIT,
+    Encoding,
+    encoding_of,
+    parse_limit,
+    requested_after,
+)
 
 #: EventSource reconnection delay (ms), jittered per response so reconnects spread out.
 RETRY_MS: Final = 1000
@@ -142,9 +142,9 @@ class TailHandlers:
         response.headers[h.CONTENT_TYPE] = h.SSE_CONTENT_TYPE
         response.headers[h.CACHE_CONTROL] = caching.SSE
         response.headers[h.X_ACCEL_BUFFERING] = "no"
-        response.headers[MESSAGE_FORMAT_HEADER] = encoding.value
+        response.headers[h.STREAM_MESSAGE_FORMAT] = encoding.value
         # Where this tail starts, so a client that asked for `now` can resume from a real offset.
-        response.headers[START_OFFSET_HEADER] = str(state.offset_at(position))
+        response.headers[h.STREAM_START_OFFSET] = str(state.offset_at(position))
         with self._open("rest_sse"), leaves_with_client(request):
             # The first page comes before the status line: a position the stream cannot serve
             # (no longer retained) is answered with its own 4xx, not inside a 200.

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from plugin_streams.origin.rest.bodies import decode_cursor, encode_cursor, parse_create_body, parse_limit
+from plugin_streams.origin.rest.bodies import decode_cursor, encode_cursor, parse_create_body
 from plugin_streams.shared.errors import BadRequest
 from plugin_streams.shared.parse import Retention
+from plugin_streams.shared.rest_pages import parse_limit
 
 
 def test_create_body_defaults_and_fields() -> None:
