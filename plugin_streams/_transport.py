@@ -3,13 +3,18 @@
 Every request the client makes is safe to repeat (reads; creates, which answer 200 for the same
 settings; appends, which carry idempotent-producer headers), so a connection error, a timeout,
 a 5xx or a 429 is retried with the same body and headers after a jittered backoff, moving to the
-next base URL, until `retry_for` seconds have passed.
+next base URL, until `retry_for` seconds have passed. With `unreachable_retry_for` set (the CLI
+sets it), a request that every base URL answered with "connection refused" (or whose host name
+does not resolve) gives up after that many seconds instead: nothing listens there, and a person at
+a terminal wants to hear so at once; timeouts, resets and 5xx keep the full budget.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -26,15 +31,31 @@ RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 RETRYABLE_ERRORS: Final = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 
 
-def api_base(url: str) -> str:
+def is_unreachable(exc: BaseException) -> bool:
+    """A connect that failed at once: refused, no route, or a host name that does not resolve."""
+    if not isinstance(exc, aiohttp.ClientConnectorError):
+        return False
+    cause = exc.os_error
+    return isinstance(cause, socket.gaierror) or cause.errno in (
+        errno.ECONNREFUSED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+    )
+
+
+def api_base(url: str, root: str = API_PREFIX) -> str:
     url = url.strip().rstrip("/")
-    return url if url.endswith(API_PREFIX) else url + API_PREFIX
+    return url if url.endswith(root) else url + root
 
 
-def base_urls(url: str | Sequence[str]) -> list[str]:
-    """One URL, a comma-separated list, or a sequence of them; each becomes the API base."""
+def base_urls(url: str | Sequence[str], root: str = API_PREFIX) -> list[str]:
+    """One URL, a comma-separated list, or a sequence of them; each becomes the API base.
+
+    `root` is the path the API lives under, added unless a URL already ends with it (the REST
+    API's by default; "" keeps each URL as given).
+    """
     items = url.split(",") if isinstance(url, str) else list(url)
-    bases = [api_base(u) for u in items if u.strip()]
+    bases = [api_base(u, root) for u in items if u.strip()]
     if not bases:
         raise ValueError("at least one server URL is required")
     return bases
@@ -69,10 +90,13 @@ class Transport:
         retry_for: float = 30.0,
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
+        unreachable_retry_for: float | None = None,
+        root: str = API_PREFIX,
     ) -> None:
-        self.bases = base_urls(url)
+        self.bases = base_urls(url, root)
         self.token = token
         self.retry_for = retry_for
+        self.unreachable_retry_for = unreachable_retry_for
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._index = 0
@@ -116,6 +140,8 @@ class Transport:
         loop = asyncio.get_running_loop()
         budget = self.retry_for if retry_for is None else retry_for
         deadline = loop.time() + budget
+        unreachable = self.unreachable_retry_for
+        unreachable_deadline = deadline if unreachable is None else loop.time() + min(budget, unreachable)
         backoff = Backoff()
         attempts = 0
         while True:
@@ -136,7 +162,13 @@ class Transport:
                     result = Response(response.status, response.headers, body, attempts)
             except RETRYABLE_ERRORS as exc:
                 self.failed(base)
-                error: StreamsError = Unavailable(f"{method} {base}{path}: {type(exc).__name__}: {exc}")
+                request = f"{method} {base}{path}"
+                error: StreamsError = Unavailable(
+                    f"{request}: {type(exc).__name__}: {exc}", details={"request": request}
+                )
+                error.__cause__ = exc  # names the address and the reason (refused, timed out...)
+                if is_unreachable(exc) and attempts >= len(self.bases):
+                    deadline = min(deadline, unreachable_deadline)
             else:
                 if result.status not in RETRY_STATUSES:
                     return result

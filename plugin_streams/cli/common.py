@@ -1,7 +1,15 @@
 """What every client subcommand shares: server flags, the client, JSON-lines output, errors.
 
 `--url` (comma-separated for failover) and `--token` fall back to DS_URL and DS_TOKEN; the
-token is never echoed in `--help`. Errors print one line on stderr and exit with status 1.
+token is never echoed in `--help`. URLs are checked before any request.
+
+Exit status (the same for every client subcommand):
+
+    0    done (for `tail`: the stream was closed)
+    1    the operation failed: the server said no (not found, conflict, ...) or could not be
+         reached; one line on stderr says what failed
+    2    usage: a bad flag or argument, or an invalid URL; one line on stderr
+    130  interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
@@ -15,6 +23,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+import aiohttp
+
+from plugin_streams.cli.failures import describe
+from plugin_streams.cli.urls import InvalidURL, server_urls
 from plugin_streams.client import Streams
 from plugin_streams.errors import StreamsError
 from plugin_streams.models import Message
@@ -22,6 +34,17 @@ from plugin_streams.models import Message
 DEFAULT_URL: Final = "http://127.0.0.1:4437"
 URL_ENV: Final = "DS_URL"
 TOKEN_ENV: Final = "DS_TOKEN"
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+
+#: How long a request keeps trying while every server refuses connections. A person at a
+#: terminal who typed the wrong port wants to hear so at once, not after the library's 30 s of
+#: retries (which are for servers restarting under a running application); timeouts and 503s
+#: still get those retries.
+UNREACHABLE_RETRY_FOR: Final = 0.5
 
 
 def add_server_flags(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +57,10 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def client(args: argparse.Namespace, **options: Any) -> Streams:
-    return Streams(args.url, args.token, **options)
+    """The client for `--url`/`--token`; raises InvalidURL (exit 2) before any request."""
+    streams = Streams(server_urls(args.url), args.token, **options)
+    streams.transport.unreachable_retry_for = UNREACHABLE_RETRY_FOR
+    return streams
 
 
 def emit(value: Any) -> None:
@@ -49,53 +75,30 @@ def message_json(message: Message) -> dict[str, Any]:
     return {"offset": message.offset, "data": data}
 
 
-def fail(text: str) -> int:
-    print(f"plugin-streams: error: {text}", file=sys.stderr)
-    return 1
+def fail(text: str, status: int = EXIT_FAILED) -> int:
+    """Say what went wrong in one line on stderr; returns the exit status."""
+    print(f"plugin-streams: {text}", file=sys.stderr)
+    return status
 
 
 def run_async(main: Callable[[], Awaitable[int]]) -> int:
-    """Run a subcommand's coroutine; StreamsError → 1, Ctrl-C → 130, a closed stdout → 0."""
+    """Run a subcommand's coroutine; every failure of the client becomes one line (see the exit codes)."""
 
     async def guarded() -> int:
         return await main()
 
     try:
         return asyncio.run(guarded())
-    except StreamsError as exc:
-        return fail(f"{exc.message} ({exc.code})" if exc.code != "error" else exc.message)
+    except InvalidURL as exc:
+        return fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `plugin-streams read s | head`: the reader left; that is not an error. Point stdout
         # at /dev/null so the interpreter's final flush does not complain either.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-
-
-class Progress:
-    """A one-line counter on stderr, only when stderr is a terminal (never in pipes or logs)."""
-
-    INTERVAL: Final = 0.5
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.count = 0
-        self.enabled = sys.stderr.isatty()
-        self._started = self._shown = asyncio.get_running_loop().time() if self.enabled else 0.0
-
-    def step(self, offset: str) -> None:
-        self.count += 1
-        if not self.enabled:
-            return
-        now = asyncio.get_running_loop().time()
-        if now - self._shown >= self.INTERVAL:
-            self._shown = now
-            rate = self.count / max(now - self._started, 1e-9)
-            sys.stderr.write(f"\r{self.label}: {self.count} messages ({rate:.0f}/s), at {offset}")
-            sys.stderr.flush()
-
-    def finish(self) -> None:
-        if self.enabled and self.count:
-            sys.stderr.write(f"\r{self.label}: {self.count} messages\x1b[K\n")
-            sys.stderr.flush()
+        return EXIT_OK
+    except (StreamsError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        return fail(describe(exc))
+    except json.JSONDecodeError:
+        return fail("the server's answer is not the JSON expected (is --url a plugin-streams server?)")

@@ -1,15 +1,17 @@
 """`plugin-streams read NAME [--after OFFSET]`: every message up to the tail, as JSON lines.
 
 Each line is `{"offset": ..., "data": ...}`; pass the last offset as `--after` to continue
-later. Binary data is base64 (with `"encoding": "base64"`). On a terminal, progress is shown on
-stderr while a long read runs.
+later. Binary data is base64 (with `"encoding": "base64"`). When stdout goes to a file or pipe
+and stderr is a terminal, a spinner with the count so far is shown on stderr while a long read
+runs (see progress.py).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from plugin_streams.cli.common import Progress, add_server_flags, client, emit, message_json, run_async
+from plugin_streams.cli.common import add_server_flags, client, emit, message_json, run_async
+from plugin_streams.cli.progress import Progress
 
 help = "read messages after an offset up to the tail (JSON lines)"
 

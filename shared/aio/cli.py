@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points, version
 from typing import Protocol
 
 from plugin_streams.shared.aio import parse_errors_log
@@ -24,9 +24,22 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
+def version_line() -> str:
+    """`plugin-streams <version>`: the installed distribution's, else the package's __version__."""
+    try:
+        return f"plugin-streams {version('plugin-streams')}"
+    except PackageNotFoundError:  # a source tree on sys.path, not installed
+        import plugin_streams
+
+        return f"plugin-streams {getattr(plugin_streams, '__version__', 'unknown')}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="plugin-streams", description="Durable Streams server")
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    # On every subcommand too: `plugin-streams tail --version` is what someone types first.
+    release = version_line()
+    parser.add_argument("--version", action="version", version=release)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands: dict[str, Command] = {}
     for entry in sorted(entry_points(group="plugin_streams.commands"), key=lambda e: e.name):
@@ -35,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as exc:  # the servers' dependencies come with plugin-streams[server]
             command = _Missing(entry.name, exc)
         commands[entry.name] = command
-        command.configure(sub.add_parser(entry.name, help=command.help, description=command.help))
+        command_parser = sub.add_parser(entry.name, help=command.help, description=command.help)
+        command_parser.add_argument("--version", action="version", version=release)
+        command.configure(command_parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
