@@ -1,7 +1,12 @@
-"""plugin-streams: the Python client of the plugin-streams REST API (async and sync).
+"""plugin-streams: the Python client of the plugin-streams REST API and of the Durable Streams
+protocol of any server (async and sync).
 
     from plugin_streams import Streams          # asyncio
     from plugin_streams import SyncStreams      # blocking, on a private event-loop thread
+
+    Streams("http://127.0.0.1:4437")                    # this project's REST API
+    Streams("http://127.0.0.1:4437/v1/stream")          # the protocol, streams under /v1/stream
+    Streams("https://example.com/streams", api="protocol")
 
 See `Streams` for the shape of the API and `plugin_streams.errors` for the exception tree.
 """
@@ -13,6 +18,7 @@ from plugin_streams.errors import (
     Forbidden,
     Gone,
     NotFound,
+    NotSupported,
     PayloadTooLarge,
     StreamClosed,
     StreamsError,
@@ -31,6 +37,7 @@ __all__ = [
     "Gone",
     "Message",
     "NotFound",
+    "NotSupported",
     "PayloadTooLarge",
     "Retention",
     "Stream",

@@ -6,21 +6,38 @@
         async for message in stream.read(after=saved):
             ...
 
+Two APIs, one client. `Streams("http://host:4437")` speaks this project's REST API
+(`/streams/api/v1/streams`). A URL whose path ends in `/v1/stream`, such as
+`Streams("http://host:4437/v1/stream")`, or `api="protocol"` with any URL, speaks the Durable
+Streams protocol, which any conforming server (this project's origin and edge, the Node
+reference server, Caddy...) answers; streams are addressed under the URL's path (`/v1/stream`
+when it has none). In protocol mode `list()` raises NotSupported, `create()` takes no retention
+or max_size, and the messages of a JSON read have positions rather than server offsets except
+the last of each response (see `plugin_streams.models.Message`).
+
 `url` may be a list (or a comma-separated string) of servers, such as several edges: requests
 move to the next one when one fails. Every request is retried for `retry_for` seconds.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
-from typing import Any
 
-from plugin_streams._transport import Transport
+from plugin_streams._api import Api, CreateOptions, choose_api
+from plugin_streams._protocol import ProtocolApi
+from plugin_streams._rest import RestApi
+from plugin_streams._transport import API_PREFIX, Transport
 from plugin_streams.errors import NotFound
 from plugin_streams.models import Retention, StreamInfo
-from plugin_streams.stream import Stream, stream_path
+from plugin_streams.stream import Stream
+
+
+def _open_api(url: str | Sequence[str], token: str | None, api: str | None, **options: float) -> Api:
+    name, bases = choose_api(url, api)
+    if name == "rest":
+        return RestApi(Transport(bases, token, root=API_PREFIX, **options))
+    return ProtocolApi(Transport(bases, token, root="", **options))
 
 
 class Streams:
@@ -29,13 +46,20 @@ class Streams:
         url: str | Sequence[str],
         token: str | None = None,
         *,
+        api: str | None = None,
         retry_for: float = 30.0,
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
     ) -> None:
-        self.transport = Transport(
-            url, token, retry_for=retry_for, connect_timeout=connect_timeout, read_timeout=read_timeout
+        self.api = _open_api(
+            url, token, api, retry_for=retry_for, connect_timeout=connect_timeout, read_timeout=read_timeout
         )
+        self.transport = self.api.transport
+
+    @property
+    def api_name(self) -> str:
+        """ "rest" or "protocol": the API this client speaks."""
+        return self.api.name
 
     async def __aenter__(self) -> Streams:
         return self
@@ -51,7 +75,7 @@ class Streams:
 
     def stream(self, name: str, *, producer_id: str | None = None, epoch: int | None = None) -> Stream:
         """A handle on stream `name` (no request is made)."""
-        return Stream(self.transport, name, producer_id=producer_id, epoch=epoch)
+        return Stream(self.api, name, producer_id=producer_id, epoch=epoch)
 
     async def create(
         self,
@@ -65,49 +89,26 @@ class Streams:
         producer_id: str | None = None,
     ) -> Stream:
         """Create `name`, or confirm it exists with these settings; raises Conflict otherwise."""
-        body: dict[str, Any] = {"name": name, "content_type": content_type}
-        if retention is not None:
-            body["retention"] = retention.to_json() if isinstance(retention, Retention) else dict(retention)
-        for key, value in (("max_size", max_size), ("ttl_seconds", ttl_seconds), ("expires_at", expires_at)):
-            if value is not None:
-                body[key] = value
-        response = await self.transport.request(
-            "POST", "/streams", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-        )
-        response.raise_for_status()
-        info = StreamInfo.from_json(response.json())
-        return Stream(self.transport, name, producer_id=producer_id, info=info)
+        if isinstance(retention, dict):
+            retention = Retention(retention.get("max_age_seconds"), retention.get("max_bytes"))
+        options = CreateOptions(content_type, retention, max_size, ttl_seconds, expires_at)
+        info = await self.api.create(name, options)
+        return Stream(self.api, name, producer_id=producer_id, info=info)
 
     async def get(self, name: str) -> StreamInfo:
-        """The description of `name`; raises NotFound."""
-        response = await self.transport.request("GET", stream_path(name))
-        response.raise_for_status()
-        return StreamInfo.from_json(response.json())
+        """The description of `name` (protocol: its HEAD); raises NotFound."""
+        return await self.api.describe(name)
 
     async def delete(self, name: str) -> None:
         """Delete `name`; raises NotFound (unless an earlier attempt of this call deleted it)."""
-        response = await self.transport.request("DELETE", stream_path(name))
-        if response.status == 404 and response.attempts > 1:
-            return  # a retried delete: an attempt that failed in flight did it
-        response.raise_for_status()
+        await self.api.delete(name)
 
-    async def list(self, prefix: str = "", *, page_size: int | None = None) -> AsyncIterator[StreamInfo]:
-        """Every stream whose name starts with `prefix`, in name order, paging automatically."""
-        cursor: str | None = None
-        while True:
-            params = {"prefix": prefix}
-            if page_size:
-                params["limit"] = str(page_size)
-            if cursor:
-                params["cursor"] = cursor
-            response = await self.transport.request("GET", "/streams", params=params)
-            response.raise_for_status()
-            page = response.json()
-            for item in page["streams"]:
-                yield StreamInfo.from_json(item)
-            cursor = page.get("next_cursor")
-            if not cursor:
-                return
+    def list(self, prefix: str = "", *, page_size: int | None = None) -> AsyncIterator[StreamInfo]:
+        """Every stream whose name starts with `prefix`, in name order, paging automatically.
+
+        REST only: the protocol cannot list streams (iterating raises NotSupported).
+        """
+        return self.api.list(prefix, page_size)
 
     async def exists(self, name: str) -> bool:
         try:

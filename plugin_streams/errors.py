@@ -9,7 +9,8 @@ StreamsError                 anything the client reports (status/code/message/de
 │   └── StreamClosed         append to a closed stream (`details["next_offset"]` is final)
 ├── Gone (410)               offset no longer served (`earliest_offset`), or stream deleted
 ├── PayloadTooLarge (413)
-└── Unavailable              every server unreachable or failing (5xx) until retries ran out
+├── Unavailable              every server unreachable or failing (5xx) until retries ran out
+└── NotSupported             the API the client speaks has no such operation (list() in protocol mode)
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ class PayloadTooLarge(StreamsError):
 
 class Unavailable(StreamsError):
     pass
+
+
+class NotSupported(StreamsError):
+    """The operation is not part of the API this client speaks (no request was made)."""
 
 
 _BY_STATUS: dict[int, type[StreamsError]] = {

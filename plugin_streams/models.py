@@ -3,6 +3,13 @@
 A message's `offset` is where the stream continues after it: save it, and a later
 `read(after=offset)` or `tail(after=offset)` resumes right after that message.
 Message data is the JSON value (JSON streams), a str (`text/*`) or bytes (anything else).
+
+In protocol mode (see `plugin_streams.client`) a server gives one offset per response, not per
+message. A JSON response's elements are its messages: the last one's offset is the server's
+`Stream-Next-Offset`, each other one's is a position `"<offset read from>,<count>"` that this
+client resumes from exactly (`plugin_streams._positions`); other servers do not know it. A text
+or binary response (or SSE data event) has no message boundaries: it is one message, whose
+offset is the server's.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from plugin_streams.client import Streams
 from plugin_streams.models import Message, Retention, StreamInfo
 from plugin_streams.stream import Stream
-from plugin_streams.tail import TailHandle
+from plugin_streams.tail import RetryHook, TailHandle
 
 T = TypeVar("T")
 
@@ -137,7 +137,10 @@ class SyncStream:
         callback: Callable[[Message], None] | None = None,
         *,
         mode: str = "sse",
+        on_retry: RetryHook | None = None,
+        give_up_after: float | None = None,
     ) -> SyncTailHandle:
+        """As Stream.tail; `on_retry` runs on the client's event-loop thread (keep it quick)."""
         if callback is None and callable(after):
             after, callback = None, after
         if callback is None:
@@ -149,15 +152,21 @@ class SyncStream:
             await asyncio.to_thread(user_callback, message)
 
         async def start() -> TailHandle:
-            return self._stream.tail(after, deliver, mode=mode)
+            return self._stream.tail(after, deliver, mode=mode, on_retry=on_retry, give_up_after=give_up_after)
 
         return SyncTailHandle(self._loop, self._loop.run(start()))
 
 
 class SyncStreams:
+    """The blocking `Streams`: the same arguments (`api=` included), the same API choice."""
+
     def __init__(self, url: str | Sequence[str], token: str | None = None, **options: Any) -> None:
+        self._streams = Streams(url, token, **options)  # first: a bad URL or api= starts no thread
         self._loop = _LoopThread()
-        self._streams = Streams(url, token, **options)
+
+    @property
+    def api_name(self) -> str:
+        return self._streams.api_name
 
     def __enter__(self) -> SyncStreams:
         return self

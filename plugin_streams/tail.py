@@ -1,41 +1,40 @@
 """A live tail: SSE (or long-poll) with reconnects, delivering each message exactly once.
 
-The handle remembers the offset of the last message it delivered and resumes from it on every
-reconnect (`Last-Event-ID` and `after`), and skips anything at or before it, so neither a
-dropped connection, an origin restart nor a move to another edge repeats or loses a message.
-Reconnects after failures wait a jittered backoff and move to the next base URL; a connection
-the server ended cleanly (its SSE max age) is resumed at once. Closure of the stream ends the
-tail; so do errors that retrying cannot fix (not found, gone, unauthorized) and callback errors.
+The handle remembers the offset after the last message it delivered and resumes from it on
+every reconnect, so neither a dropped connection, an origin restart nor a move to another edge
+repeats or loses a message. The connections themselves are the API's (`_rest_tail`,
+`_protocol_tail`); this module owns the loop around them. Reconnects after failures wait a
+jittered backoff and move to the next base URL; a connection the server ended cleanly (its SSE
+max age) is resumed at once. Closure of the stream ends the tail; so do errors that retrying
+cannot fix (not found, gone, unauthorized) and callback errors.
+
+Reconnects can be watched and bounded: `on_retry(error, delay)` is called before each wait
+after a failure, and `give_up_after` (seconds) ends the tail with the last error (Unavailable
+for a network failure) once failures have lasted that long without a successful connection in
+between. By default the tail retries forever, silently.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import inspect
-import json
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Final
 
+from plugin_streams._api import RetryLater
 from plugin_streams._backoff import Backoff
-from plugin_streams._transport import RETRY_STATUSES, RETRYABLE_ERRORS
-from plugin_streams.errors import error_from
-from plugin_streams.models import Message, decode_data
-from plugin_streams.sse import Parser
+from plugin_streams._transport import RETRYABLE_ERRORS
+from plugin_streams.errors import StreamsError, Unavailable
+from plugin_streams.models import Message
 
 if TYPE_CHECKING:
-    from plugin_streams._transport import Transport
+    from plugin_streams._api import Api
 
 Callback = Callable[[Message], Awaitable[None] | None]
-MESSAGE_FORMAT: Final = "Stream-Message-Format"
+RetryHook = Callable[[BaseException, float], None]
+MODES: Final = ("sse", "long-poll")
 #: A connection that lasted this long was healthy, whatever ended it: retry delays start over.
 HEALTHY_CONNECTION: Final = 5.0
-#: The server ends long-polls after its own timeout; allow that long plus a margin per request.
-LONG_POLL_READ_TIMEOUT: Final = 75.0
-
-
-class _Retry(Exception):
-    """This attempt failed in a way worth retrying elsewhere or later."""
 
 
 class _Stopped(Exception):
@@ -44,40 +43,43 @@ class _Stopped(Exception):
 
 #: Tails running on any loop: the loop itself keeps only weak references to tasks.
 _RUNNING: set[asyncio.Task[None]] = set()
-START_OFFSET: Final = "Stream-Start-Offset"
 
 
-def _is_offset(text: str | None) -> bool:
-    return text is not None and text[:1].isdigit()
-
-
-def _decode_event(data: str, encoding: str) -> Any:
-    if encoding == "json":
-        return json.loads(data)
-    if encoding == "base64":
-        return base64.b64decode(data)
-    return data
+def _final_error(error: BaseException, base: str) -> BaseException:
+    if isinstance(error, StreamsError):
+        return error
+    return Unavailable(f"{base}: {type(error).__name__}: {error}".rstrip(": "))
 
 
 class TailHandle:
     def __init__(
-        self, transport: Transport, path: str, after: str | None, callback: Callback, *, mode: str, idle_timeout: float
+        self,
+        api: Api,
+        name: str,
+        after: str | None,
+        callback: Callback,
+        *,
+        mode: str,
+        idle_timeout: float,
+        on_retry: RetryHook | None = None,
+        give_up_after: float | None = None,
     ) -> None:
-        if mode not in ("sse", "long-poll"):
+        if mode not in MODES:
             raise ValueError("mode must be 'sse' or 'long-poll'")
-        self.offset: str | None = after  # of the last message delivered (or where the tail started)
+        self.offset: str | None = after  # after the last message delivered (or where the tail started)
         self.closed = False  # True once the stream was seen closed
         self.delivered = 0  # messages handed to the callback
-        self._transport = transport
-        self._path = path + "/tail"
+        self._transport = api.transport
+        self._session = api.tail_session(name, mode, idle_timeout)
         self._callback = callback
         self._mode = mode
-        self._idle_timeout = idle_timeout
+        self._on_retry = on_retry
+        self._give_up_after = give_up_after
         self._stopping = False
         self._in_callback = False
         self._started = False
         # The handle owns its task (a strong reference for as long as the tail runs).
-        self.done: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._run(), name=f"tail {path}")
+        self.done: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._run(), name=f"tail {name}")
         _RUNNING.add(self.done)
         self.done.add_done_callback(_RUNNING.discard)
 
@@ -91,9 +93,8 @@ class TailHandle:
     def __await__(self) -> Generator[Any, None, None]:
         return self.done.__await__()
 
-    async def _deliver(self, message: Message) -> None:
-        if _is_offset(self.offset) and message.offset <= str(self.offset):
-            return  # already delivered (offsets of one stream order as strings)
+    async def deliver(self, message: Message) -> None:
+        """Hand one message to the callback (the API's tail connection calls this, in order)."""
         self._in_callback = True
         try:
             result = self._callback(message)
@@ -108,86 +109,44 @@ class TailHandle:
 
     async def _run(self) -> None:
         self._started = True
-        backoff = Backoff()
-        loop = asyncio.get_running_loop()
         try:
-            while not self._stopping and not self.closed:
-                base = self._transport.base
-                started, delivered = loop.time(), self.delivered
-                try:
-                    if self._mode == "sse":
-                        await self._sse(base)
-                    else:
-                        await self._long_poll(base)
-                except (_Retry, *RETRYABLE_ERRORS):
-                    self._transport.failed(base)
-                    await asyncio.sleep(backoff.next())
-                    continue
-                lasted = loop.time() - started
-                if self._mode == "long-poll" or self.delivered > delivered or lasted >= HEALTHY_CONNECTION:
-                    backoff.reset()
-                elif not self.closed:
-                    # An SSE response that ended at once with nothing delivered (a server shutting
-                    # down, say): do not reconnect in a tight loop.
-                    await asyncio.sleep(backoff.next())
+            await self._follow()
         except _Stopped:
             pass
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
 
-    async def _check(self, response: Any) -> None:
-        if response.status in RETRY_STATUSES:
-            raise _Retry(response.status)
-        if response.status >= 400:
-            raise error_from(response.status, await response.read())
+    async def _follow(self) -> None:
+        backoff = Backoff()
+        loop = asyncio.get_running_loop()
+        failing_since: float | None = None
+        while not self._stopping and not self.closed:
+            base = self._transport.base
+            started, delivered = loop.time(), self.delivered
+            try:
+                await self._session.attempt(base, self)
+            except (RetryLater, *RETRYABLE_ERRORS) as exc:
+                self._transport.failed(base)
+                failing_since = started if failing_since is None else failing_since
+                error = exc.error if isinstance(exc, RetryLater) else exc
+                await self._wait_to_retry(error, base, backoff.next(), loop.time() - failing_since)
+                continue
+            failing_since = None
+            lasted = loop.time() - started
+            if self._mode == "long-poll" or self.delivered > delivered or lasted >= HEALTHY_CONNECTION:
+                backoff.reset()
+            elif not self.closed:
+                # An SSE response that ended at once with nothing delivered (a server shutting
+                # down, say): do not reconnect in a tight loop.
+                await asyncio.sleep(backoff.next())
 
-    async def _sse(self, base: str) -> None:
-        headers = {"Accept": "text/event-stream"}
-        params = {}
-        if self.offset is not None:
-            params["after"] = self.offset
-            if _is_offset(self.offset):
-                headers["Last-Event-ID"] = self.offset
-        async with self._transport.session().get(
-            base + self._path,
-            params=params,
-            headers=self._transport.headers(headers),
-            timeout=self._transport.timeout(self._idle_timeout),
-        ) as response:
-            await self._check(response)
-            if not _is_offset(self.offset):
-                # `now` or the start, resolved by the server: resume from there, not from "now".
-                self.offset = response.headers.get(START_OFFSET, self.offset)
-            encoding = response.headers.get(MESSAGE_FORMAT, "json")
-            parser = Parser()
-            async for chunk in response.content.iter_any():
-                for event in parser.feed(chunk):
-                    if event.event == "closed":
-                        self.closed = True
-                        return
-                    if event.event == "message" and event.id:
-                        await self._deliver(Message(event.id, _decode_event(event.data, encoding)))
-
-    async def _long_poll(self, base: str) -> None:
-        params = {"mode": "long-poll"}
-        if self.offset is not None:
-            params["after"] = self.offset
-        async with self._transport.session().get(
-            base + self._path,
-            params=params,
-            headers=self._transport.headers(),
-            timeout=self._transport.timeout(LONG_POLL_READ_TIMEOUT),
-        ) as response:
-            await self._check(response)
-            if response.status == 204:
-                self.offset = response.headers.get("Stream-Next-Offset", self.offset)
-                return
-            page = json.loads(await response.read())
-            encoding = page.get("encoding", "json")
-            for item in page["messages"]:
-                await self._deliver(Message(item["offset"], decode_data(item["data"], encoding)))
-            if page["closed"]:
-                self.closed = True
-            elif not page["messages"]:
-                self.offset = page["next_offset"]
+    async def _wait_to_retry(self, error: BaseException, base: str, delay: float, failing_for: float) -> None:
+        if self._give_up_after is not None and failing_for + delay > self._give_up_after:
+            final = _final_error(error, base)
+            if final is error:
+                raise final
+            raise final from error
+        if self._on_retry is not None:
+            self._on_retry(error, delay)
+        await asyncio.sleep(delay)
