@@ -78,6 +78,7 @@ def build_app(
         region = await open_region(config, session, registry, policy) if config.region is not None else None
         if region is not None:
             handlers.region = region.router
+            handlers.region_rest = region.rest
         else:  # a regional replica answers reads its own way
             lane.reads = FastReads(reads, cache, metrics, policy)
         logger.info("edge ready: origin %s, cache %d bytes in memory", config.origin, config.cache_memory)

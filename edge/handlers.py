@@ -14,6 +14,7 @@ from aiohttp import web
 from plugin_streams.edge.cache import ChunkCache
 from plugin_streams.edge.fanout import SSEFanout
 from plugin_streams.edge.reads import EdgeReads, respond
+from plugin_streams.edge.region.rest import RegionRest
 from plugin_streams.edge.region.router import RegionRouter
 from plugin_streams.edge.scope import read_scope
 from plugin_streams.edge.upstream import Reply, Upstream
@@ -40,6 +41,7 @@ class EdgeHandlers:
         self.cache = cache
         self.policy = policy
         self.region: RegionRouter | None = None  # set when this edge keeps a regional replica
+        self.region_rest: RegionRest | None = None  # the same replica, for the REST API
         self.public_url: str | None = None  # base URL of a create's Location (EdgeConfig.public_url)
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:

@@ -4,7 +4,8 @@ A regional replica (edge.region) keeps the origin's streams byte for byte, offse
 the origin's own storage engine, and answers reads with the origin's own read handlers. This
 module is the one seam it goes through: open the engine, install the incarnations the origin
 describes, apply the origin's records at the origin's positions, drop incarnations, look them
-up, and build the read handlers. Nothing in edge/ imports any other origin module (an
+up, and build the read handlers (the protocol's GET and HEAD; the REST API's describe, read and
+tail). Nothing in edge/ imports any other origin module (an
 import-linter contract in pyproject.toml checks it), so the registry, the service and the
 fields of `StreamState` can change behind this API without the replica noticing.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from aiohttp import web
@@ -25,12 +27,17 @@ from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.handlers import StreamHandlers
 from plugin_streams.origin.limits import LiveLimiter
 from plugin_streams.origin.metrics import OriginMetrics
+from plugin_streams.origin.rest.messages import MessageHandlers
+from plugin_streams.origin.rest.routes import REST_PREFIX
+from plugin_streams.origin.rest.streams import StreamResources
+from plugin_streams.origin.rest.tail import TailHandlers
 from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.storage import FileStore
 from plugin_streams.origin.storage.base import Record, StorageError, Store, StreamConfig
 from plugin_streams.origin.storage.config_fields import config_from_fields
 from plugin_streams.origin.storage.tail_cache import TailCachedStore
 from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared.auth import AccessPolicy
 from plugin_streams.shared.clock import WallClock
 from plugin_streams.shared.errors import Unavailable
 from plugin_streams.shared.replication import RecordFrame
@@ -43,6 +50,8 @@ __all__ = [
     "Diverged",
     "EmbeddedOrigin",
     "LocalReads",
+    "LocalRest",
+    "ReadSettings",
     "StreamConfig",
     "StreamState",
     "config_from_fields",
@@ -62,6 +71,62 @@ class LocalReads(Protocol):
     async def get(self, request: web.Request, path: str) -> web.StreamResponse: ...
 
     async def head(self, request: web.Request, path: str) -> web.Response: ...
+
+
+class LocalRest(Protocol):
+    """The origin's REST reads of a named stream, answered from the embedded engine.
+
+    `describe` is `GET .../streams/:name`, `read` is `GET .../:name/read` and `tail` is
+    `GET .../:name/tail` (SSE or long-poll, as the query says). Each checks access with the
+    policy it was built with and raises ProtocolError, which the caller words as a REST error.
+    Listing (`GET .../streams`) is not here: a replica holds only the streams it replicates.
+    """
+
+    async def describe(self, request: web.Request, name: str) -> web.Response: ...
+
+    async def read(self, request: web.Request, name: str) -> web.Response: ...
+
+    async def tail(self, request: web.Request, name: str) -> web.StreamResponse: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReadSettings:
+    """The embedding process's settings for the reads it answers with the origin's handlers."""
+
+    long_poll_timeout: float
+    sse_max_age: float
+    sse_keepalive: float
+    sse_client_buffer: int
+    sse_write_timeout: float
+
+    def origin_config(self) -> OriginConfig:
+        return OriginConfig(
+            long_poll_timeout=self.long_poll_timeout,
+            sse_max_age=self.sse_max_age,
+            sse_keepalive=self.sse_keepalive,
+            sse_client_buffer=self.sse_client_buffer,
+            sse_write_timeout=self.sse_write_timeout,
+        )
+
+
+class _RestReads:
+    """LocalRest: the origin's own REST resources, message and tail handlers over one service."""
+
+    def __init__(self, service: StreamService, config: OriginConfig, policy: AccessPolicy) -> None:
+        metrics = OriginMetrics(CollectorRegistry())  # private: the embedding process exports its own
+        self._streams = StreamResources(service, policy, REST_PREFIX)
+        self._messages = MessageHandlers(service, config, policy)
+        limiter = LiveLimiter(config.max_live_connections)
+        self._tails = TailHandlers(service, config, policy, limiter, metrics, self._messages)
+
+    async def describe(self, request: web.Request, name: str) -> web.Response:
+        return await self._streams.describe(request, name)
+
+    async def read(self, request: web.Request, name: str) -> web.Response:
+        return await self._messages.read(request, name)
+
+    async def tail(self, request: web.Request, name: str) -> web.StreamResponse:
+        return await self._tails.tail(request, name)
 
 
 class EmbeddedOrigin:
@@ -188,26 +253,17 @@ class EmbeddedOrigin:
 
     # -- serving ----------------------------------------------------------------------------
 
-    def read_handlers(
-        self,
-        *,
-        long_poll_timeout: float,
-        sse_max_age: float,
-        sse_keepalive: float,
-        sse_client_buffer: int,
-        sse_write_timeout: float,
-    ) -> LocalReads:
-        """The origin's read handlers over this engine, with the embedding process's read settings.
+    def read_handlers(self, settings: ReadSettings) -> LocalReads:
+        """The origin's protocol read handlers over this engine, with the embedding process's settings.
 
         Their metrics stay private: the embedding process exports its own, and ds_origin_* is the origin's.
         """
-        config = OriginConfig(
-            long_poll_timeout=long_poll_timeout,
-            sse_max_age=sse_max_age,
-            sse_keepalive=sse_keepalive,
-            sse_client_buffer=sse_client_buffer,
-            sse_write_timeout=sse_write_timeout,
-        )
+        config = settings.origin_config()
         return StreamHandlers(
             self._service, config, OriginMetrics(CollectorRegistry()), LiveLimiter(config.max_live_connections)
         )
+
+    def rest_handlers(self, settings: ReadSettings, policy: AccessPolicy) -> LocalRest:
+        """The origin's REST read handlers over this engine; they check access with `policy`
+        (the embedding process's: with access control off, every stream is readable)."""
+        return _RestReads(self._service, settings.origin_config(), policy)

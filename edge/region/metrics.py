@@ -15,7 +15,9 @@ class RegionMetrics:
         ).labels(region)
         self.lag_seconds = Gauge(
             "ds_region_replication_lag_seconds",
-            "Age of the newest record when it became durable in the replica (origin accept → replica)",
+            "Age of the oldest change the origin holds and this region's replica has not applied yet, "
+            "0 when nothing is behind (counted from the origin's accept time; history copied by a "
+            "backfill counts from when its copy began). Refreshed every touch interval.",
             ["region"],
             registry=registry,
         ).labels(region)

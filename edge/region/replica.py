@@ -176,7 +176,9 @@ class Replica:
     def _follow(self, state: StreamState) -> None:
         if state.generation in self.followers:
             return
-        follower = Follower(state, self.client, self.link, self._apply, self._ended, self.max_record)
+        follower = Follower(
+            state, self.client, self.link, self._apply, self._ended, self.max_record, clock_ms=self._clock_ms
+        )
         self.followers[state.generation] = follower
         task = spawn(self._run_follower(follower), name=f"follow-{state.generation}")
         self._follower_tasks.add(task)
@@ -210,7 +212,6 @@ class Replica:
             return  # dropped meanwhile
         for frame in frames:
             self.metrics.delay.observe(max(0, now - frame.written_ms) / 1000)
-        self.metrics.lag_seconds.set(max(0, now - frames[-1].written_ms) / 1000)
         self.metrics.records.inc(len(frames))
 
     async def wait_for(self, state: StreamState, until: Offset | None, closed: bool = False) -> None:
@@ -277,13 +278,19 @@ class Replica:
         last_evict = time.monotonic()
         while True:
             await asyncio.sleep(self.touch_interval)
-            self.metrics.lag_bytes.set(sum(f.lag_bytes for f in self.followers.values()))
-            self.metrics.streams.set(len(self.local))
+            self._measure()
             if self.interest.any_touched and self.link.is_up:
                 self.interest.untake(await self.client.touch(self.interest.take_touched()))
             if time.monotonic() - last_evict > min(10.0, self.interest.idle / 2):
                 last_evict = time.monotonic()
                 await self._evict_idle()
+
+    def _measure(self) -> None:
+        followers = self.followers.values()
+        now = self._clock_ms()
+        self.metrics.lag_bytes.set(sum(f.lag_bytes for f in followers))
+        self.metrics.lag_seconds.set(max((f.lag_ms(now) for f in followers), default=0) / 1000)
+        self.metrics.streams.set(len(self.local))
 
     async def _evict_idle(self) -> None:
         for path in self.interest.take_idle():

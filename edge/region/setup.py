@@ -1,4 +1,5 @@
-"""Assemble a region for an edge process: replica storage, followers, change feed, router."""
+"""Assemble a region for an edge process: replica storage, followers, change feed, and what
+answers requests with it: the protocol's router and the REST API's RegionRest."""
 
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ from prometheus_client import CollectorRegistry
 
 from plugin_streams.edge.config import EdgeConfig
 from plugin_streams.edge.region.changes import ChangeFollower
+from plugin_streams.edge.region.gate import ReadGate
 from plugin_streams.edge.region.interest import ReadInterest
 from plugin_streams.edge.region.link import Link
 from plugin_streams.edge.region.metrics import RegionMetrics
 from plugin_streams.edge.region.patterns import PathPatterns
 from plugin_streams.edge.region.replica import Replica
 from plugin_streams.edge.region.replication_client import ReplicationClient
+from plugin_streams.edge.region.rest import RegionRest
 from plugin_streams.edge.region.router import RegionRouter
-from plugin_streams.origin.embed import EmbeddedOrigin
+from plugin_streams.edge.region.writes import RegionWrites
+from plugin_streams.origin.embed import EmbeddedOrigin, ReadSettings
 from plugin_streams.shared.aio.tasks import cancel_all, spawn
 from plugin_streams.shared.auth import AccessPolicy
 from plugin_streams.shared.clock import WallClock, wall_clock_ms
@@ -29,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Region:
-    router: RegionRouter
+    router: RegionRouter  # protocol requests (/v1/stream/...)
+    rest: RegionRest  # REST API requests (/streams/api/v1/streams/...)
     replica: Replica
     task: asyncio.Task[None]
 
@@ -58,14 +63,17 @@ async def open_region(
     changes = ChangeFollower(replica, client, link, config.link_heartbeat)
     # The replica answers reads with the origin's own handlers (the edge exports ds_edge_* and
     # ds_region_*; theirs stay private).
-    reads = local.read_handlers(
+    settings = ReadSettings(
         long_poll_timeout=config.long_poll_timeout,
         sse_max_age=config.sse_max_age,
         sse_keepalive=config.sse_keepalive,
         sse_client_buffer=config.sse_client_buffer,
         sse_write_timeout=config.sse_write_timeout,
     )
-    router = RegionRouter(config.region, replica, changes, reads, link, metrics, policy)
+    gate = ReadGate(config.region, replica, changes, metrics, policy)
+    writes = RegionWrites(config.region, replica, link, metrics)
+    router = RegionRouter(gate, writes, local.read_handlers(settings))
+    rest = RegionRest(gate, writes, local.rest_handlers(settings, policy))
     logger.info(
         "region %s: replica in %s, %d streams held, replicating %s",
         config.region,
@@ -78,4 +86,4 @@ async def open_region(
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(config.link_heartbeat * 3):
             await link.wait_up()
-    return Region(router, replica, task)
+    return Region(router, rest, replica, task)

@@ -10,12 +10,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from plugin_streams.origin.embed import Diverged, EmbeddedOrigin, StreamConfig
+from plugin_streams.origin.embed import Diverged, EmbeddedOrigin, ReadSettings, StreamConfig
 from plugin_streams.origin.storage import ForkLink, MemoryStore
 from plugin_streams.shared import headers as h
+from plugin_streams.shared.aio.http_errors import json_error_middleware
+from plugin_streams.shared.auth import AccessPolicy, policy_from_mapping
 from plugin_streams.shared.replication import RecordFrame
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
+SETTINGS = ReadSettings(
+    long_poll_timeout=0.2, sse_max_age=1.0, sse_keepalive=1.0, sse_client_buffer=1024, sse_write_timeout=1.0
+)
 
 
 class FakeClock:
@@ -126,9 +131,7 @@ async def test_the_read_handlers_serve_the_embedded_copy(aiohttp_client: Aiohttp
     local = await _started()
     state = await local.install(_config("logs/app", 9), None, 0)
     await local.apply(state, [_frame(0, b"replicated")])
-    reads = local.read_handlers(
-        long_poll_timeout=0.2, sse_max_age=1.0, sse_keepalive=1.0, sse_client_buffer=1024, sse_write_timeout=1.0
-    )
+    reads = local.read_handlers(SETTINGS)
 
     async def get(request: web.Request) -> web.StreamResponse:
         if request.method == "HEAD":
@@ -144,4 +147,76 @@ async def test_the_read_handlers_serve_the_embedded_copy(aiohttp_client: Aiohttp
     head = await client.head("/logs/app")
     assert head.status == 200
     local.begin_shutdown()
+    await local.close()
+
+
+def _rest_app(local: EmbeddedOrigin, policy: AccessPolicy) -> web.Application:
+    """The embedded REST reads mounted as the edge mounts them: `/<name>` describes, `/<name>/<action>`."""
+    rest = local.rest_handlers(SETTINGS, policy)
+
+    async def get(request: web.Request) -> web.StreamResponse:
+        name, _, action = request.match_info["path"].partition("/")
+        if action == "read":
+            return await rest.read(request, name)
+        if action == "tail":
+            return await rest.tail(request, name)
+        return await rest.describe(request, name)
+
+    app = web.Application(middlewares=[json_error_middleware])  # errors worded as the REST API's
+    app.router.add_get("/{path:.+}", get)
+    return app
+
+
+async def test_the_rest_handlers_describe_read_and_tail_the_embedded_copy(aiohttp_client: AiohttpClient) -> None:
+    local = await _started()
+    state = await local.install(StreamConfig(9, "app", "application/json", None, None, 0), None, 0)
+    # Stored as the origin stores JSON messages: compact, each followed by a comma.
+    await local.apply(state, [_frame(0, b'{"n":1},'), _frame(8, b'{"n":2},')])
+    client = await aiohttp_client(_rest_app(local, AccessPolicy()))
+
+    described = await client.get("/app")
+    assert described.status == 200
+    assert (await described.json())["next_offset"] == "0000000000000009_0000000000000016"
+    page = await client.get("/app/read", params={"after": "-1"})
+    assert page.status == 200
+    body = await page.json()
+    assert [m["data"] for m in body["messages"]] == [{"n": 1}, {"n": 2}]
+    assert [m["offset"] for m in body["messages"]] == ["0000000000000009_0000000000000008", body["next_offset"]]
+
+    # A long-poll at the tail is woken by the next replicated record, as at the origin.
+    waiting = asyncio.ensure_future(client.get("/app/tail", params={"mode": "long-poll", "after": "now"}))
+    await asyncio.sleep(0.05)
+    await local.apply(state, [_frame(16, b'{"n":3},')])
+    polled = await waiting
+    assert polled.status == 200 and [m["data"] for m in (await polled.json())["messages"]] == [{"n": 3}]
+
+    # SSE from an offset: one event per message, its id the message's offset; closure ends it.
+    await local.apply(state, [_frame(24, b"", closed=True)])
+    tail = await client.get("/app/tail", params={"after": "0000000000000009_0000000000000008"})
+    assert tail.status == 200 and tail.headers[h.CONTENT_TYPE] == h.SSE_CONTENT_TYPE
+    text = (await tail.read()).decode()
+    assert 'data:{"n":2}' in text and 'data:{"n":3}' in text and "event:closed" in text.replace(" ", "")
+    assert "id:0000000000000009_0000000000000016" in text.replace(" ", "")
+    local.begin_shutdown()
+    await local.close()
+
+
+async def test_the_rest_handlers_check_access_with_the_policy_they_are_given(aiohttp_client: AiohttpClient) -> None:
+    local = await _started()
+    await local.install(_config("private/x", 2), None, 0)
+    await local.install(_config("public/y", 3), None, 0)
+    grant = {"name": "reader", "token": "secret", "read": ["private/"]}
+    rest = local.rest_handlers(SETTINGS, policy_from_mapping({"public_read": ["public/"], "token": [grant]}))
+
+    async def read(request: web.Request) -> web.StreamResponse:
+        return await rest.read(request, request.match_info["name"])
+
+    app = web.Application(middlewares=[json_error_middleware])
+    app.router.add_get("/{name:.+}", read)
+    client = await aiohttp_client(app)
+    reader = {h.AUTHORIZATION: "Bearer secret"}
+    assert (await client.get("/public/y")).status == 200
+    assert (await client.get("/private/x")).status == 401
+    assert (await client.get("/private/x", headers=reader)).status == 200
+    assert (await client.get("/public/y", headers={h.AUTHORIZATION: "Bearer wrong"})).status == 401
     await local.close()
