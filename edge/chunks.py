@@ -31,6 +31,16 @@ class ChunkKey:
     start: int
 
 
+#: Marks a cache scope that holds REST read pages (edge.rest.reads), one variant (format and
+#: limit) each: "<scope>\0rest:<variant>". The stream's path still leads the scope, so dropping
+#: a stream drops its pages too. A page answers only a read from its own start.
+REST_PAGES = "\0rest:"
+
+
+def rest_scope(owner: str, variant: str) -> str:
+    return owner + REST_PAGES + variant
+
+
 #: Bytes of a JSON chunk scanned for message boundaries (once, on the loop). A read starting
 #: past them is not answered from the chunk but asked of the origin, which indexes its records.
 BOUNDARY_SCAN_BYTES = 64 * 1024
@@ -97,7 +107,7 @@ class Chunk:
     def covers(self, position: int) -> bool:
         if position == self.key.start:
             return True
-        if not self.key.start < position < self.end:
+        if not self.key.start < position < self.end or REST_PAGES in self.key.scope:
             return False
         return self.boundaries is None or self.boundaries.is_end(self.body, position - self.key.start)
 

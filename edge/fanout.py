@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Final
 from urllib.parse import quote, urlencode
 
@@ -29,7 +30,7 @@ from plugin_streams.edge.delivery import Subscriber
 from plugin_streams.edge.metrics import EdgeMetrics
 from plugin_streams.edge.reads import EdgeReads, respond
 from plugin_streams.edge.scope import ReadScope
-from plugin_streams.edge.sse_hub import Hub
+from plugin_streams.edge.sse_hub import Hub, ProtocolHub
 from plugin_streams.edge.upstream import Reply, Upstream
 from plugin_streams.shared import headers as h
 from plugin_streams.shared import sse
@@ -54,32 +55,41 @@ class SSEFanout:
         self.hubs: dict[str, Hub] = {}
         self.stopping = False
 
-    def hub(self, scope: ReadScope, headers: dict[str, str], credentials_query: str = "") -> Hub:
+    def hub(self, scope: ReadScope, headers: dict[str, str], credentials_query: str = "") -> ProtocolHub:
         key = scope.credential or scope.path
         hub = self.hubs.get(key)
-        if hub is None or hub.ended:
-            hub = Hub(
+        if not isinstance(hub, ProtocolHub) or hub.ended:
+            hub = ProtocolHub(
                 key,
+                scope.path,
                 STREAM_PREFIX + _quote(scope.path),
                 headers,
                 self.upstream,
                 self.metrics,
                 self.config.sse_idle_close,
-                self._ended,
+                self.release,
                 credentials_query,
                 self.config.sse_keepalive,
             )
             self.hubs[key] = hub
         return hub
 
-    def _ended(self, hub: Hub) -> None:
+    def release(self, hub: Hub) -> None:
+        """A hub's end callback: it leaves the registry (unless replaced already)."""
         if self.hubs.get(hub.key) is hub:
             del self.hubs[hub.key]
 
+    def join(self, key: str, make: Callable[[str], Hub]) -> Hub:
+        """The live hub under `key`, or a new one `make(key)` (another API's hubs: edge.rest)."""
+        hub = self.hubs.get(key)
+        if hub is None or hub.ended:
+            hub = self.hubs[key] = make(key)
+        return hub
+
     def drop(self, path: str) -> None:
-        """The stream was deleted or re-created through this edge: end its hubs."""
+        """The stream was deleted or re-created through this edge: end its hubs (every API's)."""
         for key, hub in list(self.hubs.items()):
-            if hub.path == STREAM_PREFIX + _quote(path):
+            if hub.stream == path:
                 hub.stop()
                 del self.hubs[key]
 
@@ -132,7 +142,13 @@ class SSEFanout:
         return response
 
     async def _send_read(
-        self, http: web.Request, response: web.StreamResponse, hub: Hub, reply: Reply, position: str, sent_control: bool
+        self,
+        http: web.Request,
+        response: web.StreamResponse,
+        hub: ProtocolHub,
+        reply: Reply,
+        position: str,
+        sent_control: bool,
     ) -> bool:
         """Write one catch-up read's events (here, not through the hub); whether a control went out."""
         next_offset = reply.headers[h.STREAM_NEXT_OFFSET]
@@ -150,7 +166,7 @@ class SSEFanout:
         return WriteBudget(config.sse_client_buffer, config.sse_write_timeout)
 
     async def _stream(
-        self, http: web.Request, response: web.StreamResponse, scope: ReadScope, hub: Hub, offset_text: str
+        self, http: web.Request, response: web.StreamResponse, scope: ReadScope, hub: ProtocolHub, offset_text: str
     ) -> web.Response | None:
         """Serve the client until its stream ends; the origin's answer if it refused the first read."""
         config = self.config
@@ -196,21 +212,12 @@ class SSEFanout:
             ):
                 await hub.changed(1.0)
         try:
-            await self._live(http, response, hub, subscriber, position, sent_control, deadline)
+            await self.live(http, subscriber, deadline)
         finally:
             hub.unsubscribe(subscriber)
         return None
 
-    async def _live(
-        self,
-        http: web.Request,
-        response: web.StreamResponse,
-        hub: Hub,
-        subscriber: Subscriber,
-        position: str,
-        sent_control: bool,
-        deadline: float,
-    ) -> None:
+    async def live(self, http: web.Request, subscriber: Subscriber, deadline: float) -> None:
         """The hub writes; this only waits for the end: closure, overflow, shutdown or max age."""
         remaining = deadline - time.monotonic()
         if remaining > 0 and not (subscriber.done or subscriber.overflow or self.stopping):

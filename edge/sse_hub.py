@@ -1,9 +1,15 @@
 """One upstream live subscription per stream (and credential scope), shared by its SSE clients.
 
-A Hub follows the origin's SSE response for one stream, keeps a short history of recent events
-(whole ranges [start, end), so a client subscribes only at an event boundary), and pushes each
-event to every subscriber as the same bytes, encoded once, through its delivery
-(edge.delivery). edge.fanout decides when a client may subscribe.
+A Hub follows one live SSE response of the origin for one stream, keeps a short history of
+recent events (whole ranges [start, end), so a client subscribes only at an event boundary), and
+pushes each event to every subscriber as the same bytes, encoded once, through its delivery
+(edge.delivery). edge.fanout (the protocol) and edge.rest.tails (the REST API) decide when a
+client may subscribe.
+
+The upstream connection, its reconnection, keep-alives, the history and the subscribers are the
+same for every API; what a subclass says is how to follow the origin's SSE response and turn it
+into events: `ProtocolHub` here (data + control events), `RestHub` (edge.rest.hub) for the REST
+tail (one event per message, its id the message's offset).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 
@@ -27,9 +34,12 @@ from plugin_streams.shared.errors import ProtocolError, Unavailable
 
 
 class Hub:
+    """What every hub does; `_follow` is the subclass's: follow the origin from an offset."""
+
     def __init__(
         self,
         key: str,
+        stream: str,
         path: str,
         headers: dict[str, str],
         upstream: Upstream,
@@ -40,7 +50,8 @@ class Hub:
         keepalive: float = 15.0,
     ) -> None:
         self.key = key
-        self.path = path
+        self.stream = stream  # the stream's path (edge.fanout.drop ends its hubs)
+        self.path = path  # what is asked of the origin, before the query
         self._headers = headers
         self._credentials_query = credentials_query  # a signed URL's parameters, if that is the credential
         self._upstream = upstream
@@ -50,10 +61,8 @@ class Hub:
         self.position: str | None = None
         self.ready = asyncio.Event()
         self.error: ProtocolError | None = None  # why the hub ended before it could serve
-        self.base64 = False
         self.closed = False
         self.ended = False
-        self.cursor = 0
         self.delivery = Delivery(metrics)
         self._changed = asyncio.Event()
         self._idle_since = time.monotonic()
@@ -93,55 +102,24 @@ class Hub:
             self._on_end(self)
 
     async def _follow(self, offset: str) -> None:
-        self._metrics.upstream.labels("sse").inc()
-        query = f"?{h.QUERY_OFFSET}={offset}&{h.QUERY_LIVE}={h.LIVE_SSE}{self._credentials_query}"
-        response = await self._upstream.open_stream(self.path + query, self._headers)
-        try:
-            if response.status != 200:
-                text = (await response.text())[:200]
-                error = ProtocolError(text.strip() or "upstream refused")
-                error.status = response.status
-                raise error if response.status in (400, 401, 403, 404, 410) else Unavailable(text)
-            self.base64 = response.headers.get(h.STREAM_SSE_DATA_ENCODING, "").lower() == "base64"
-            parser = sse.Parser()
-            data: str | None = None
-            async for chunk in response.content.iter_any():
-                for event in parser.feed(chunk):
-                    if event.event == h.SSE_EVENT_DATA:
-                        data = event.data
-                    elif event.event == h.SSE_EVENT_CONTROL:
-                        self._on_control(json.loads(event.data), data)
-                        data = None
-                if self.closed:
-                    return
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise Unavailable(f"upstream SSE broke: {type(exc).__name__}") from exc
-        finally:
-            response.release()
+        """Follow the origin's SSE response from `offset` until it ends (or the hub closes)."""
+        raise NotImplementedError
 
-    def _on_control(self, control: dict[str, object], data: str | None) -> None:
-        next_offset = str(control[h.SSE_NEXT_OFFSET])
-        closed = control.get(h.SSE_CLOSED) is True
-        up_to_date = control.get(h.SSE_UP_TO_DATE) is True
-        if self.position is None:
-            self.position = next_offset
-            self.ready.set()
-        if data is not None or closed or next_offset != self.position:
-            wire = (sse.encode_data_text(data) if data is not None else b"") + self._control(
-                next_offset, up_to_date or closed, closed
-            )
-            self.delivery.add(self.position, next_offset, wire, closed)
-            self.position = next_offset
+    def _published(self, added: bool) -> None:
+        """The hub moved (`added`: an event went out, so keep-alives wait); waiters wake."""
+        if added:
             self._last_event = time.monotonic()
-        self.closed = closed
         self._wake()
 
-    def _control(self, next_offset: str, up_to_date: bool, closed: bool) -> bytes:
-        self.cursor = max(self.cursor, cursor.current_interval(wall_clock_ms()))
-        payload = sse.control_payload(
-            next_offset, cursor=None if closed else self.cursor, up_to_date=up_to_date, closed=closed
-        )
-        return sse.encode_control(payload)
+    async def _refused(self, response: aiohttp.ClientResponse) -> ProtocolError:
+        """What a non-200 answer to the hub's request means: the origin's refusal (the hub ends
+        with it), or Unavailable (the hub tries again)."""
+        text = (await response.text())[:200]
+        if response.status not in (400, 401, 403, 404, 410):
+            return Unavailable(text)
+        error = ProtocolError(text.strip() or "upstream refused")
+        error.status = response.status
+        return error
 
     def _wake(self) -> None:
         self._changed.set()
@@ -153,10 +131,6 @@ class Hub:
                 await self._changed.wait()
 
     # -- subscribers ------------------------------------------------------------------------
-
-    def raise_cursor(self, echoed: int | None) -> None:
-        """Cursors never go backwards for anyone: the hub's cursor covers every client's."""
-        self.cursor = max(self.cursor, cursor.next_cursor(wall_clock_ms(), echoed, self.path))
 
     def can_take(self, position: str) -> bool:
         if self.ended or self.position is None:
@@ -186,3 +160,65 @@ class Hub:
 
     def stop(self) -> None:
         self.task.cancel()
+
+
+class ProtocolHub(Hub):
+    """Follows the protocol's SSE (`?offset=&live=sse`): each data event and its control event
+    become one hub event; controls are re-made here with the hub's own cursor."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.base64 = False
+        self.cursor = 0
+        super().__init__(*args, **kwargs)
+
+    async def _follow(self, offset: str) -> None:
+        self._metrics.upstream.labels("sse").inc()
+        query = f"?{h.QUERY_OFFSET}={offset}&{h.QUERY_LIVE}={h.LIVE_SSE}{self._credentials_query}"
+        response = await self._upstream.open_stream(self.path + query, self._headers)
+        try:
+            if response.status != 200:
+                raise await self._refused(response)
+            self.base64 = response.headers.get(h.STREAM_SSE_DATA_ENCODING, "").lower() == "base64"
+            parser = sse.Parser()
+            data: str | None = None
+            async for chunk in response.content.iter_any():
+                for event in parser.feed(chunk):
+                    if event.event == h.SSE_EVENT_DATA:
+                        data = event.data
+                    elif event.event == h.SSE_EVENT_CONTROL:
+                        self._on_control(json.loads(event.data), data)
+                        data = None
+                if self.closed:
+                    return
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise Unavailable(f"upstream SSE broke: {type(exc).__name__}") from exc
+        finally:
+            response.release()
+
+    def _on_control(self, control: dict[str, object], data: str | None) -> None:
+        next_offset = str(control[h.SSE_NEXT_OFFSET])
+        closed = control.get(h.SSE_CLOSED) is True
+        up_to_date = control.get(h.SSE_UP_TO_DATE) is True
+        if self.position is None:
+            self.position = next_offset
+            self.ready.set()
+        added = data is not None or closed or next_offset != self.position
+        if added:
+            wire = (sse.encode_data_text(data) if data is not None else b"") + self._control(
+                next_offset, up_to_date or closed, closed
+            )
+            self.delivery.add(self.position, next_offset, wire, closed)
+            self.position = next_offset
+        self.closed = closed
+        self._published(added)
+
+    def _control(self, next_offset: str, up_to_date: bool, closed: bool) -> bytes:
+        self.cursor = max(self.cursor, cursor.current_interval(wall_clock_ms()))
+        payload = sse.control_payload(
+            next_offset, cursor=None if closed else self.cursor, up_to_date=up_to_date, closed=closed
+        )
+        return sse.encode_control(payload)
+
+    def raise_cursor(self, echoed: int | None) -> None:
+        """Cursors never go backwards for anyone: the hub's cursor covers every client's."""
+        self.cursor = max(self.cursor, cursor.next_cursor(wall_clock_ms(), echoed, self.path))

@@ -16,11 +16,12 @@ from __future__ import annotations
 import base64
 import enum
 import json
+import random
 from collections.abc import Iterable, Mapping
 from typing import Final
 from urllib.parse import urlencode
 
-from plugin_streams.shared import caching, content_types
+from plugin_streams.shared import caching, content_types, sse
 from plugin_streams.shared import headers as h
 from plugin_streams.shared.errors import BadRequest
 from plugin_streams.shared.offsets import START, RequestedOffset, parse_read_offset
@@ -122,11 +123,39 @@ def page_headers(
         headers[h.LINK] = f'<{path}?{urlencode(params)}>; rel="next"'
     if closed:
         headers[h.STREAM_CLOSED] = "true"
-    if raw:
-        headers[h.STREAM_START_OFFSET] = start
+    # Where the page starts, as an offset: a reader that asked for `-1` or `now` learns one.
+    headers[h.STREAM_START_OFFSET] = start
     return headers
 
 
 def not_modified_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """What a 304 for a page keeps of its headers."""
     return {k: headers[k] for k in (h.ETAG, h.CACHE_CONTROL, h.VARY) if k in headers}
+
+
+# -- the tail's SSE ---------------------------------------------------------------------------
+
+#: EventSource reconnection delay (ms), jittered per response so reconnects spread out.
+RETRY_MS: Final = 1000
+#: The event that ends a tail at a closed stream's end.
+CLOSED_EVENT: Final = "closed"
+
+
+def sse_retry() -> bytes:
+    return f"retry:{RETRY_MS + random.randint(0, RETRY_MS)}\n\n".encode()
+
+
+def sse_message(offset: str, data: str) -> str:
+    """One message as an SSE event whose id is its offset (EventSource resumes from it)."""
+    return sse.format_event(data, event_id=offset)
+
+
+def sse_data(payload: bytes, encoding: Encoding) -> str:
+    """A message's SSE `data`: the JSON value or the text as stored, or base64."""
+    if encoding is Encoding.BASE64:
+        return base64.b64encode(payload).decode("ascii")
+    return payload.decode("utf-8", "replace")
+
+
+def sse_closed(next_offset: str) -> bytes:
+    return sse.format_event(json.dumps({"next_offset": next_offset}), event=CLOSED_EVENT).encode()

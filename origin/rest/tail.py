@@ -12,13 +12,9 @@ with `closed: true` when the stream is closed at that offset.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
-import random
 import time
 from contextlib import AbstractContextManager
-from typing import Final
 
 from aiohttp import web
 
@@ -46,31 +42,20 @@ from plugin_streams.shared.rest_pages import (
     encoding_of,
     parse_limit,
     requested_after,
+    sse_closed,
+    sse_data,
+    sse_message,
+    sse_retry,
 )
-
-#: EventSource reconnection delay (ms), jittered per response so reconnects spread out.
-RETRY_MS: Final = 1000
-
-
-def encode_message(offset: str, data: str) -> str:
-    """One SSE event whose id is the message's offset (framed by shared.sse)."""
-    return sse.format_event(data, event_id=offset)
 
 
 def encode_page(state: StreamState, page: Page, encoding: Encoding) -> bytes:
-    out = []
-    for end, payload in zip(page.ends, page.payloads, strict=True):
-        # A stored JSON value is compact, so one line; text may span lines (EventSource joins them).
-        if encoding is Encoding.BASE64:
-            data = base64.b64encode(payload).decode("ascii")
-        else:
-            data = payload.decode("utf-8", "replace")
-        out.append(encode_message(str(state.offset_at(end)), data))
-    return "".join(out).encode()
-
-
-def closed_event(next_offset: str) -> bytes:
-    return sse.format_event(json.dumps({"next_offset": next_offset}), event="closed").encode()
+    # A stored JSON value is compact, so one line; text may span lines (EventSource joins them).
+    events = (
+        sse_message(str(state.offset_at(end)), sse_data(payload, encoding))
+        for end, payload in zip(page.ends, page.payloads, strict=True)
+    )
+    return "".join(events).encode()
 
 
 class TailHandlers:
@@ -183,7 +168,7 @@ class TailHandlers:
         async def write(data: bytes) -> None:
             await write_live(request, response, data, self.budget)
 
-        await write(f"retry:{RETRY_MS + random.randint(0, RETRY_MS)}\n\n".encode())
+        await write(sse_retry())
         while not state.removed:
             if first is not None or position < state.tail:
                 page = first if first is not None else await self._page(state, position)
@@ -192,7 +177,7 @@ class TailHandlers:
                 position = page.end
                 continue
             if state.closed:
-                await write(closed_event(str(state.offset_at(position))))
+                await write(sse_closed(str(state.offset_at(position))))
                 return
             remaining = deadline - time.monotonic()
             if self.service.stopping or remaining <= 0:
