@@ -1,7 +1,9 @@
 """What every client subcommand shares: server flags, the client, JSON-lines output, errors.
 
-`--url` (comma-separated for failover) and `--token` fall back to DS_URL and DS_TOKEN; the
-token is never echoed in `--help`. URLs are checked before any request.
+`--url` (comma-separated for failover), `--token` and `--api` fall back to DS_URL, DS_TOKEN and
+DS_API; the token is never echoed in `--help`. URLs are checked before any request. The API
+spoken follows the URL (a path ending in /v1/stream: the Durable Streams protocol, of any
+server; otherwise this project's REST API) unless `--api` says.
 
 Exit status (the same for every client subcommand):
 
@@ -25,6 +27,7 @@ from typing import Any, Final
 
 import aiohttp
 
+from plugin_streams._api import API_NAMES
 from plugin_streams.cli.failures import describe
 from plugin_streams.cli.urls import InvalidURL, server_urls
 from plugin_streams.client import Streams
@@ -34,6 +37,7 @@ from plugin_streams.models import Message
 DEFAULT_URL: Final = "http://127.0.0.1:4437"
 URL_ENV: Final = "DS_URL"
 TOKEN_ENV: Final = "DS_TOKEN"
+API_ENV: Final = "DS_API"
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -54,12 +58,28 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
         help=f"server URL, or several comma-separated for failover (default: {DEFAULT_URL}) [env: {URL_ENV}]",
     )
     parser.add_argument("--token", default=os.environ.get(TOKEN_ENV), help=f"bearer token [env: {TOKEN_ENV}]")
+    parser.add_argument(
+        "--api",
+        choices=API_NAMES,
+        default=os.environ.get(API_ENV) or None,
+        help="rest (this project's /streams/api/v1) or protocol (Durable Streams, any server); "
+        f"default: protocol if the URL's path ends in /v1/stream, else rest [env: {API_ENV}]",
+    )
 
 
-def client(args: argparse.Namespace, **options: Any) -> Streams:
-    """The client for `--url`/`--token`; raises InvalidURL (exit 2) before any request."""
-    streams = Streams(server_urls(args.url), args.token, **options)
-    streams.transport.unreachable_retry_for = UNREACHABLE_RETRY_FOR
+def client(args: argparse.Namespace, *, fail_fast: bool = True, **options: Any) -> Streams:
+    """The client for `--url`/`--token`; raises InvalidURL (exit 2) before any request.
+
+    `fail_fast`: give up on a server that refuses connections after UNREACHABLE_RETRY_FOR (a
+    `tail` waits instead, for as long as its --give-up-after).
+    """
+    urls = server_urls(args.url)
+    try:
+        streams = Streams(urls, args.token, api=args.api, **options)
+    except ValueError as exc:  # URLs that speak different APIs, an unknown DS_API
+        raise InvalidURL(str(exc)) from None
+    if fail_fast:
+        streams.transport.unreachable_retry_for = UNREACHABLE_RETRY_FOR
     return streams
 
 

@@ -40,7 +40,17 @@ def describe(exc: BaseException) -> str:
         return "no answer in time (timed out)"
     if isinstance(exc, OSError):
         return reason(exc)
+    wrapped = getattr(exc, "error", None)
+    if isinstance(wrapped, BaseException):  # a tail's "retry later" carries the server's answer
+        return describe(wrapped)
     return _one_line(f"{type(exc).__name__}: {exc}")
+
+
+def briefly(exc: BaseException) -> str:
+    """Why an attempt failed, where the address is said already ("connection refused", ...)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return reason(exc.os_error)
+    return describe(exc)
 
 
 def reason(exc: BaseException) -> str:
