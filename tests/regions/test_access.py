@@ -66,3 +66,14 @@ async def test_replication_of_a_protected_origin(servers: Servers, tmp_path: Pat
             unchecked_reads = metric(await scrape(session, unchecked.url), "ds_region_local_reads_total", region="eu")
             assert checked_reads >= 1  # checked and answered by the replica
             assert unchecked_reads == 0  # always passed to the origin, which checks
+
+            # The REST API by the same rules: the region with the policy checks and answers itself.
+            rest_read = "/streams/api/v1/streams/app%2Forders/read"
+            for edge in (checked, unchecked):
+                async with session.get(edge.url + rest_read) as r:
+                    assert r.status == 401, f"{edge.url}: an anonymous REST read got {r.status}"
+                async with session.get(edge.url + rest_read, headers=bearer("app-secret")) as r:
+                    assert r.status == 200 and [m["data"] for m in (await r.json())["messages"]] == ["one"]
+            after = metric(await scrape(session, checked.url), "ds_region_local_reads_total", region="eu")
+            assert after == checked_reads + 2  # both REST reads checked and answered by the replica
+            assert metric(await scrape(session, unchecked.url), "ds_region_local_reads_total", region="eu") == 0
