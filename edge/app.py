@@ -22,6 +22,8 @@ from plugin_streams.edge.fast_reads import EdgeLane, FastReads
 from plugin_streams.edge.freshness import Freshness
 from plugin_streams.edge.handlers import EdgeHandlers
 from plugin_streams.edge.metrics import EdgeMetrics
+from plugin_streams.edge.origin_health import OriginHealth
+from plugin_streams.edge.readiness import Readiness
 from plugin_streams.edge.reads import EdgeReads
 from plugin_streams.edge.region.setup import open_region
 from plugin_streams.edge.rest_proxy import add_rest_proxy
@@ -55,6 +57,9 @@ def build_app(
     cache = ChunkCache(config.cache_memory, config.cache_dir, config.cache_disk, freshness)
     metrics.watch(lambda: cache.memory_bytes, lambda: cache.disk.bytes if cache.disk else 0)
     holder: dict[str, EdgeHandlers] = {}
+    health = OriginHealth(config.origin)  # logs when the origin goes away and comes back
+    metrics.origin_reachable.set_function(lambda: 0 if health.reachable is False else 1)
+    readiness = Readiness(lambda: holder["handlers"].upstream if "handlers" in holder else None)
     lane = EdgeLane()
     if config.fast_lane:  # plain cached reads, answered under aiohttp's request machinery
         app[LANE] = lane
@@ -63,7 +68,9 @@ def build_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, keepalive_timeout=30)
         session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
-        upstream = Upstream(config.origin, session, timeout=config.upstream_timeout)
+        upstream = Upstream(
+            config.origin, session, timeout=config.upstream_timeout, health=health, errors=metrics.upstream_errors
+        )
         await cache.open()
         reads = EdgeReads(upstream, cache, metrics, config.long_poll_timeout)
         fanout = SSEFanout(upstream, reads, metrics, config)
@@ -91,6 +98,7 @@ def build_app(
         await session.close()
 
     async def on_shutdown(app: web.Application) -> None:
+        readiness.stopping = True
         handlers = holder.get("handlers")
         if handlers is not None:
             _begin_shutdown(handlers)
@@ -105,8 +113,9 @@ def build_app(
     app.on_shutdown.append(on_shutdown)
     app.on_response_prepare.append(security_headers)
     add_cors_routes(app)
-    app.router.add_get("/metrics", metrics_handler(registry), allow_head=False)
+    app.router.add_get("/metrics", metrics_handler(registry, metrics.process), allow_head=False)
     app.router.add_get("/healthz", healthz, allow_head=False)
+    app.router.add_get("/readyz", readiness.handle, allow_head=False)
     app.router.add_route("*", "/v1/stream/{path:.+}", dispatch)
     add_rest_proxy(app, lambda: holder["handlers"], config)
     return app

@@ -8,16 +8,32 @@ flag `--field-name`, the variable DS_EDGE_FIELD_NAME and a row of README.md's se
 from __future__ import annotations
 
 import os
+import urllib.parse
 from dataclasses import dataclass
 
 from plugin_streams.shared.aio import settings as s
+
+
+def origin_url(text: str) -> str:
+    """The origin's base URL, checked at start-up: `127.0.0.1:4437` (no scheme) would otherwise
+    only fail at the first request, as an "origin unavailable" every client sees."""
+    parts = urllib.parse.urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError("expected the origin's URL with its scheme, such as http://127.0.0.1:4437")
+    try:
+        parts.port  # noqa: B018 (a port out of range or not a number raises here)
+    except ValueError as exc:
+        raise ValueError(f"{exc}: expected a URL such as http://127.0.0.1:4437") from None
+    return text.strip().rstrip("/")
 
 
 @dataclass(frozen=True, slots=True)
 class EdgeConfig:
     host: str = s.setting("127.0.0.1", help="address to listen on")
     port: int = s.setting(4438, type=s.port_number, help="port to listen on (0: any free port)")
-    origin: str = s.setting("http://127.0.0.1:4437", help="base URL of the origin (or of a nearer edge)")
+    origin: str = s.setting(
+        "http://127.0.0.1:4437", convert=origin_url, help="base URL of the origin (or of a nearer edge)"
+    )
     workers: int = s.setting(1, type=s.positive_int, help="processes sharing the port (SO_REUSEPORT)")
     cache_memory: int = s.setting(256 * 1024 * 1024, type=int, help="bytes of immutable chunks kept in memory")
     cache_dir: str | None = s.setting(

@@ -48,7 +48,9 @@ class Invalidation:
         freshness: Freshness,
         forget: Callable[[str], None],
         heartbeat: float = 1.0,
+        failed: Callable[[], None] = lambda: None,
     ) -> None:
+        self.failed = failed  # counts a break of the feed (ds_edge_upstream_errors{kind="change_feed"})
         self.session = session
         self.url = origin.rstrip("/") + r.CHANGES_PATH
         self.headers = headers
@@ -78,6 +80,7 @@ class Invalidation:
                 delay = REFUSED_RETRY
             except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError, ConnectionError) as exc:
                 logger.info("change feed broke: %s: %s", type(exc).__name__, exc)
+                self.failed()
             self.freshness.feed_lost()
             await asyncio.sleep(backoff if delay is None else delay)
             backoff = min(backoff * 2, 1.0)

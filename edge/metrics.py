@@ -18,8 +18,18 @@ class EdgeMetrics(RequestMetrics):
         self.cache_hits = Counter("ds_edge_cache_hits", "Reads answered from the cache", ["tier"], registry=registry)
         self.cache_misses = Counter("ds_edge_cache_misses", "Cacheable reads not in the cache", registry=registry)
         self.upstream = Counter("ds_edge_upstream_requests", "Requests sent to the origin", ["kind"], registry=registry)
+        # kind: write, head, catch_up, long_poll, sse, describe (REST list/describe), readiness,
+        # change_feed, touch (edge.upstream.upstream_kind and the upkeep tasks).
         self.upstream_errors = Counter(
-            "ds_edge_upstream_errors", "Origin requests that failed (unreachable, timeout)", registry=registry
+            "ds_edge_upstream_errors",
+            "Origin requests that failed: no answer (refused, reset, timed out), a 5xx, or a live stream that broke",
+            ["kind"],
+            registry=registry,
+        )
+        self.origin_reachable = Gauge(
+            "ds_edge_origin_reachable",
+            "0 since a request to the origin (or a /readyz probe) got no answer, until one does; else 1",
+            registry=registry,
         )
         self.long_poll_waiters = Gauge(
             "ds_edge_long_poll_waiters", "Clients waiting on a shared upstream long-poll", registry=registry

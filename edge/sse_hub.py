@@ -84,7 +84,7 @@ class Hub:
                     await self._follow(offset)
                     backoff = 0.1
                 except Unavailable:
-                    self._metrics.upstream_errors.inc()
+                    self._metrics.upstream_errors.labels("sse").inc()
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                 except ProtocolError as exc:

@@ -39,7 +39,9 @@ class TouchReporter:
         freshness: Freshness,
         reported: Callable[[int], None],
         interval: float = 0.25,
+        failed: Callable[[], None] = lambda: None,
     ) -> None:
+        self.failed = failed  # counts a report the origin did not take (ds_edge_upstream_errors{kind="touch"})
         self.session = session
         self.url = origin.rstrip("/") + r.TOUCH_PATH
         self.headers = headers
@@ -86,5 +88,6 @@ class TouchReporter:
                 )
                 self._refused = True
         else:  # the origin is unreachable or failing: report them with the next batch
+            self.failed()
             for path in paths:
                 self.note(path)

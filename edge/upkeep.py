@@ -31,8 +31,23 @@ def start_upkeep(
 ) -> list[asyncio.Task[Any]]:
     """Start following deletions (`forget(path)` for each) and reporting reads of capped chunks."""
     headers = {h.AUTHORIZATION: f"Bearer {config.origin_token}"} if config.origin_token else {}
-    feed = Invalidation(session, config.origin, headers, cache.freshness, forget, config.link_heartbeat)
-    touches = TouchReporter(session, config.origin, headers, cache.freshness, metrics.touch_reports.inc)
+    feed = Invalidation(
+        session,
+        config.origin,
+        headers,
+        cache.freshness,
+        forget,
+        config.link_heartbeat,
+        failed=metrics.upstream_errors.labels("change_feed").inc,
+    )
+    touches = TouchReporter(
+        session,
+        config.origin,
+        headers,
+        cache.freshness,
+        metrics.touch_reports.inc,
+        failed=metrics.upstream_errors.labels("touch").inc,
+    )
     metrics.change_feed.set_function(lambda: 1 if cache.freshness.following else 0)
     cache.on_capped_read = touches.note
     return [spawn(feed.run(), name="edge-change-feed"), spawn(touches.run(), name="edge-touch-reports")]

@@ -138,7 +138,7 @@ def build_app(
     app.on_response_prepare.append(security_headers)
     add_cors_routes(app)
     add_page_routes(app)
-    app.router.add_get("/metrics", metrics_handler(registry), allow_head=False)
+    app.router.add_get("/metrics", metrics_handler(registry, metrics.process), allow_head=False)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)
     app.router.add_route("*", "/v1/stream/{path:.+}", handlers.dispatch)

@@ -19,18 +19,29 @@ from yarl import URL
 from plugin_streams.shared import caching
 from plugin_streams.shared import headers as h
 from plugin_streams.shared.aio.http_errors import Handler
-from plugin_streams.shared.aio.request_metrics import RequestMetrics
+from plugin_streams.shared.aio.request_metrics import ProcessMetrics, RequestMetrics
+from plugin_streams.shared.rest_routes import ACTIONS, rest_resource
 
 access_logger = logging.getLogger("plugin_streams.access")
 
 
 def route_of(path: str) -> str:
-    """A bounded route label: never the stream path itself."""
+    """A bounded route label: never the stream path itself.
+
+    `stream` (the protocol), `rest_append`, `rest_read`, `rest_tail` and `rest_streams` (the REST
+    API's create, list, describe and delete), `metrics`, `healthz`, `readyz`, else `other`.
+    """
     if path.startswith("/v1/stream/"):
         return "stream"
+    resource = rest_resource(path)
+    if resource is not None:
+        return _REST_ROUTES[resource]
     if path in ("/metrics", "/healthz", "/readyz"):
         return path[1:]
     return "other"
+
+
+_REST_ROUTES: Final = {resource: f"rest_{resource}" for resource in (*ACTIONS, "streams")}
 
 
 class Observer:
@@ -105,8 +116,12 @@ def observing(observer: Observer) -> Middleware:
     return observe
 
 
-def metrics_handler(registry: CollectorRegistry) -> Handler:
+def metrics_handler(registry: CollectorRegistry, process: ProcessMetrics | None = None) -> Handler:
+    """/metrics of `registry`; `process` (RequestMetrics.process) is read in a thread first."""
+
     async def metrics(request: web.Request) -> web.Response:
+        if process is not None:
+            await process.refresh()
         response = web.Response(body=generate_latest(registry))
         response.headers[h.CONTENT_TYPE] = CONTENT_TYPE_LATEST
         response.headers[h.CACHE_CONTROL] = caching.NO_STORE

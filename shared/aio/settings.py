@@ -11,10 +11,11 @@ import argparse
 import dataclasses
 import ipaddress
 import os
+import sys
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -58,7 +59,7 @@ class Settings:
         if env in environ:
             try:
                 default = type(environ[env])
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
                 raise SystemExit(f"{env}: {exc}") from None
         shown = "" if default is None else f" (default: {default})"
         self.parser.add_argument(flag, type=type, default=default, choices=choices, help=f"{help}{shown} [env: {env}]")
@@ -192,9 +193,18 @@ def config_from(config: type[C], args: argparse.Namespace) -> C:
         if spec.repeatable:
             value = tuple(value)
         if spec.convert is not None:
-            value = spec.convert(value)
+            try:
+                value = spec.convert(value)
+            except (argparse.ArgumentTypeError, ValueError) as exc:
+                refuse(f"invalid {flag_of(field.name)} {value!r}: {exc}")
         values[field.name] = value
     return config(**values)
+
+
+def refuse(reason: str) -> NoReturn:
+    """Stop at start-up with one line on stderr and exit status 2 (argparse's, for a bad flag)."""
+    print(f"plugin-streams: {reason}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def absolute_path(text: str | None) -> str | None:
