@@ -8,7 +8,6 @@ import pty
 import queue
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.client.conftest import Processes
+from tests.support.ports import closed_port
 from tests.support.processes import CLI, OriginProcess
 
 
@@ -112,13 +112,6 @@ def test_tail_follows_until_closed_and_resumes_from_its_offset_file(
 
 
 # --- at a terminal: clear errors, fast failures, reconnect reports, --version, progress ---
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port  # closed again: connecting is refused
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import Any
 
@@ -12,6 +11,7 @@ from aiohttp import web
 
 from plugin_streams._transport import Transport, base_urls
 from plugin_streams.errors import Unavailable
+from tests.support.ports import closed_port
 
 
 def test_base_urls() -> None:
@@ -22,13 +22,6 @@ def test_base_urls() -> None:
     assert base_urls(["http://a"]) == ["http://a/streams/api/v1"]
     with pytest.raises(ValueError):
         base_urls(" , ")
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port  # closed again: connecting is refused
 
 
 async def test_refused_connects_give_up_after_unreachable_retry_for() -> None:

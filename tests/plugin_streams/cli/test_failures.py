@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from plugin_streams.cli.failures import describe
+from plugin_streams.cli.failures import briefly, describe
 from plugin_streams.errors import NotFound, Unavailable, error_from
 
 
@@ -52,3 +52,18 @@ def test_server_errors_keep_their_message_and_code_on_one_line() -> None:
 def test_anything_else_is_still_one_line() -> None:
     assert describe(OSError(errno.ENOSPC, "No space left on device")) == "no space left on device"
     assert describe(RuntimeError("two\nlines")) == "RuntimeError: two lines"
+
+
+def test_briefly_leaves_the_address_to_the_line_that_names_it() -> None:
+    refused = connector_error("127.0.0.1", 9, ConnectionRefusedError(errno.ECONNREFUSED, "refused"))
+    assert briefly(refused) == "connection refused"
+    assert briefly(aiohttp.ServerDisconnectedError()) == "the server closed the connection"
+
+
+def test_a_wrapped_answer_is_described_by_what_it_wraps() -> None:
+    class RetryLater(Exception):
+        def __init__(self, error: Exception) -> None:
+            super().__init__(str(error))
+            self.error = error
+
+    assert describe(RetryLater(error_from(429, b"slow down"))) == "slow down"
