@@ -26,7 +26,7 @@ from plugin_streams.edge.origin_health import OriginHealth
 from plugin_streams.edge.readiness import Readiness
 from plugin_streams.edge.reads import EdgeReads
 from plugin_streams.edge.region.setup import open_region
-from plugin_streams.edge.rest_proxy import add_rest_proxy
+from plugin_streams.edge.rest.api import add_rest_routes
 from plugin_streams.edge.upkeep import start_upkeep
 from plugin_streams.edge.upstream import Upstream
 from plugin_streams.shared import caching
@@ -117,7 +117,7 @@ def build_app(
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readiness.handle, allow_head=False)
     app.router.add_route("*", "/v1/stream/{path:.+}", dispatch)
-    add_rest_proxy(app, lambda: holder["handlers"], config)
+    add_rest_routes(app, lambda: holder["handlers"], config)
     return app
 
 
