@@ -1,6 +1,7 @@
 """The REST API's routes at the edge: reads and tails served here, everything else passed through.
 
-- `GET .../:name/read` and `GET .../:name/tail`: edge.rest.reads and edge.rest.tails.
+- `GET .../:name/read?after=` and `GET .../:name/tail`: edge.rest.reads and edge.rest.tails.
+  (`read?before=`, which pages backwards from an offset, is the origin's to answer.)
 - Writes (create, append, close, delete), descriptions and listings go to the origin exactly as
   often as the client sends them (never retried here), and tell the edge what changed: an append
   where it ended (read-your-writes, edge.writes), a create or delete that the stream's cached
@@ -54,7 +55,7 @@ class RestApi:
                 local = await region.read(request, name, action)
                 if local is not None:
                     return local
-            if action == "read":
+            if action == "read" and "before" not in request.query:
                 return await self.reads.read(request, name)
             if action == "tail":
                 return await self.tails.tail(request, name)
