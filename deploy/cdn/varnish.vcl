@@ -1,6 +1,7 @@
 #
 # Varnish in front of a plugin-streams origin (or edge): caching and request collapsing for the
-# Durable Streams protocol (PROTOCOL.md §5.5-5.8 and §10).
+# Durable Streams protocol (PROTOCOL.md §5.5-5.8 and §10) and for the REST API's reads
+# (`/streams/api/v1/streams/<name>/read` and the long-poll `tail`).
 #
 # Written for Varnish 7.1 (Debian 12's `varnish` package); nothing in it needs a newer one.
 # The policy, in one paragraph: the origin decides what is cacheable and for how long, through
@@ -87,6 +88,39 @@ sub vcl_recv {
         return (pass);
     }
 
+    # --- The REST API (/streams/api/v1) ------------------------------------------------------------
+    # Its pages follow the protocol's rules: `read?after=X` of a page that ends before the tail is
+    # `public, max-age=31536000, immutable`; a page that reaches the tail (or starts at `-1`) lives
+    # a second; a long-poll `tail?mode=long-poll&after=X` that returned data lives 20 s (the data
+    # after X does not change) and its 204 is never stored. The rest of the API (create, list,
+    # describe, delete: `no-store`; append: a POST) is never looked up.
+    if (req.url ~ "^/streams/api/v1/") {
+        if (req.url !~ "^/streams/api/v1/streams/[^?]+/(read|tail)(\?|$)") {
+            return (pass);
+        }
+        # A tail in SSE (the default mode) is passed and streamed, like the protocol's SSE.
+        if (req.url ~ "^[^?]*/tail(\?|$)" && req.url !~ "[?&]mode=long-poll(&|$)") {
+            return (pass);
+        }
+        # `after=now` is the tail as of this request; a resuming tail's Last-Event-ID overrides
+        # `after` (the URL alone does not say what it asks for).
+        if (req.url ~ "[?&]after=now(&|$)" || req.http.Last-Event-ID) {
+            return (pass);
+        }
+        # One page is JSON or raw bytes by Accept (the origin sends `Vary: Accept`, and Varnish
+        # keeps one variant per Accept value). Browsers and libraries send many Accept strings for
+        # the same two answers: reduce it to the one the origin will act on (its rule,
+        # shared.rest_pages.wants_raw: raw when it names application/octet-stream and not
+        # application/json), so there are two variants per page, not one per Accept string.
+        if (req.http.Accept ~ "application/octet-stream" && req.http.Accept !~ "application/json") {
+            set req.http.Accept = "application/octet-stream";
+        } else {
+            set req.http.Accept = "application/json";
+        }
+        unset req.http.Cookie;  # (as below, for the protocol's reads)
+        return (hash);
+    }
+
     # Only the stream API is cached. Health checks, metrics and anything else go straight through.
     if (req.url !~ "^/v1/stream/") {
         return (pass);
@@ -168,9 +202,11 @@ sub vcl_backend_response {
     # object header; rare events, so the ban list stays short). Other Varnish nodes are not
     # reached: send them `BAN /v1/stream/<name>` (see vcl_recv) or purge by the origin's
     # Surrogate-Key on a CDN that supports it.
+    # A REST stream is the protocol stream of the same name: both APIs' objects carry the
+    # protocol path (`/v1/stream/<name>`), so a delete through either drops the copies of both.
     if ((bereq.method == "DELETE" && beresp.status >= 200 && beresp.status < 300) ||
         (bereq.method == "PUT" && beresp.status == 201)) {
-        set beresp.http.X-DS-Path = regsub(bereq.url, "\?.*$", "");
+        set beresp.http.X-DS-Path = regsub(regsub(bereq.url, "\?.*$", ""), "^/streams/api/v1/streams/(.+)$", "/v1/stream/\1");
         # Same guard as for BAN in vcl_recv: the path goes verbatim into the ban expression.
         if (beresp.http.X-DS-Path ~ {"^/v1/stream/[^\s"\\]+$"}) {
             if (!std.ban("obj.http.X-DS-Path == " + beresp.http.X-DS-Path)) {
@@ -242,10 +278,12 @@ sub vcl_backend_response {
         set beresp.grace = 0s;
     }
 
-    # A read without an explicit offset (`offset=-1`, or none) means "from the start of whatever
-    # stream lives at this path now". Delete and recreate change that answer, so however long the
-    # origin says it may be kept, it is never kept longer than a tail read (1 s + 1 s grace).
-    if (bereq.url !~ "[?&]offset=" || bereq.url ~ "[?&]offset=-1(&|$)") {
+    # A read without an explicit offset (`offset=-1`, or none; REST: `after=-1`, or none) means
+    # "from the start of whatever stream lives at this path now". Delete and recreate change that
+    # answer, so however long the origin says it may be kept, it is never kept longer than a tail
+    # read (1 s + 1 s grace).
+    if ((bereq.url ~ "^/v1/stream/" && (bereq.url !~ "[?&]offset=" || bereq.url ~ "[?&]offset=-1(&|$)")) ||
+        (bereq.url ~ "^/streams/api/v1/" && (bereq.url !~ "[?&]after=" || bereq.url ~ "[?&]after=-1(&|$)"))) {
         if (beresp.ttl > 1s) {
             set beresp.ttl = 1s;
         }
@@ -254,8 +292,9 @@ sub vcl_backend_response {
         }
     }
 
-    # Remember which stream a stored object belongs to, for the bans above.
-    set beresp.http.X-DS-Path = regsub(bereq.url, "\?.*$", "");
+    # Remember which stream a stored object belongs to, for the bans above (a REST page or tail:
+    # its protocol path).
+    set beresp.http.X-DS-Path = regsub(regsub(bereq.url, "\?.*$", ""), "^/streams/api/v1/streams/(.+)/(read|tail)$", "/v1/stream/\1");
 
     # Long-poll 200s and catch-up chunks are streamed to the waiting clients as they arrive
     # (Varnish's default; stated so that nobody turns it off for this backend).
