@@ -17,6 +17,7 @@ behind its own writes through this edge gets only an answer reaching them (edge.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -234,6 +235,7 @@ class RestTails:
         while subscriber is None:
             if self.fanout.stopping or time.monotonic() > deadline:
                 return
+            hub = await self._live_hub(http, request, hub)
             if first is None and hub.can_take(position):
                 transport = http.transport
                 if transport is None:
@@ -258,6 +260,16 @@ class RestTails:
             await self.fanout.live(http, subscriber, deadline)
         finally:
             hub.unsubscribe(subscriber)
+
+    async def _live_hub(self, http: web.Request, request: PageRequest, hub: RestHub) -> RestHub:
+        """`hub`, or the stream's new hub if it idled out while this client was catching up."""
+        if not hub.ended or hub.closed or hub.error is not None:
+            return hub
+        hub = self.hub(http, request)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.upstream_timeout):
+                await hub.ready.wait()
+        return hub
 
 
 async def _events(body: bytes) -> tuple[bytes, str, bool, bool]:
