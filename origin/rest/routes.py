@@ -4,6 +4,7 @@
     GET    /streams/:name            describe        DELETE /streams/:name     delete
     POST   /streams/:name/append     append          GET /streams/:name/read   read
     GET    /streams/:name/tail       SSE or long-poll tail
+    GET    /streams/:name/read?before=   the last messages before an offset (origin.rest.earlier)
 
 A name may contain `/`. The last segment `append`, `read` or `tail` is always the action, so a
 stream whose own name ends with one of them is addressed with its slashes escaped (`%2F`);
@@ -20,6 +21,7 @@ from aiohttp import web
 from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.limits import LiveLimiter
 from plugin_streams.origin.metrics import OriginMetrics
+from plugin_streams.origin.rest.earlier import BEFORE, EarlierReads
 from plugin_streams.origin.rest.messages import MessageHandlers
 from plugin_streams.origin.rest.streams import StreamResources
 from plugin_streams.origin.rest.tail import TailHandlers
@@ -54,6 +56,7 @@ def add_rest_routes(
 ) -> None:
     streams = StreamResources(service, policy, REST_PREFIX)
     messages = MessageHandlers(service, config, policy)
+    earlier = EarlierReads(messages)
     tails = TailHandlers(service, config, policy, limiter, metrics, messages)
 
     async def named(request: web.Request) -> web.StreamResponse:
@@ -70,7 +73,7 @@ def add_rest_routes(
         if action == "append":
             return await messages.append(request, name)
         if action == "read":
-            return await messages.read(request, name)
+            return await (earlier.read if BEFORE in request.query else messages.read)(request, name)
         return await tails.tail(request, name)
 
     rest = web.Application(middlewares=[json_error_middleware])
