@@ -1,4 +1,6 @@
-"""Fixtures for client tests: a shared origin (small chunks), and processes started on demand."""
+"""Fixtures for client tests: a shared origin (small chunks), processes started on demand, and the
+three servers the protocol-mode suite runs against (this project's origin, an edge in front of
+one, the Node reference server `@durable-streams/server`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import OriginProcess, ProcessGroup, process_group
+from tests.conformance.node_reference import NodeReferenceServer
+from tests.support.processes import EdgeProcess, OriginProcess, ProcessGroup, process_group
+
+#: Where each server under test keeps its protocol streams.
+PROTOCOL_ROOT = "/v1/stream"
+PROTOCOL_SERVERS = ("origin", "edge", "node")
 
 
 @pytest.fixture(scope="module")
@@ -16,6 +23,23 @@ def shared_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginPr
     data = tmp_path_factory.mktemp("client") / "data"
     with OriginProcess(data, "--chunk-size", "1024", "--sse-keepalive", "0.5") as process:
         yield process
+
+
+@pytest.fixture(scope="module", params=PROTOCOL_SERVERS)
+def protocol_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The protocol's base URL (`.../v1/stream`) of each server in turn, one per test module."""
+    if request.param == "node":
+        with NodeReferenceServer() as node:
+            assert node.url is not None
+            yield node.url + PROTOCOL_ROOT
+        return
+    root = tmp_path_factory.mktemp(f"protocol-{request.param}")
+    with OriginProcess(root / "data", "--chunk-size", "1024", "--sse-keepalive", "0.5") as origin:
+        if request.param == "origin":
+            yield origin.url + PROTOCOL_ROOT
+            return
+        with EdgeProcess(origin.url, root) as edge:
+            yield edge.url + PROTOCOL_ROOT
 
 
 @pytest.fixture

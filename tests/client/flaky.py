@@ -10,7 +10,15 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection"}
+#: Not passed on: hop-by-hop headers, and Content-Encoding (the gateway's client already decoded the body).
+HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
+
+
+def _is_append(request: web.Request) -> bool:
+    """A REST append (POST .../append) or a protocol one (any POST outside the REST API)."""
+    if request.method != "POST":
+        return False
+    return request.path.endswith("/append") or "/streams/api/" not in request.path
 
 
 class FlakyGateway:
@@ -44,7 +52,7 @@ class FlakyGateway:
             payload = await upstream.read()
             status = upstream.status
             reply_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
-        if request.method == "POST" and request.path.endswith("/append"):
+        if _is_append(request):
             self.appends += 1
             if self.appends % self.lose_every == 1 or self.lose_every == 1:
                 self.lost += 1

@@ -1,4 +1,5 @@
-"""The synchronous client: the same API, blocking, on its own event-loop thread."""
+"""The synchronous client: the same API, blocking, on its own event-loop thread (REST against the
+shared origin; protocol mode against the origin, an edge and the Node reference server)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 import pytest
 
-from plugin_streams import Message, NotFound, StreamClosed, SyncStreams
+from plugin_streams import Message, NotFound, NotSupported, StreamClosed, SyncStreams, Unavailable
 from tests.support.processes import OriginProcess
 
 
@@ -78,3 +79,38 @@ def test_closing_the_client_ends_running_tails(shared_origin: OriginProcess, nam
     streams.close()
     assert handle.done
     streams.close()  # twice is fine
+
+
+def test_sync_client_in_protocol_mode(protocol_url: str, name: str) -> None:
+    with SyncStreams(protocol_url) as streams:
+        assert streams.api_name == "protocol"
+        stream = streams.create(name)
+        stream.append({"i": 0})
+        stream.append_batch([{"i": i} for i in range(1, 5)])
+        got = list(stream.read())
+        assert [m.data for m in got] == [{"i": i} for i in range(5)]
+        assert [m.data for m in stream.read(after=got[1].offset)] == [{"i": i} for i in range(2, 5)]
+        seen: list[Message] = []
+        handle = stream.tail(got[2].offset, seen.append, mode="long-poll")
+        stream.append({"i": 5})
+        final = stream.close()
+        handle.wait(timeout=15)
+        assert [m.data for m in seen] == [{"i": 3}, {"i": 4}, {"i": 5}] and handle.offset == final
+        assert streams.get(name).closed and streams.exists(name)
+        with pytest.raises(NotSupported):
+            list(streams.list())
+        streams.delete(name)
+        assert not streams.exists(name)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9", "http://127.0.0.1:9/v1/stream"])
+def test_sync_tail_reports_retries_and_gives_up(url: str) -> None:
+    retries: list[tuple[BaseException, float]] = []
+    with SyncStreams(url) as streams:
+        handle = streams.stream("s").tail(
+            callback=lambda m: None, on_retry=lambda error, delay: retries.append((error, delay)), give_up_after=0.5
+        )
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match=r"127\.0\.0\.1:9"):
+            handle.wait(timeout=10)
+    assert time.monotonic() - started < 3 and retries and all(delay > 0 for _, delay in retries)
