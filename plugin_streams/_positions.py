@@ -13,7 +13,9 @@ message it yielded neither repeats nor skips one:
 A server offset never contains a comma (PROTOCOL.md §8), so the two kinds cannot be confused;
 `split` turns either back into (server offset, elements to skip) for the next request.
 Positions compare correctly only with the same base offset: only the tail's own bookkeeping
-relies on them, and it never compares them.
+relies on them, and it never compares them. One limit: a position counted from the start of the
+stream (`"-1,<n>"`, from a read with no offset) assumes the start does not move; on a stream whose
+oldest data the server drops (retention), resume from a server offset instead.
 """
 
 from __future__ import annotations
