@@ -179,3 +179,16 @@ async def test_reading_backwards_needs_the_read_right(memory_client: MemoryClien
     assert r.status == 201
     assert (await client.get(f"{API}/p/read", params={"before": "now"})).status == 401
     assert (await client.get(f"{API}/p/read", params={"before": "now"}, headers=bearer("root"))).status == 200
+
+
+async def test_the_walk_stops_where_retention_dropped_data(memory_client: MemoryClient) -> None:
+    client = await memory_client(compact_min_bytes=1)
+    r = await client.post(API, json={"name": "r", "content_type": "text/plain", "retention": {"max_bytes": 250}})
+    assert r.status == 201
+    for i in range(10):
+        assert (await client.post(f"{API}/r/append", data=f"{i}".encode() * 100)).status == 200
+    kept = await forward(client, "r")
+    assert [m["data"][0] for m in kept] == ["8", "9"]  # whole appends only, never more than 250 bytes
+    messages, pages = await backward(client, "r", 1)
+    assert messages == kept
+    assert pages[-1]["has_earlier"] is False  # nothing before the retained data is offered
