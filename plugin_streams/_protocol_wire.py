@@ -95,7 +95,14 @@ def protocol_error(status: int, headers: Mapping[str, str], body: bytes, name: s
         return StreamClosed(f"stream {name!r} is closed", status=status, code="stream_closed", details=details)
     if error.code == "error":
         error.code = _CODES.get(status, "error")
-    if not body.strip():
-        error.message = f"HTTP {status} for stream {name!r}"
-        error.args = (error.message,)
+    if status == 404:
+        _reword(error, f"stream {name!r} not found")
+    elif not body.strip():
+        _reword(error, f"HTTP {status} for stream {name!r}")
     return error
+
+
+def _reword(error: StreamsError, message: str) -> None:
+    # The protocol's error bodies are free text (often none), and never name the stream.
+    error.message = message
+    error.args = (message,)
