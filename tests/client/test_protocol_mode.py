@@ -157,3 +157,16 @@ async def test_a_restarted_producer_claims_a_newer_epoch(protocol_url: str, name
         await third.append(6)
         assert third.epoch > second_run.epoch
         assert [m.data async for m in streams.stream(name).read()] == [0, 1, 2, 3, 4, 5, 6]
+
+
+async def test_a_producer_goes_on_after_its_stream_is_recreated(protocol_url: str, name: str) -> None:
+    async with Streams(protocol_url) as streams:
+        stream = await streams.create(name)
+        await stream.append_batch([1, 2])
+        await stream.append(3)
+        await streams.delete(name)
+        await streams.create(name)
+        # The new stream does not know this producer: its seq 2 is a gap, so the handle opens a new epoch.
+        await stream.append(4)
+        assert stream.seq == 1
+        assert [m.data async for m in streams.stream(name).read()] == [4]
