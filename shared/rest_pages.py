@@ -85,11 +85,19 @@ def data_json(payload: bytes, encoding: Encoding) -> bytes:
 
 
 def json_body(
-    items: Iterable[tuple[str, bytes]], *, next_offset: str, up_to_date: bool, closed: bool, encoding: Encoding
+    items: Iterable[tuple[str, bytes]],
+    *,
+    next_offset: str,
+    up_to_date: bool,
+    closed: bool,
+    encoding: Encoding,
+    extra: Mapping[str, object] | None = None,
 ) -> bytes:
-    """A JSON page from (offset, data as JSON text) pairs."""
+    """A JSON page from (offset, data as JSON text) pairs; `extra` fields go before the usual ones.
+    Stored JSON values are spliced in as they are: re-parsing them would cost a page its size again."""
     messages = b",".join(b'{"offset":"' + offset.encode() + b'","data":' + data + b"}" for offset, data in items)
-    tail = {"next_offset": next_offset, "up_to_date": up_to_date, "closed": closed, "encoding": encoding.value}
+    tail = dict(extra or {})
+    tail |= {"next_offset": next_offset, "up_to_date": up_to_date, "closed": closed, "encoding": encoding.value}
     return b'{"messages":[' + messages + b"]," + json.dumps(tail, separators=(",", ":")).encode()[1:]
 
 

@@ -14,7 +14,6 @@ read does), so a page may hold fewer than `limit` messages; `has_earlier` says w
 
 from __future__ import annotations
 
-import json
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from plugin_streams.origin.positions import resolve_position
 from plugin_streams.origin.reads import read
 from plugin_streams.origin.rest.access import check
 from plugin_streams.origin.rest.messages import MessageHandlers
-from plugin_streams.origin.rest.pages import Page, json_message_ends, record_ends
+from plugin_streams.origin.rest.pages import Page, json_message_ends, page_response, record_ends
 from plugin_streams.origin.storage.base import Store
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared import caching, content_types, jsonmode
@@ -40,8 +39,6 @@ from plugin_streams.shared.offsets import NOW, parse_read_offset
 from plugin_streams.shared.rest_pages import (
     DEFAULT_READ_LIMIT,
     MAX_READ_LIMIT,
-    encoding_of,
-    not_modified_headers,
     parse_limit,
     wants_raw,
 )
@@ -193,29 +190,8 @@ def render(
         headers[h.STREAM_UP_TO_DATE] = "true"
     if closed:
         headers[h.STREAM_CLOSED] = "true"
-    if caching.if_none_match(request.headers.get(h.IF_NONE_MATCH), headers[h.ETAG]):
-        return web.Response(status=304, headers=not_modified_headers(headers))
-    if raw:
-        headers[h.CONTENT_TYPE] = state.config.content_type
-        return web.Response(
-            status=200, body=page.raw(content_types.is_json(state.config.content_type)), headers=headers
-        )
-    encoding = encoding_of(state.config.content_type)
-    items = [
-        b'{"offset":"' + str(state.offset_at(message_end)).encode() + b'","data":' + data + b"}"
-        for message_end, data in zip(page.ends, page.data_json(encoding), strict=True)
-    ]
-    fields = {
-        "start_offset": start,
-        "next_offset": next_offset,
-        "has_earlier": earlier.has_earlier,
-        "up_to_date": up_to_date,
-        "closed": closed,
-        "encoding": encoding.value,
-    }
-    # Stored JSON values are spliced in as they are: re-parsing them would cost a page its size again.
-    body = b'{"messages":[' + b",".join(items) + b"]," + json.dumps(fields, separators=(",", ":")).encode()[1:]
-    return web.Response(status=200, body=body, headers=headers, content_type=h.JSON_CONTENT_TYPE)
+    extra: dict[str, object] = {"start_offset": start, "has_earlier": earlier.has_earlier}
+    return page_response(request, state, page, headers, raw=raw, up_to_date=up_to_date, closed=closed, extra=extra)
 
 
 def _links(request: web.Request, earlier: str | None, later: str | None) -> str:

@@ -22,7 +22,7 @@ from plugin_streams.origin.positions import resolve_position
 from plugin_streams.origin.reads import ReadResult, read
 from plugin_streams.origin.rest.access import check
 from plugin_streams.origin.rest.bodies import MAX_APPEND_MESSAGES
-from plugin_streams.origin.rest.pages import Page, page_of
+from plugin_streams.origin.rest.pages import Page, page_of, page_response
 from plugin_streams.origin.rest.receipts import Receipt, Receipts
 from plugin_streams.origin.rest.streams import json_response
 from plugin_streams.origin.service import AppendResult, StreamService
@@ -36,9 +36,6 @@ from plugin_streams.shared.parse import MAX_STREAM_SEQ_LENGTH, AppendRequest, is
 from plugin_streams.shared.rest_pages import (
     DEFAULT_READ_LIMIT,
     MAX_READ_LIMIT,
-    encoding_of,
-    json_body,
-    not_modified_headers,
     page_headers,
     parse_limit,
     requested_after,
@@ -161,14 +158,4 @@ class MessageHandlers:
             path=request.rel_url.raw_path,
             query=request.query,
         )
-        if caching.if_none_match(request.headers.get(h.IF_NONE_MATCH), headers[h.ETAG]):
-            return web.Response(status=304, headers=not_modified_headers(headers))
-        if raw:
-            headers[h.CONTENT_TYPE] = state.config.content_type
-            return web.Response(
-                status=200, body=page.raw(content_types.is_json(state.config.content_type)), headers=headers
-            )
-        encoding = encoding_of(state.config.content_type)
-        items = zip((str(state.offset_at(end)) for end in page.ends), page.data_json(encoding), strict=True)
-        body = json_body(items, next_offset=next_offset, up_to_date=up_to_date, closed=closed, encoding=encoding)
-        return web.Response(status=200, body=body, headers=headers, content_type=h.JSON_CONTENT_TYPE)
+        return page_response(request, state, page, headers, raw=raw, up_to_date=up_to_date, closed=closed)

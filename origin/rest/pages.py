@@ -16,11 +16,14 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from functools import partial
 
+from aiohttp import web
+
 from plugin_streams.origin.boundaries import INLINE_BYTES
 from plugin_streams.origin.reads import ReadResult
 from plugin_streams.origin.stream import StreamState
-from plugin_streams.shared import content_types, jsonmode, rest_pages
-from plugin_streams.shared.rest_pages import Encoding
+from plugin_streams.shared import caching, content_types, jsonmode, rest_pages
+from plugin_streams.shared import headers as h
+from plugin_streams.shared.rest_pages import Encoding, encoding_of, json_body, not_modified_headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,3 +93,31 @@ async def page_of(state: StreamState, result: ReadResult, limit: int) -> Page:
     cut = len(ends) > limit
     kept = tuple(ends[:limit])
     return Page(start, kept[-1] if kept else start, kept, tuple(payloads), cut)
+
+
+def page_response(
+    request: web.Request,
+    state: StreamState,
+    page: Page,
+    headers: dict[str, str],
+    *,
+    raw: bool,
+    up_to_date: bool,
+    closed: bool,
+    extra: dict[str, object] | None = None,
+) -> web.Response:
+    """A page with its `headers` (shared.rest_pages.page_headers, or a variant): 304 when the
+    client holds it, the raw bytes, or the JSON body (`extra` fields in it)."""
+    if caching.if_none_match(request.headers.get(h.IF_NONE_MATCH), headers[h.ETAG]):
+        return web.Response(status=304, headers=not_modified_headers(headers))
+    content_type = state.config.content_type
+    if raw:
+        headers[h.CONTENT_TYPE] = content_type
+        return web.Response(status=200, body=page.raw(content_types.is_json(content_type)), headers=headers)
+    encoding = encoding_of(content_type)
+    items = zip((str(state.offset_at(end)) for end in page.ends), page.data_json(encoding), strict=True)
+    next_offset = headers[h.STREAM_NEXT_OFFSET]
+    body = json_body(
+        items, next_offset=next_offset, up_to_date=up_to_date, closed=closed, encoding=encoding, extra=extra
+    )
+    return web.Response(status=200, body=body, headers=headers, content_type=h.JSON_CONTENT_TYPE)
