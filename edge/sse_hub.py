@@ -101,9 +101,39 @@ class Hub:
             self._wake()
             self._on_end(self)
 
+    #: The `kind` of the hub's upstream requests in metrics.
+    kind = "sse"
+
+    def _query(self, offset: str) -> str:
+        """The query of the origin's live SSE from `offset` (the subclass's API)."""
+        raise NotImplementedError
+
+    def _started(self, response: aiohttp.ClientResponse) -> None:
+        """The origin answered 200: what its headers say, before the first event."""
+        raise NotImplementedError
+
+    def _feed(self, events: list[sse.Event]) -> None:
+        """Events that arrived together: publish what they say."""
+        raise NotImplementedError
+
     async def _follow(self, offset: str) -> None:
         """Follow the origin's SSE response from `offset` until it ends (or the hub closes)."""
-        raise NotImplementedError
+        self._metrics.upstream.labels(self.kind).inc()
+        query = self._query(offset) + self._credentials_query
+        response = await self._upstream.open_stream(self.path + query, self._headers)
+        try:
+            if response.status != 200:
+                raise await self._refused(response)
+            self._started(response)
+            parser = sse.Parser()
+            async for chunk in response.content.iter_any():
+                self._feed(parser.feed(chunk))
+                if self.closed:
+                    return
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise Unavailable(f"upstream SSE broke: {type(exc).__name__}") from exc
+        finally:
+            response.release()
 
     def _published(self, added: bool) -> None:
         """The hub moved (`added`: an event went out, so keep-alives wait); waiters wake."""
@@ -169,31 +199,23 @@ class ProtocolHub(Hub):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.base64 = False
         self.cursor = 0
+        self._data: str | None = None  # a data event waiting for its control event
         super().__init__(*args, **kwargs)
 
-    async def _follow(self, offset: str) -> None:
-        self._metrics.upstream.labels("sse").inc()
-        query = f"?{h.QUERY_OFFSET}={offset}&{h.QUERY_LIVE}={h.LIVE_SSE}{self._credentials_query}"
-        response = await self._upstream.open_stream(self.path + query, self._headers)
-        try:
-            if response.status != 200:
-                raise await self._refused(response)
-            self.base64 = response.headers.get(h.STREAM_SSE_DATA_ENCODING, "").lower() == "base64"
-            parser = sse.Parser()
-            data: str | None = None
-            async for chunk in response.content.iter_any():
-                for event in parser.feed(chunk):
-                    if event.event == h.SSE_EVENT_DATA:
-                        data = event.data
-                    elif event.event == h.SSE_EVENT_CONTROL:
-                        self._on_control(json.loads(event.data), data)
-                        data = None
-                if self.closed:
-                    return
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise Unavailable(f"upstream SSE broke: {type(exc).__name__}") from exc
-        finally:
-            response.release()
+    def _query(self, offset: str) -> str:
+        return f"?{h.QUERY_OFFSET}={offset}&{h.QUERY_LIVE}={h.LIVE_SSE}"
+
+    def _started(self, response: aiohttp.ClientResponse) -> None:
+        self.base64 = response.headers.get(h.STREAM_SSE_DATA_ENCODING, "").lower() == "base64"
+        self._data = None
+
+    def _feed(self, events: list[sse.Event]) -> None:
+        for event in events:  # each data event is followed by its control event (maybe in a later chunk)
+            if event.event == h.SSE_EVENT_DATA:
+                self._data = event.data
+            elif event.event == h.SSE_EVENT_CONTROL:
+                self._on_control(json.loads(event.data), self._data)
+                self._data = None
 
     def _on_control(self, control: dict[str, object], data: str | None) -> None:
         next_offset = str(control[h.SSE_NEXT_OFFSET])

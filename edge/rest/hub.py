@@ -22,42 +22,37 @@ from plugin_streams.edge.sse_hub import Hub
 from plugin_streams.edge.upstream import Reply
 from plugin_streams.shared import headers as h
 from plugin_streams.shared import sse
-from plugin_streams.shared.errors import Unavailable
+from plugin_streams.shared.errors import ProtocolError, Unavailable
 from plugin_streams.shared.rest_pages import CLOSED_EVENT, Encoding, sse_closed, sse_message
 
 
 class RestHub(Hub):
+    kind = "rest_sse"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.encoding = Encoding.JSON.value  # Stream-Message-Format, as the origin names it
         self.refusal: Reply | None = None  # the origin's answer when it refused the tail
         super().__init__(*args, **kwargs)
 
-    async def _follow(self, offset: str) -> None:
-        self._metrics.upstream.labels("rest_sse").inc()
-        response = await self._upstream.open_stream(
-            f"{self.path}?after={offset}{self._credentials_query}", self._headers
-        )
-        try:
-            if response.status != 200:
-                error = await self._refused(response)
-                if not isinstance(error, Unavailable):
-                    self.refusal = Reply(response.status, CIMultiDict(response.headers), await response.read())
-                raise error
-            self.encoding = response.headers.get(h.STREAM_MESSAGE_FORMAT, self.encoding)
-            if self.position is None:
-                self.position = response.headers.get(h.STREAM_START_OFFSET, offset)
-                self.ready.set()
-            parser = sse.Parser()
-            async for chunk in response.content.iter_any():
-                self._publish(parser.feed(chunk))
-                if self.closed:
-                    return
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise Unavailable(f"upstream SSE broke: {type(exc).__name__}") from exc
-        finally:
-            response.release()
+    def _query(self, offset: str) -> str:
+        return f"?after={offset}"
 
-    def _publish(self, events: list[sse.Event]) -> None:
+    async def _refused(self, response: aiohttp.ClientResponse) -> ProtocolError:
+        error = await super()._refused(response)
+        if not isinstance(error, Unavailable):  # kept for the clients, as the origin said it
+            self.refusal = Reply(response.status, CIMultiDict(response.headers), await response.read())
+        return error
+
+    def _started(self, response: aiohttp.ClientResponse) -> None:
+        self.encoding = response.headers.get(h.STREAM_MESSAGE_FORMAT, self.encoding)
+        if self.position is None:
+            start = response.headers.get(h.STREAM_START_OFFSET)
+            if start is None:
+                raise ValueError("the origin's tail named no start offset")  # (retried as unavailable)
+            self.position = start
+            self.ready.set()
+
+    def _feed(self, events: list[sse.Event]) -> None:
         """The messages that arrived together as one hub event; then the closure, if it came."""
         assert self.position is not None
         wire: list[str] = []
