@@ -48,9 +48,16 @@ def _sub_once(pattern: str, replacement: str, text: str, what: str, flags: int =
     return new
 
 
-def conf_for_test(source: str, *, port: int, upstream: str, workdir: Path) -> str:
-    """The shipped configuration with only its deployment-specific lines pointed at `workdir`."""
-    text = _sub_once(r"^(\s*)listen\s+[^;]*;", rf"\g<1>listen 127.0.0.1:{port};", source, "`listen` line")
+def conf_for_test(source: str, *, port: int, upstream: str, workdir: Path, tls: tuple[Path, Path] | None = None) -> str:
+    """The shipped configuration with only its deployment-specific lines pointed at `workdir`.
+
+    `listen` keeps its parameters (`ssl http2`); with `tls` (certificate chain, key), the
+    `ssl_certificate` and `ssl_certificate_key` lines name them (deploy/cdn/nginx-tls.conf).
+    """
+    text = _sub_once(r"^(\s*)listen\s+[^\s;]+([^;]*);", rf"\g<1>listen 127.0.0.1:{port}\g<2>;", source, "`listen` line")
+    if tls is not None:
+        text = _sub_once(r"^(\s*ssl_certificate\s+)\S+;", rf"\g<1>{tls[0]};", text, "`ssl_certificate`")
+        text = _sub_once(r"^(\s*ssl_certificate_key\s+)\S+;", rf"\g<1>{tls[1]};", text, "`ssl_certificate_key`")
 
     block = re.search(r"^(\s*)upstream ds_upstream \{.*?^\1\}", text, flags=re.M | re.S)
     if block is None:
@@ -61,8 +68,9 @@ def conf_for_test(source: str, *, port: int, upstream: str, workdir: Path) -> st
     body = body.replace("upstream ds_upstream {\n", f"upstream ds_upstream {{\n        server {upstream};\n", 1)
     text = text[: block.start()] + body + text[block.end() :]
 
-    cache = workdir / "cache"
-    text = _sub_once(r"^(\s*proxy_cache_path\s+)\S+", rf"\g<1>{cache}", text, "`proxy_cache_path`")
+    if "proxy_cache_path" in text:  # (nginx-tls.conf caches nothing)
+        cache = workdir / "cache"
+        text = _sub_once(r"^(\s*proxy_cache_path\s+)\S+", rf"\g<1>{cache}", text, "`proxy_cache_path`")
     text = _sub_once(r"^(\s*error_log\s+)\S+", rf"\g<1>{workdir / 'error.log'}", text, "main `error_log`")
     text = _sub_once(r"^(\s*access_log\s+)/\S+", rf"\g<1>{workdir / 'access.log'}", text, "`access_log` to a file")
     user = "root" if os.geteuid() == 0 else None
@@ -91,7 +99,13 @@ def _listening(port: int) -> bool:
 
 
 class NginxProcess:
-    def __init__(self, workdir: str | os.PathLike[str], upstream_url: str, conf: Path = CONF) -> None:
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str],
+        upstream_url: str,
+        conf: Path = CONF,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         nginx = find_nginx()
         if nginx is None:
             raise FileNotFoundError("nginx is not installed (apt-get install -y nginx)")
@@ -103,6 +117,7 @@ class NginxProcess:
         backend = urlsplit(upstream_url)
         assert backend.hostname and backend.port, upstream_url
         self.upstream = f"{backend.hostname}:{backend.port}"
+        self.tls = tls  # (certificate chain, key): the `listen` line must say `ssl`
         self.conf_path = self.dir / "nginx.conf"
         self.log_path = self.dir / "nginx.out"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -125,7 +140,7 @@ class NginxProcess:
         for _ in range(5):  # the free port may be taken between choosing and binding it
             port = _free_port()
             self.conf_path.write_text(
-                conf_for_test(self.conf_source, port=port, upstream=self.upstream, workdir=self.dir)
+                conf_for_test(self.conf_source, port=port, upstream=self.upstream, workdir=self.dir, tls=self.tls)
             )
             log = open(self.log_path, "ab")
             self.proc = subprocess.Popen(self._args(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
@@ -133,7 +148,7 @@ class NginxProcess:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
                 if _listening(port):
-                    self.url = f"http://127.0.0.1:{port}"
+                    self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
                     return self
                 time.sleep(0.05)
             self.stop()

@@ -23,7 +23,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.cdn.nginx import NginxProcess, find_nginx
+from tests.cdn.nginx import CONF, NginxProcess, find_nginx
 from tests.support.processes import EdgeProcess, OriginProcess, ServerProcess
 from tests.support.sse_reader import SSEReader
 
@@ -61,6 +61,15 @@ class Cdn:
         """GETs of stream URLs the upstream has answered (every status)."""
         total = 0.0
         for found in REQUESTS.finditer(await self._metrics(self.upstream)):
+            labels = dict(LABEL.findall(found.group("labels")))
+            if labels.get("route") == "stream" and labels.get("method") == "GET":
+                total += float(found.group("value"))
+        return int(total)
+
+    async def origin_gets(self) -> int:
+        """GETs of stream URLs the origin itself has answered (behind an edge: what it let through)."""
+        total = 0.0
+        for found in REQUESTS.finditer(await self._metrics(self.origin)):
             labels = dict(LABEL.findall(found.group("labels")))
             if labels.get("route") == "stream" and labels.get("method") == "GET":
                 total += float(found.group("value"))
@@ -114,7 +123,10 @@ async def make_cdn(tmp_path: Path) -> AsyncIterator[CdnFactory]:
     started: list[ServerProcess | NginxProcess] = []
     sessions: list[aiohttp.ClientSession] = []
 
-    async def make(*, long_poll_timeout: float = 10.0, sse_max_age: float = 10.0, edge: bool = False) -> Cdn:
+    async def make(
+        *, long_poll_timeout: float = 10.0, sse_max_age: float = 10.0, edge: bool = False, lock_timeout: str = ""
+    ) -> Cdn:
+        """`lock_timeout`: the deployed file with this `proxy_cache_lock_timeout` instead (e.g. "3s")."""
         origin = OriginProcess(
             tmp_path / "data",
             "--sse-max-age",
@@ -138,7 +150,15 @@ async def make_cdn(tmp_path: Path) -> AsyncIterator[CdnFactory]:
             )
             upstream.start()
             started.append(upstream)
-        nginx = NginxProcess(tmp_path / "nginx", upstream.url)
+        conf = CONF
+        if lock_timeout:
+            conf = tmp_path / "nginx-lock.conf"
+            text, count = re.subn(
+                r"proxy_cache_lock_timeout \S+;", f"proxy_cache_lock_timeout {lock_timeout};", CONF.read_text()
+            )
+            assert count >= 1
+            conf.write_text(text)
+        nginx = NginxProcess(tmp_path / "nginx", upstream.url, conf=conf)
         nginx.start()
         started.append(nginx)
         http = aiohttp.ClientSession(
@@ -396,3 +416,29 @@ async def test_through_an_edge(make_cdn: CdnFactory) -> None:
     await complete_chunk_reaches_upstream_once(cdn)
     await long_polls_collapse(cdn, clients=100, rounds=1)
     await sse_is_not_buffered(cdn)
+
+
+async def test_a_short_lock_in_front_of_an_edge_answers_idle_long_polls_in_time(make_cdn: CdnFactory) -> None:
+    """deploy/README.md's advice for nginx in front of edges (`proxy_cache_lock_timeout 3s`): on an
+    idle stream, 10 clients long-polling one key all get their 204 within about two long-poll
+    timeouts (with 35 s they would wait in turn, one long-poll each), and the edge still asks the
+    origin for few long-polls: the clients released by the lock join its shared one."""
+    timeout = 2.0
+    cdn = await make_cdn(long_poll_timeout=timeout, edge=True, lock_timeout="3s")
+    stream = name()
+    tail = await cdn.create(stream)
+    url = f"{cdn.base}{stream}?offset={tail}&live=long-poll&cursor=1"
+    before = await cdn.origin_gets()
+    started = time.monotonic()
+
+    async def poll() -> tuple[int, float]:
+        async with cdn.http.get(url) as response:
+            await response.read()
+            return response.status, time.monotonic() - started
+
+    answers = await asyncio.gather(*(poll() for _ in range(10)))
+    assert [status for status, _ in answers] == [204] * 10
+    latest = max(at for _, at in answers)
+    assert latest < 2 * timeout + 1.5, f"the last 204 came after {latest:.1f} s: {sorted(at for _, at in answers)}"
+    reached = await cdn.origin_gets() - before
+    assert reached <= 3, f"{reached} long-polls reached the origin for 10 clients"
