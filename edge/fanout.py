@@ -37,7 +37,7 @@ from plugin_streams.shared import sse
 from plugin_streams.shared.aio.departure import leaves_with_client
 from plugin_streams.shared.aio.slow_clients import SlowClient, WriteBudget, end_live, write_live
 from plugin_streams.shared.auth import SIGNED_PARAMS
-from plugin_streams.shared.errors import ProtocolError, Unavailable
+from plugin_streams.shared.errors import ProtocolError
 from plugin_streams.shared.paths import STREAM_PREFIX
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class SSEFanout:
             async with asyncio.timeout(self.config.upstream_timeout):
                 await hub.ready.wait()
         except TimeoutError:
-            raise Unavailable("origin did not answer", {h.RETRY_AFTER: "2"}) from None
+            raise self.upstream.no_answer("sse", self.config.upstream_timeout) from None
         if hub.error is not None:
             raise hub.error
         hub.raise_cursor(echoed)

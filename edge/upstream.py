@@ -136,6 +136,13 @@ class Upstream:
             child = self._error_children[kind] = self._errors.labels(kind)
         child.inc()
 
+    def no_answer(self, kind: str, waited: float) -> Unavailable:
+        """What to raise when a client waited `waited` s for an answer a shared upstream request
+        (an SSE hub's first event) has not brought: counted and reported like any failure."""
+        self.failed(kind)
+        self.health.failed(self.health.began() - waited, f"no answer within {waited:g} s")
+        return Unavailable("origin did not answer", {h.RETRY_AFTER: "2"})
+
     def url(self, path_qs: str) -> str:
         return self.origin + origin_form(path_qs)
 

@@ -43,7 +43,7 @@ from plugin_streams.shared.aio.departure import leaves_with_client
 from plugin_streams.shared.aio.single_flight import SingleFlight
 from plugin_streams.shared.aio.slow_clients import SlowClient, WriteBudget, end_live, write_live
 from plugin_streams.shared.auth import AccessPolicy
-from plugin_streams.shared.errors import BadRequest, Unavailable
+from plugin_streams.shared.errors import BadRequest
 from plugin_streams.shared.offsets import NOW, parse_offset
 from plugin_streams.shared.rest_pages import MAX_READ_LIMIT, sse_closed, sse_message, sse_retry
 
@@ -170,7 +170,7 @@ class RestTails:
             async with asyncio.timeout(self.config.upstream_timeout):
                 await hub.ready.wait()
         except TimeoutError:
-            raise Unavailable("origin did not answer", {h.RETRY_AFTER: "2"}) from None
+            raise self.upstream.no_answer("sse", self.config.upstream_timeout) from None
         refused = refusal_of(hub)
         if refused is not None:
             return answer(refused, http, request)

@@ -83,3 +83,16 @@ async def test_a_5xx_counts_as_a_failure_but_the_origin_answered(session: aiohtt
     assert metrics.upstream_errors.labels("catch_up")._value.get() == 0
     assert metrics.upstream_errors.labels("long_poll")._value.get() == 1
     assert upstream.health.reachable is True
+
+
+async def test_a_client_left_without_an_answer_counts_and_is_told_to_retry(session: aiohttp.ClientSession) -> None:
+    metrics = EdgeMetrics(CollectorRegistry())
+    upstream = Upstream("http://127.0.0.1:1", session, timeout=2, errors=metrics.upstream_errors)
+    upstream.health.answered()
+    error = upstream.no_answer("sse", 5.0)  # waiting since before that answer: the origin is not blamed
+    assert error.status == 503 and error.headers == {"Retry-After": "2"}
+    assert metrics.upstream_errors.labels("sse")._value.get() == 1
+    assert upstream.health.reachable is True
+    upstream.no_answer("sse", 0.0)
+    assert metrics.upstream_errors.labels("sse")._value.get() == 2
+    assert upstream.health.reachable is False
