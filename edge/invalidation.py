@@ -60,6 +60,7 @@ class Invalidation:
         self.epoch: str | None = None
         self.after = 0
         self._refused = False
+        self._broken = False  # broke since last followed: logged once, not at every retry
 
     async def run(self) -> None:
         backoff = 0.05
@@ -79,7 +80,15 @@ class Invalidation:
                     self._refused = True
                 delay = REFUSED_RETRY
             except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError, ConnectionError) as exc:
-                logger.info("change feed broke: %s: %s", type(exc).__name__, exc)
+                # Once per outage (the retries come every second): the edge's origin health logs
+                # the origin going away and coming back (edge.origin_health).
+                logger.log(
+                    logging.DEBUG if self._broken else logging.INFO,
+                    "change feed broke: %s: %s",
+                    type(exc).__name__,
+                    exc,
+                )
+                self._broken = True
                 self.failed()
             self.freshness.feed_lost()
             await asyncio.sleep(backoff if delay is None else delay)
@@ -96,9 +105,9 @@ class Invalidation:
                 if response.status in REFUSED:
                     raise FeedRefused(response.status)
                 raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
-            if self._refused:
+            if self._refused or self._broken:
                 logger.info("following the origin's change feed again")
-                self._refused = False
+                self._refused = self._broken = False
             async for line in response.content:
                 if line.strip():
                     self._handle(json.loads(line))

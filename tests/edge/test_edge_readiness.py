@@ -2,8 +2,9 @@
 
 The edge starts before its origin (as after a reboot), becomes ready once the origin answers,
 is not ready while the origin is away, and logs one WARNING when it goes and one INFO when it
-comes back, however many probes and requests happened meanwhile. Its upstream failures are in
-`ds_edge_upstream_errors_total` under their kind.
+comes back, however many probes and requests happened meanwhile (and its change feed's retries
+are not logged one by one). Its upstream failures are in `ds_edge_upstream_errors_total` under
+their kind.
 """
 
 from __future__ import annotations
@@ -56,8 +57,10 @@ async def test_readiness_follows_the_origin_and_each_change_is_logged_once(serve
             await readyz(http, edge.url)
             async with http.post(edge.stream_url + "s", data=b"x", headers={"Content-Type": "text/plain"}) as r:
                 assert r.status == 503 and "Retry-After" in r.headers
+        await asyncio.sleep(1.5)  # the change feed retries meanwhile (every second at most)
         metrics = await scrape(http, edge.url)
         assert metric(metrics, "ds_edge_upstream_errors_total", kind="write") == 20
+        assert metric(metrics, "ds_edge_upstream_errors_total", kind="change_feed") >= 3
         assert metric(metrics, "ds_edge_upstream_errors_total", kind="readiness") >= 1
         assert metric(metrics, "ds_edge_origin_reachable") == 0
 
@@ -76,3 +79,6 @@ async def test_readiness_follows_the_origin_and_each_change_is_logged_once(serve
     assert [line.split(" ", 1)[0] for line in lines] == ["WARNING", "INFO", "WARNING"], lines
     assert lines[0].startswith(f"WARNING origin {origin_url} unreachable: ClientConnectorError")
     assert lines[1].startswith(f"INFO origin {origin_url} answers again (unreachable for ")
+    # The change feed's retries are not logged one by one either: once per outage, at most.
+    log = edge.log_path.read_text()
+    assert 1 <= len(re.findall(r" INFO plugin_streams\.edge\.invalidation change feed broke", log)) <= 2
