@@ -7,7 +7,8 @@ metrics (`ds_edge_http_requests_total{route="rest_read"}` ...), read directly, n
 - JSON and raw pages of one URL (`Accept`) are never handed to each other, whatever the Accept
   string, and each is fetched once;
 - a page that reaches the tail lives its max-age (1 s, + 1 s stale-while-revalidate), not longer;
-- an SSE tail is streamed as events come, and never cached; describe and list are never cached.
+- an SSE tail is streamed as events come, and never cached; describe and list are never cached;
+- a long-poll tail's 200 is kept its max-age and shared by clients waiting together; its 204 is not.
 
 Skipped where `varnishd` or `nginx` is missing (scripts/install --test installs both).
 """
@@ -185,3 +186,32 @@ async def test_an_sse_tail_streams_through_and_describe_is_never_cached(setup: S
         status, headers, _ = await setup.get(stream_url(setup.api, name))
         assert status == 200 and headers["Cache-Control"] == "no-store"
     assert await setup.settled("rest_streams", before + 3) == before + 3
+
+
+async def test_long_poll_tails_follow_their_cache_control(setup: Setup) -> None:
+    """A long-poll tail that returned data is kept its max-age (20 s: the data after that offset
+    does not change) and shared by concurrent clients; one that ended in a 204 is never kept."""
+    name, offsets = await setup.stream_with(2)
+    url = stream_url(setup.api, name, "tail")
+    before = await setup.edge_requests("rest_tail")
+    answers = [await setup.get(url, after=offsets[0], mode="long-poll") for _ in range(5)]
+    for status, headers, body in answers:
+        assert status == 200 and headers["Cache-Control"] == "public, max-age=20"
+        assert [m["data"] for m in json.loads(body)["messages"]] == ["m1"]
+    assert await setup.settled("rest_tail", before + 1) == before + 1
+
+    # Ten clients waiting at the tail: at most two requests reach the edge, all get the append.
+    waiting = [asyncio.ensure_future(setup.get(url, after=offsets[1], mode="long-poll")) for _ in range(10)]
+    await asyncio.sleep(0.5)
+    await append(setup.http, setup.direct, name, "m2")
+    for status, _, body in await asyncio.gather(*waiting):
+        assert status == 200 and [m["data"] for m in json.loads(body)["messages"]] == ["m2"]
+    assert await setup.settled("rest_tail", before + 2) <= before + 3
+
+    # At the tail of an idle stream: 204 after the long-poll timeout (3 s), and not kept.
+    tail = (await setup.get(stream_url(setup.api, name, "read"), after=offsets[1]))[1]["Stream-Next-Offset"]
+    counted = await setup.edge_requests("rest_tail")
+    for _ in range(2):
+        status, headers, _ = await setup.get(url, after=tail, mode="long-poll")
+        assert status == 204 and headers["Cache-Control"] == "no-store"
+    assert await setup.settled("rest_tail", counted + 2) == counted + 2
