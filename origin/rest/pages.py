@@ -110,6 +110,9 @@ def page_response(
     client holds it, the raw bytes, or the JSON body (`extra` fields in it)."""
     if caching.if_none_match(request.headers.get(h.IF_NONE_MATCH), headers[h.ETAG]):
         return web.Response(status=304, headers=not_modified_headers(headers))
+    # The stream's own purge tag, as its protocol reads carry: one purge clears both APIs' copies.
+    key = caching.surrogate_key(state.config.path)
+    headers[h.SURROGATE_KEY] = headers[h.CACHE_TAG] = key
     content_type = state.config.content_type
     if raw:
         headers[h.CONTENT_TYPE] = content_type

@@ -39,6 +39,7 @@ async def test_identical_reads_of_a_complete_page_reach_the_origin_once(servers:
                 assert "immutable" in r.headers["Cache-Control"]
                 assert r.headers["Vary"] == "Accept"
                 assert 'rel="next"' in r.headers["Link"]
+                assert r.headers["Surrogate-Key"] == r.headers["Cache-Tag"] == "ds/cached"  # the stream purge tag
                 pages.append(await r.json())
         assert all(p == pages[0] for p in pages)
         assert [m["data"] for m in pages[0]["messages"]] == [2]
