@@ -48,9 +48,13 @@ class DelayProxy:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Connection handlers and their pumps, until none is left (a cancelled handler may have
+        # spawned a pump meanwhile): a task left pending when the loop closes is destroyed later,
+        # in whatever test then collects garbage, as an "unraisable" error of that test.
+        while self._tasks:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)  # (test support: this proxy owns its tasks)
@@ -60,6 +64,10 @@ class DelayProxy:
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        handler = asyncio.current_task()
+        if handler is not None:  # (started by the server, not by _spawn: close() must cancel it too)
+            self._tasks.add(handler)
+            handler.add_done_callback(self._tasks.discard)
         upstream_writer: asyncio.StreamWriter | None = None
         try:
             await self._open.wait()  # a partition: the connection goes nowhere yet
