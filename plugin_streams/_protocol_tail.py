@@ -108,11 +108,8 @@ class ProtocolTail:
     async def _sse(self, base: str, sink: TailSink) -> None:
         offset, skip = split(sink.offset)
         assert self._kind is not None
-        async with self._transport.session().get(
-            base + self._path,
-            params={"offset": offset, "live": "sse"},
-            headers=self._transport.headers({"Accept": "text/event-stream"}),
-            timeout=self._transport.timeout(self._idle_timeout),
+        async with self._transport.live_get(
+            base + self._path, {"offset": offset, "live": "sse"}, self._idle_timeout, {"Accept": "text/event-stream"}
         ) as response:
             await self._check(response)
             base64_data = response.headers.get(SSE_DATA_ENCODING, "").lower() == "base64"
@@ -141,12 +138,7 @@ class ProtocolTail:
         params = {"offset": offset, "live": "long-poll"}
         if self._cursor is not None:
             params["cursor"] = self._cursor
-        async with self._transport.session().get(
-            base + self._path,
-            params=params,
-            headers=self._transport.headers(),
-            timeout=self._transport.timeout(LONG_POLL_READ_TIMEOUT),
-        ) as response:
+        async with self._transport.live_get(base + self._path, params, LONG_POLL_READ_TIMEOUT) as response:
             await self._check(response)
             self._cursor = response.headers.get(CURSOR, self._cursor)
             end = required(response.headers, NEXT_OFFSET)

@@ -72,12 +72,7 @@ class RestTail:
             params["after"] = sink.offset
             if is_offset(sink.offset):
                 headers["Last-Event-ID"] = sink.offset
-        async with self._transport.session().get(
-            base + self._path,
-            params=params,
-            headers=self._transport.headers(headers),
-            timeout=self._transport.timeout(self._idle_timeout),
-        ) as response:
+        async with self._transport.live_get(base + self._path, params, self._idle_timeout, headers) as response:
             await check(response)
             if not is_offset(sink.offset):
                 # `now` or the start, resolved by the server: resume from there, not from "now".
@@ -96,12 +91,7 @@ class RestTail:
         params = {"mode": "long-poll"}
         if sink.offset is not None:
             params["after"] = sink.offset
-        async with self._transport.session().get(
-            base + self._path,
-            params=params,
-            headers=self._transport.headers(),
-            timeout=self._transport.timeout(LONG_POLL_READ_TIMEOUT),
-        ) as response:
+        async with self._transport.live_get(base + self._path, params, LONG_POLL_READ_TIMEOUT) as response:
             await check(response)
             if response.status == 204:
                 sink.offset = response.headers.get("Stream-Next-Offset", sink.offset)

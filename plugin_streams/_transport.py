@@ -12,10 +12,11 @@ a terminal wants to hear so at once; timeouts, resets and 5xx keep the full budg
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -124,6 +125,17 @@ class Transport:
 
     def timeout(self, read: float | None = None) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout, sock_read=read or self.read_timeout)
+
+    @contextlib.asynccontextmanager
+    async def live_get(
+        self, url: str, params: Mapping[str, str], read_timeout: float, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One GET of a live read (a tail's SSE or long-poll): a single attempt with its own read
+        timeout; the tail's loop decides about retrying (its reconnect hooks, its give-up time)."""
+        async with self.session().get(
+            url, params=params, headers=self.headers(headers), timeout=self.timeout(read_timeout)
+        ) as response:
+            yield response
 
     async def request(
         self,
