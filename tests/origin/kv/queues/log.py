@@ -51,3 +51,6 @@ class QueueLog:
 
     def fingerprint(self) -> bytes:
         return encode_snapshot(self.state)
+
+    def replay_fingerprint(self) -> bytes:
+        return encode_snapshot(self.replay())
