@@ -39,7 +39,8 @@ What the HTTP/worker layer must do (a later step; nothing here does I/O):
 - Give `enqueue` a message whose id is the offset of the record that enqueued it (with an index
   when one commit enqueues several), and apply enqueues also when they arrive through a KV commit.
 - Snapshot now and then (`encode_snapshot`), and at start-up `load_snapshot` then apply the
-  records after `state.position`.
+  records after `state.position`. Trim now and then (`trim`, bounded by the stream's retention)
+  so the state holds only messages some group still needs.
 - For exactly-once *processing*, commit the effect and the ack together (one KV atomic holding the
   effect and the `Acked` record), or key the effect by the message id (its stream offset).
 """
@@ -58,8 +59,15 @@ from plugin_streams.origin.kv.queues.decisions import (
     redrive,
     reset,
     term,
+    trim,
 )
-from plugin_streams.origin.kv.queues.errors import GroupExists, QueueInputError, StaleLease, UnknownGroup
+from plugin_streams.origin.kv.queues.errors import (
+    GroupExists,
+    QueueInputError,
+    ReplayTrimmed,
+    StaleLease,
+    UnknownGroup,
+)
 from plugin_streams.origin.kv.queues.message import DEFAULT_BACKOFF_SCHEDULE_MS, QueuedMessage
 from plugin_streams.origin.kv.queues.records import DeadLettered, DeadReason, QueueRecord
 from plugin_streams.origin.kv.queues.snapshot import encode_snapshot, load_snapshot
@@ -79,6 +87,7 @@ __all__ = [
     "QueueRecord",
     "QueueState",
     "QueuedMessage",
+    "ReplayTrimmed",
     "StaleLease",
     "UnknownGroup",
     "ack",
@@ -96,4 +105,5 @@ __all__ = [
     "redrive",
     "reset",
     "term",
+    "trim",
 ]

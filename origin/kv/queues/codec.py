@@ -25,6 +25,7 @@ from plugin_streams.origin.kv.queues.records import (
     Nacked,
     QueueRecord,
     Redriven,
+    Trimmed,
 )
 from plugin_streams.origin.kv.queues.wire import CorruptEncoding, Reader, Writer
 
@@ -150,6 +151,10 @@ def _write_group_reset(out: Writer, record: GroupReset) -> None:
     out.text(record.from_id)
 
 
+def _write_trimmed(out: Writer, record: Trimmed) -> None:
+    out.text(record.through_id)
+
+
 def _read_dead_lettered(source: Reader) -> DeadLettered:
     group, token, message_id, attempts = source.text(), source.i64(), source.text(), source.i64()
     reason, last_error, dead_at_ms = _read_reason(source), source.text(), source.i64()
@@ -173,6 +178,7 @@ _TAGS: Final[dict[type, int]] = {
     DeadLettered: 8,
     Redriven: 9,
     GroupReset: 10,
+    Trimmed: 11,
 }
 
 _ENCODERS: Final[dict[type, Callable[[Writer, object], None]]] = {
@@ -186,6 +192,7 @@ _ENCODERS: Final[dict[type, Callable[[Writer, object], None]]] = {
     DeadLettered: _write_dead_lettered,  # type: ignore[dict-item]
     Redriven: _write_redriven,  # type: ignore[dict-item]
     GroupReset: _write_group_reset,  # type: ignore[dict-item]
+    Trimmed: _write_trimmed,  # type: ignore[dict-item]
 }
 
 _DECODERS: Final[dict[int, Callable[[Reader], QueueRecord]]] = {
@@ -199,4 +206,5 @@ _DECODERS: Final[dict[int, Callable[[Reader], QueueRecord]]] = {
     8: _read_dead_lettered,
     9: lambda s: Redriven(s.text(), s.texts(), s.i64()),
     10: lambda s: GroupReset(s.text(), s.text()),
+    11: lambda s: Trimmed(s.text()),
 }

@@ -12,9 +12,10 @@ message's current, unexpired lease; anything else is `StaleLease` (409), and no 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import Final
 
-from plugin_streams.origin.kv.queues.errors import GroupExists, QueueInputError, StaleLease
+from plugin_streams.origin.kv.queues.errors import GroupExists, QueueInputError, ReplayTrimmed, StaleLease
 from plugin_streams.origin.kv.queues.group import Lease
 from plugin_streams.origin.kv.queues.message import MAX_DELAY_MS, QueuedMessage
 from plugin_streams.origin.kv.queues.records import (
@@ -29,6 +30,7 @@ from plugin_streams.origin.kv.queues.records import (
     LeaseExpired,
     Nacked,
     Redriven,
+    Trimmed,
 )
 from plugin_streams.origin.kv.queues.state import LEASE_EXPIRED_ERROR, QueueState
 
@@ -51,6 +53,8 @@ def create_group(state: QueueState, group: str, replay_from: str | None) -> Grou
     _check_name("group", group)
     if group in state.groups:
         raise GroupExists(f"consumer group {group!r} already exists")
+    if replay_from is not None:
+        _check_replayable(state, replay_from)
     return GroupCreated(group, replay_from)
 
 
@@ -137,7 +141,17 @@ def redrive(state: QueueState, group: str, message_ids: tuple[str, ...] | None, 
 def reset(state: QueueState, group: str, from_id: str) -> GroupReset:
     """Replay from `from_id` ("" for the beginning): every outstanding lease of the group is fenced."""
     state.group(group)
+    _check_replayable(state, from_id)
     return GroupReset(group, from_id)
+
+
+def trim(state: QueueState, up_to: str | None = None) -> Trimmed | None:
+    """Drop the messages no group needs any more (at most through `up_to`), or None when there is none."""
+    through = state.trimmable_through()
+    if through is not None and up_to is not None and up_to < through:
+        index = bisect_right(state.message_ids, up_to)
+        through = state.message_ids[index - 1] if index else None
+    return None if through is None else Trimmed(through)
 
 
 def _dead(
@@ -156,6 +170,13 @@ def _live_lease(state: QueueState, group: str, token: int, now_ms: int) -> Lease
     if now_ms >= held.expires_ms:
         raise StaleLease(f"token {token}'s lease on {held.message_id} expired at {held.expires_ms}")
     return held
+
+
+def _check_replayable(state: QueueState, from_id: str) -> None:
+    if state.trimmed_through is not None and from_id <= state.trimmed_through:
+        raise ReplayTrimmed(
+            f"messages through {state.trimmed_through!r} were trimmed: replay from after it, or read the stream"
+        )
 
 
 def _check_name(what: str, name: str) -> None:

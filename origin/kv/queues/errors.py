@@ -11,7 +11,7 @@ Conflict (409)
 
 from __future__ import annotations
 
-from plugin_streams.shared.errors import BadRequest, Conflict, NotFound
+from plugin_streams.shared.errors import BadRequest, Conflict, Gone, NotFound
 
 
 class QueueInputError(BadRequest):
@@ -33,3 +33,7 @@ class StaleLease(Conflict):
     """
 
     code = "FENCED"
+
+
+class ReplayTrimmed(Gone):
+    code = "queue_replay_trimmed"

@@ -116,6 +116,23 @@ class GroupReset:
     from_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class Trimmed:
+    """Messages with id <= `through_id` leave the state: no group needs them (see `QueueState.trimmable_through`)."""
+
+    through_id: str
+
+
 QueueRecord = (
-    Enqueued | GroupCreated | Leased | Acked | Nacked | Extended | LeaseExpired | DeadLettered | Redriven | GroupReset
+    Enqueued
+    | GroupCreated
+    | Leased
+    | Acked
+    | Nacked
+    | Extended
+    | LeaseExpired
+    | DeadLettered
+    | Redriven
+    | GroupReset
+    | Trimmed
 )

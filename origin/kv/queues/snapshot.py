@@ -30,6 +30,8 @@ def encode_snapshot(state: QueueState) -> bytes:
     out = Writer()
     out.optional_text(state.position)
     out.i64(state.next_token)
+    out.optional_text(state.last_message_id)
+    out.optional_text(state.trimmed_through)
     out.u32(len(state.message_ids))
     for message_id in state.message_ids:
         write_message(out, state.messages[message_id])
@@ -53,6 +55,8 @@ def load_snapshot(data: bytes) -> QueueState:
     state = QueueState()
     state.position = source.optional_text()
     state.next_token = source.i64()
+    state.last_message_id = source.optional_text()
+    state.trimmed_through = source.optional_text()
     for _ in range(source.u32()):
         message = read_message(source)
         state.messages[message.id] = message

@@ -9,7 +9,7 @@ and on replay, so a stale token can never change anything, even at this level.
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from enum import Enum
 from typing import Final
@@ -29,6 +29,7 @@ from plugin_streams.origin.kv.queues.records import (
     Nacked,
     QueueRecord,
     Redriven,
+    Trimmed,
 )
 
 LEASE_EXPIRED_ERROR: Final = "lease expired"
@@ -42,8 +43,9 @@ class Applied(Enum):
 class QueueState:
     """Messages (in id order), consumer groups, the next fencing token, and the last applied position.
 
-    Messages stay after every group is done with them, so a group can be reset to any offset;
-    the layer that trims the stream also trims here (a later step), reading values from the stream.
+    Messages stay after every group is done with them, so a group can be reset to any offset,
+    until a `Trimmed` record drops those no group needs any more; replays before that point are
+    then refused (`ReplayTrimmed`, 410), as reads before a stream's retention horizon are.
     """
 
     def __init__(self) -> None:
@@ -52,10 +54,20 @@ class QueueState:
         self.groups: dict[str, GroupState] = {}
         self.next_token = 1
         self.position: str | None = None
+        self.last_message_id: str | None = None  # kept across trims, so a replayed enqueue stays a no-op
+        self.trimmed_through: str | None = None  # messages up to this id were dropped; no replay reaches them
 
-    @property
-    def last_message_id(self) -> str | None:
-        return self.message_ids[-1] if self.message_ids else None
+    def trimmable_through(self) -> str | None:
+        """The highest id such that no group needs it or any message before it (None: nothing to trim).
+
+        A group needs a message still owed an outcome (ready or leased) and one in its dead-letter
+        queue (a redrive delivers it again). O(groups + dead letters): trimming is maintenance.
+        """
+        needed = [group.oldest_pending() for group in self.groups.values()]
+        needed += [min(group.dead) for group in self.groups.values() if group.dead]
+        lowest = min((message_id for message_id in needed if message_id is not None), default=None)
+        end = len(self.message_ids) if lowest is None else bisect_left(self.message_ids, lowest)
+        return self.message_ids[end - 1] if end else None
 
     def group(self, name: str) -> GroupState:
         found = self.groups.get(name)
@@ -82,6 +94,7 @@ class QueueState:
             return False  # a replayed or out-of-order enqueue: the message is already here
         self.messages[message.id] = message
         self.message_ids.append(message.id)
+        self.last_message_id = message.id
         for group in self.groups.values():
             group.make_ready(message.id, message.due_ms)
         return True
@@ -157,6 +170,17 @@ class QueueState:
         self._replay_into(group, record.from_id)
         return True
 
+    def _trimmed(self, record: Trimmed) -> bool:
+        limit = self.trimmable_through()
+        if limit is None or record.through_id > limit:
+            return False
+        end = bisect_right(self.message_ids, record.through_id)
+        for message_id in self.message_ids[:end]:
+            del self.messages[message_id]
+        del self.message_ids[:end]
+        self.trimmed_through = record.through_id
+        return True
+
     def _holding(self, group_name: str, token: int) -> GroupState | None:
         """The group, if `token` is one of its live leases."""
         group = self.groups.get(group_name)
@@ -178,4 +202,5 @@ _APPLIERS: Final[dict[type, Callable[[QueueState, QueueRecord], bool]]] = {
     DeadLettered: QueueState._dead_lettered,  # type: ignore[dict-item]
     Redriven: QueueState._redriven,  # type: ignore[dict-item]
     GroupReset: QueueState._group_reset,  # type: ignore[dict-item]
+    Trimmed: QueueState._trimmed,  # type: ignore[dict-item]
 }

@@ -19,6 +19,7 @@ from plugin_streams.origin.kv.queues.records import (
     LeaseExpired,
     Nacked,
     Redriven,
+    Trimmed,
 )
 
 EVERY_TYPE: list[QueueRecord] = [
@@ -34,6 +35,7 @@ EVERY_TYPE: list[QueueRecord] = [
     DeadLettered("g", 1, "m", 6, DeadReason.TERM, "", 3, b"v", ()),
     Redriven("g", ("a", "b"), 4),
     GroupReset("g", "m"),
+    Trimmed("m"),
 ]
 
 

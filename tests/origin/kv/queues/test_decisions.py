@@ -11,6 +11,7 @@ from plugin_streams.origin.kv.queues import (
     GroupExists,
     QueuedMessage,
     QueueInputError,
+    ReplayTrimmed,
     StaleLease,
     UnknownGroup,
     ack,
@@ -23,8 +24,9 @@ from plugin_streams.origin.kv.queues import (
     redrive,
     reset,
     term,
+    trim,
 )
-from plugin_streams.origin.kv.queues.records import Acked, Leased, LeaseExpired, Nacked
+from plugin_streams.origin.kv.queues.records import Acked, Enqueued, Leased, LeaseExpired, Nacked, Trimmed
 from tests.origin.kv.queues.log import QueueLog
 
 LEASE_MS = 10_000
@@ -279,3 +281,38 @@ def test_stale_and_unknown_refusals_carry_their_status() -> None:
     with pytest.raises(UnknownGroup) as unknown:
         ack(log.state, "other", 1, 0)
     assert unknown.value.status == 404
+
+
+def test_trim_drops_only_messages_no_group_needs_and_then_refuses_replays_before_them() -> None:
+    log = queue_with(*(message(n, backoff_schedule_ms=()) for n in range(1, 6)))
+    log.append(create_group(log.state, "h", "m0004"))
+    assert trim(log.state) is None  # group g owes every message an outcome
+    for answer in ("ack", "term", "ack"):
+        held = take(log)
+        log.append(ack(log.state, "g", held.token, 1) if answer == "ack" else term(log.state, "g", held.token, 1, "x"))
+    assert trim(log.state, up_to="m0000z") is None  # bounded by the stream's retention
+    record = trim(log.state)
+    assert record == Trimmed("m0001")  # m0002 is a dead letter of g: a redrive needs it
+    log.append(record)
+    assert list(log.state.messages) == ["m0002", "m0003", "m0004", "m0005"]
+    with pytest.raises(ReplayTrimmed) as refused:
+        reset(log.state, "g", "m0001")
+    assert refused.value.status == 410
+    with pytest.raises(ReplayTrimmed):
+        create_group(log.state, "late", "")
+    log.append(redrive(log.state, "g", None, 2))
+    for _ in range(3):  # m0004 and m0005 (due at 0) come out before the redriven m0002 (ready at 2)
+        log.append(ack(log.state, "g", take(log, now_ms=2).token, 2))
+    assert trim(log.state) == Trimmed("m0003")  # group h still owes m0004 and m0005
+    log.append(reset(log.state, "g", "m0002"))
+    assert sorted(log.state.groups["g"].ready_due) == ["m0002", "m0003", "m0004", "m0005"]
+
+
+def test_a_replayed_enqueue_stays_a_no_op_after_everything_was_trimmed() -> None:
+    log = queue_with(message(1))
+    log.append(ack(log.state, "g", take(log).token, 1))
+    log.append_all([trim(log.state)])  # type: ignore[list-item]
+    assert not log.state.messages and trim(log.state) is None
+    assert log.state.apply(Enqueued(message(1)), "p") is Applied.IGNORED
+    with pytest.raises(QueueInputError):
+        enqueue(log.state, message(1))

@@ -21,6 +21,7 @@ from plugin_streams.origin.kv.queues import (
     DeadReason,
     QueuedMessage,
     QueueRecord,
+    ReplayTrimmed,
     StaleLease,
     ack,
     create_group,
@@ -33,6 +34,7 @@ from plugin_streams.origin.kv.queues import (
     redrive,
     reset,
     term,
+    trim,
 )
 from plugin_streams.origin.kv.queues.records import (
     Acked,
@@ -156,7 +158,7 @@ leases = st.tuples(st.just("lease"), st.sampled_from([1_000, 3_000]), st.just(0)
 answers = st.tuples(st.sampled_from(TOKEN_OPS), st.integers(0, 7), st.sampled_from([-1, 0, 700]))
 ticks = st.tuples(st.just("tick"), st.sampled_from([1, 500, 1_000, 4_000]), st.just(0))
 others = st.tuples(
-    st.sampled_from(["sweep", "sweep", "redrive", "snapshot", "crash", "reset"]), st.integers(0, 50), st.just(0)
+    st.sampled_from(["sweep", "sweep", "redrive", "snapshot", "crash", "reset", "trim"]), st.integers(0, 50), st.just(0)
 )
 operations = st.one_of(enqueues, leases, leases, answers, answers, answers, ticks, others, others)
 
@@ -179,6 +181,18 @@ def answer(run: Run, op: str, token: int, option: int) -> None:
         assert not was_live and run.log.fingerprint() == before
     else:
         assert was_live
+
+
+def replay(run: Run, from_id: str) -> None:
+    """Reset the group to `from_id`, refused (changing nothing) when trimmed messages would be needed."""
+    before = run.log.fingerprint()
+    try:
+        record = reset(run.log.state, GROUP, from_id)
+    except ReplayTrimmed:
+        trimmed = run.log.state.trimmed_through
+        assert trimmed is not None and from_id <= trimmed and run.log.fingerprint() == before
+    else:
+        run.record(record)
 
 
 def step(run: Run, op: str, a: int, b: int) -> None:
@@ -207,7 +221,13 @@ def step(run: Run, op: str, a: int, b: int) -> None:
         if state.groups[GROUP].dead:
             run.record(redrive(state, GROUP, None, run.now))
     elif op == "reset":
-        run.record(reset(state, GROUP, f"{a:06d}" if a else ""))
+        replay(run, f"{a:06d}" if a else "")
+    elif op == "trim":
+        record = trim(state)
+        if record is not None:
+            needed = [i for i, e in run.model.items() if e.status in ("ready", "leased", "dead")]
+            assert all(record.through_id < message_id for message_id in needed)
+            run.log.append_all([record])
     elif op == "snapshot":
         run.snapshots.append(run.log.fingerprint())
     else:
@@ -240,8 +260,9 @@ def test_random_interleavings_keep_every_promise(ops: list[tuple[str, int, int]]
     drain(run)
     group = run.log.state.groups[GROUP]
     kinds = {type(decode_record(data)).__name__ for data in run.log.records}
-    event(f"made {len(kinds)} of the 10 record kinds")
+    event(f"made {len(kinds)} of the 11 record kinds")
     event(f"dead letters: {len(group.dead) > 0}, redeliveries: {group.redeliveries > 0}")
+    event(f"trimmed: {run.log.state.trimmed_through is not None}")
     for message_id, expected in run.model.items():
         assert expected.status in ("acked", "dead", "skipped"), message_id
         assert expected.acks == (1 if expected.status == "acked" else 0)

@@ -18,6 +18,7 @@ from plugin_streams.origin.kv.queues.records import (
     Nacked,
     QueueRecord,
     Redriven,
+    Trimmed,
 )
 from tests.origin.kv.queues.log import QueueLog
 
@@ -50,6 +51,7 @@ def leased_log() -> QueueLog:
         DeadLettered("g", 1, "m2", 1, DeadReason.TERM, "", 0, b"", ()),  # token 1 holds m1, not m2
         Redriven("g", ("m1",), 0),  # not dead
         GroupReset("x", ""),
+        Trimmed("m1"),  # m1 is leased
     ],
     ids=lambda record: type(record).__name__,
 )
