@@ -27,6 +27,7 @@ from plugin_streams.origin.rest import add_rest_routes
 from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.storage import FileStore, MemoryStore, Store
 from plugin_streams.origin.storage.tail_cache import TailCachedStore
+from plugin_streams.origin.subscriptions.routes import add_subscription_routes, stream_write_hook
 from plugin_streams.origin.sweeper import sweep_forever
 from plugin_streams.shared import caching
 from plugin_streams.shared import headers as h
@@ -85,6 +86,7 @@ def build_app(
                 TrustedProxies(config.trusted_proxies),
             )
         )
+    middlewares.append(stream_write_hook)  # innermost: sees only writes that succeeded
     app = web.Application(client_max_size=config.max_body, middlewares=middlewares)
     store = store or make_store(config)
     service = StreamService(
@@ -141,6 +143,7 @@ def build_app(
     app.router.add_get("/metrics", metrics_handler(registry, metrics.process), allow_head=False)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)
+    add_subscription_routes(app, service, config)  # before the streams: `__ds` is reserved
     app.router.add_route("*", "/v1/stream/{path:.+}", handlers.dispatch)
     add_rest_routes(app, service, config, policy=policy, limiter=handlers.live.limit, metrics=metrics)
     add_replication_routes(app, service, policy)

@@ -45,6 +45,7 @@ ACCEPT: Final = "Accept"
 ALLOW: Final = "Allow"
 AUTHORIZATION: Final = "Authorization"
 WWW_AUTHENTICATE: Final = "WWW-Authenticate"
+WEBHOOK_SIGNATURE: Final = "Webhook-Signature"  # Ed25519 signature of a subscription webhook
 CONNECTION: Final = "Connection"
 LINK: Final = "Link"
 LAST_EVENT_ID: Final = "Last-Event-ID"  # an EventSource's resume point (REST tails)

@@ -25,8 +25,12 @@ if (!Number.isFinite(longPollTimeoutMs) || longPollTimeoutMs <= 0) {
   throw new Error(`CONFORMANCE_LONG_POLL_MS must be a positive number, got ${JSON.stringify(rawLongPoll)}`)
 }
 
+// CONFORMANCE_SUBSCRIPTIONS=1 enables the 6 "Reserved subscription APIs" tests (PROTOCOL.md
+// sections 6-7): only servers that implement /v1/stream/__ds (the origin) turn it on.
+const subscriptions = process.env.CONFORMANCE_SUBSCRIPTIONS === "1"
+
 runConformanceTests({
   baseUrl,
   longPollTimeoutMs,
-  subscriptions: false,
+  subscriptions,
 })

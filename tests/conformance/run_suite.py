@@ -249,6 +249,7 @@ def run_suite(
     test_name_pattern: str | None = None,
     extra_args: Sequence[str] = (),
     install: bool = True,
+    subscriptions: bool = False,
 ) -> SuiteResult:
     """Run the whole conformance suite against ``base_url`` and return per-test results.
 
@@ -256,6 +257,7 @@ def run_suite(
     the server's own long-poll timeout is configured on the server. ``test_name_pattern`` is
     passed to vitest's ``-t`` (e.g. ``"SSE Mode"``). Raises ConformanceError when the suite
     cannot run at all or exceeds ``timeout_s``; test failures are reported in the result.
+    ``subscriptions`` enables the 6 reserved subscription API tests (338 in all instead of 332).
     """
     if not re.match(r"^https?://", base_url):
         raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
@@ -286,6 +288,7 @@ def run_suite(
             **os.environ,
             "CONFORMANCE_TEST_URL": base_url,
             "CONFORMANCE_LONG_POLL_MS": str(long_poll_ms),
+            "CONFORMANCE_SUBSCRIPTIONS": "1" if subscriptions else "0",
             "CI": "true",
             "NO_COLOR": "1",
             "FORCE_COLOR": "0",
@@ -331,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=500,
         help="long-poll timeout the server uses (sets vitest timeouts only; default 500)",
     )
+    parser.add_argument("--subscriptions", action="store_true", help="also run the reserved subscription API tests")
     args = parser.parse_args(argv)
     try:
         result = run_suite(
@@ -338,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout_s=args.timeout,
             long_poll_ms=args.long_poll_ms,
             test_name_pattern=args.test_name_pattern,
+            subscriptions=args.subscriptions,
         )
     except ConformanceError as exc:
         print(f"error: {exc}", file=sys.stderr)
