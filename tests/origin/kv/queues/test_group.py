@@ -37,3 +37,57 @@ def test_finishing_the_oldest_moves_the_oldest_pending_on() -> None:
     assert group.oldest_pending() == "a"
     assert group.finish(1) == "a"
     assert group.oldest_pending() == "b" and group.acked == 1
+
+
+class CountedId(str):
+    """A message id that counts the comparisons made with it: a scan of n messages makes at least n."""
+
+    comparisons = 0
+
+    def __lt__(self, other: str) -> bool:
+        CountedId.comparisons += 1
+        return str.__lt__(self, other)
+
+    def __eq__(self, other: object) -> bool:
+        CountedId.comparisons += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+class CountedTime(int):
+    comparisons = 0
+
+    def __lt__(self, other: int) -> bool:
+        CountedTime.comparisons += 1
+        return int.__lt__(self, other)
+
+    def __gt__(self, other: int) -> bool:
+        CountedTime.comparisons += 1
+        return int.__gt__(self, other)
+
+
+def test_leasing_the_next_due_message_makes_logarithmically_many_comparisons() -> None:
+    group = GroupState()
+    count = 1 << 14
+    for number in range(count):
+        group.make_ready(CountedId(f"m{number:06d}"), 0)
+    CountedId.comparisons = 0
+    for token in range(1, 11):
+        head = group.next_ready()
+        assert head is not None
+        group.take_lease(token, Lease(head[1], "w", 1, 100))
+    assert group.next_ready() == (0, "m000010")
+    assert CountedId.comparisons < 10 * 8 * 14  # a scan would make at least 10 * 16,384
+
+
+def test_the_expiry_sweep_compares_only_around_the_expired_leases() -> None:
+    group = GroupState()
+    count = 1 << 14
+    for token in range(1, count + 1):
+        group.make_ready(f"m{token:06d}", 0)
+        expires = 10 if token in (7, 900, 9_000) else 1_000 + token
+        group.take_lease(token, Lease(f"m{token:06d}", "w", 1, CountedTime(expires)))
+    CountedTime.comparisons = 0
+    assert group.expired_tokens(CountedTime(10)) == [7, 900, 9_000]
+    assert CountedTime.comparisons < 100  # the walk stops at every entry later than now
