@@ -1,6 +1,6 @@
 """Varints and length-prefixed blobs: the two primitives of the KV's binary records and snapshots.
 
-Integers are unsigned LEB128 (7 bits a byte, low bits first); a blob is its length as a varint,
+Integers are unsigned 64-bit LEB128 (7 bits a byte, low bits first); a blob is its length as a varint,
 then its bytes. Readers raise the caller's error class, so a damaged commit record and a damaged
 snapshot each say what they are.
 """
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Final
 
-_MAX_VARINT_SHIFT: Final = 70
+_MAX_VARINT_SHIFT: Final = 63  # the 10th byte carries bit 63: varints here are unsigned 64-bit
 
 
 def write_varint(out: bytearray, value: int) -> None:
-    if value < 0:
-        raise ValueError("varints hold no negative integers")
+    if not 0 <= value < 1 << 64:
+        raise ValueError(f"varints hold unsigned 64-bit integers, not {value}")
     while value >= 0x80:
         out.append(value & 0x7F | 0x80)
         value >>= 7

@@ -129,8 +129,11 @@ def value_from_wire(wire: Json) -> KvValue:
 
 def u64_from_wire(wire: Json, *, what: str = "value $u64") -> KvU64:
     """A KvU64 from `"<decimal>"` (the $u64 marker's content) or a non-negative JSON integer."""
+    number: int | None = None
     if isinstance(wire, str) and wire.isascii() and wire.isdigit():
-        return KvU64(int(wire))
-    if isinstance(wire, int) and not isinstance(wire, bool):
-        return KvU64(wire)
-    raise BadRequest(f"{what} must be a decimal string or integer in [0, 2^64)")
+        number = int(wire)
+    elif isinstance(wire, int) and not isinstance(wire, bool):
+        number = wire
+    if number is None or not 0 <= number < U64_LIMIT:
+        raise BadRequest(f"{what} must be a KvU64: a decimal string or integer in [0, 2^64)")
+    return KvU64(number)
