@@ -29,6 +29,8 @@ from plugin_streams.shared.paths import validate_path
 
 #: Bodies up to this size are read whole and forwarded with a Content-Length; larger ones stream.
 BUFFERED_BODY = 1024 * 1024
+#: The first path segment the protocol reserves for its control APIs (subscriptions).
+RESERVED_SEGMENT = "__ds"
 
 
 class EdgeHandlers:
@@ -48,6 +50,8 @@ class EdgeHandlers:
         if request.method == "OPTIONS":
             return await preflight(request)
         path = validate_path(request.match_info["path"])
+        if path == RESERVED_SEGMENT or path.startswith(RESERVED_SEGMENT + "/"):
+            return await self.reserved(request)
         if self.region is not None:
             local = await self._regional(request, path, self.region)
             if local is not None:
@@ -61,6 +65,11 @@ class EdgeHandlers:
                 f"method {request.method} not allowed", {h.ALLOW: "GET, HEAD, PUT, POST, DELETE, OPTIONS"}
             )
         return await self.read(request, path)
+
+    async def reserved(self, request: web.Request) -> web.Response:
+        """`__ds` (the origin's subscription APIs) is no stream: forwarded as is, never cached here."""
+        body = await request.read() if request.can_read_body else None
+        return respond(await self.upstream.request(request.method, request.raw_path, request.headers, body), request)
 
     async def _regional(self, request: web.Request, path: str, region: RegionRouter) -> web.StreamResponse | None:
         """A regional replica's answer: writes go to the origin through it, reads it holds it answers."""
