@@ -202,7 +202,8 @@ class SubscriptionManager:
 
     def stream_infos(self, subscription: Subscription) -> list[dict[str, Any]]:
         infos = []
-        for link in subscription.links.values():
+        # A copy: looking a tail up can expire its stream, and expiry unlinks it (stream_deleted).
+        for link in list(subscription.links.values()):
             tail = self._tail(link.path)
             infos.append(
                 {
@@ -230,7 +231,7 @@ class SubscriptionManager:
     async def _begin_wake(self, subscription: Subscription, triggered_by: str) -> None:
         subscription.generation += 1
         subscription.wake_id = "w_" + secrets.token_hex(12)
-        subscription.snapshot = {link.path: self._tail(link.path) for link in subscription.links.values()}
+        subscription.snapshot = {path: self._tail(path) for path in list(subscription.links)}
         generation = subscription.generation
         await self._save()  # a generation is never handed out twice, even across a crash
         if subscription.generation != generation:

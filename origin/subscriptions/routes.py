@@ -21,6 +21,7 @@ from aiohttp import web
 from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.subscriptions.errors import SubscriptionError, invalid, not_found
+from plugin_streams.origin.subscriptions.events import SubscriptionEvents
 from plugin_streams.origin.subscriptions.manager import ROUTE_PREFIX, SubscriptionManager
 from plugin_streams.origin.subscriptions.model import parse_config, stream_path, validate_id
 from plugin_streams.origin.subscriptions.persistence import SubscriptionFile
@@ -188,6 +189,8 @@ def add_subscription_routes(app: web.Application, service: StreamService, config
         app.router.add_route("*", path, _answering_errors(handler))
 
     async def running(app: web.Application) -> AsyncIterator[None]:
+        # Chained at start-up, after every route (replication's change log too) is in place.
+        service.registry.events = SubscriptionEvents(manager, service.registry.events)
         await manager.start()
         yield
         await manager.close()

@@ -159,3 +159,18 @@ async def test_the_reserved_prefix_never_names_a_stream(aiohttp_client: ClientFa
     assert (await client.put(DS, headers={"Content-Type": "text/plain"})).status == 404
     assert (await client.post(f"{DS}/jwks.json")).status == 405
     assert (await client.post(f"{DS}/subscriptions/x/claim", json={"worker": "w"})).status == 404
+
+
+async def test_an_expired_stream_is_unlinked(aiohttp_client: ClientFactory, tmp_path: Path) -> None:
+    client = await origin(aiohttp_client, tmp_path)
+    await client.put("/v1/stream/wake/w", data=b"[]", headers=JSON)
+    config = {"type": "pull-wake", "pattern": "tmp/*", "wake_stream": "wake/w"}
+    assert (await client.put(f"{DS}/subscriptions/e", json=config)).status == 201
+    await client.put("/v1/stream/tmp/a", data=b"x", headers={"Content-Type": "text/plain", "Stream-TTL": "1"})
+    await client.put("/v1/stream/tmp/b", data=b"y", headers={"Content-Type": "text/plain"})
+    paths = [s["path"] for s in (await (await client.get(f"{DS}/subscriptions/e")).json())["streams"]]
+    assert paths == ["tmp/a", "tmp/b"]
+    await asyncio.sleep(1.1)
+    assert (await client.head("/v1/stream/tmp/a")).status == 404  # expired: the registry says it is gone
+    paths = [s["path"] for s in (await (await client.get(f"{DS}/subscriptions/e")).json())["streams"]]
+    assert paths == ["tmp/b"]
