@@ -14,8 +14,6 @@ generation: any token, wake id or generation but the current ones is FENCED.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import secrets
@@ -28,21 +26,15 @@ import aiohttp
 
 from plugin_streams.origin.subscriptions import webhooks
 from plugin_streams.origin.subscriptions.errors import SubscriptionError, invalid, not_found
+from plugin_streams.origin.subscriptions.fencing import CallbackTokens, apply_acks, offset_after
 from plugin_streams.origin.subscriptions.globs import matches
-from plugin_streams.origin.subscriptions.model import BEFORE_FIRST, Subscription, SubscriptionConfig, stream_path
+from plugin_streams.origin.subscriptions.model import BEFORE_FIRST, Subscription, SubscriptionConfig
 from plugin_streams.origin.subscriptions.persistence import SubscriptionFile
 from plugin_streams.origin.subscriptions.signing import SigningKey, b64url, b64url_decode
 from plugin_streams.origin.subscriptions.streams import ZERO_OFFSET, StreamView
+from plugin_streams.origin.subscriptions.views import ROUTE_PREFIX, describe
 
 logger = logging.getLogger(__name__)
-ROUTE_PREFIX = "/v1/stream/__ds"
-
-
-def offset_after(offset: str, other: str) -> bool:
-    """offset > other; the fixed-width offsets compare as strings, and "-1" (before the first) is lowest."""
-    if offset == BEFORE_FIRST:
-        return False
-    return other == BEFORE_FIRST or offset > other
 
 
 class SubscriptionManager:
@@ -50,6 +42,7 @@ class SubscriptionManager:
         self.streams = streams
         self.store = store
         self.key = SigningKey.generate()
+        self.tokens = CallbackTokens(self.key)
         self.subscriptions: dict[str, Subscription] = {}
         self._leases: dict[str, asyncio.TimerHandle] = {}
         self._deliveries: dict[str, asyncio.Task[None]] = {}
@@ -64,6 +57,7 @@ class SubscriptionManager:
         if document is None:
             return  # the file (and with it the signing key) is first written with the first subscription
         self.key = SigningKey.from_seed(b64url_decode(document["signing_key"]))
+        self.tokens = CallbackTokens(self.key)
         for data in document["subscriptions"]:
             subscription = Subscription.from_json(data)
             self.subscriptions[subscription.id] = subscription
@@ -264,7 +258,7 @@ class SubscriptionManager:
                 "generation": subscription.generation,
                 "streams": self.stream_infos(subscription),
                 "callback_url": f"{subscription.base_url}{ROUTE_PREFIX}/subscriptions/{subscription.id}/callback",
-                "callback_token": self.token(subscription),
+                "callback_token": self.tokens.issue(subscription),
             },
             separators=(",", ":"),
         ).encode()
@@ -325,57 +319,12 @@ class SubscriptionManager:
         await self._save()
         return await self._maybe_wake(subscription)
 
-    def _token_mac(self, subscription_id: str, generation: int) -> str:
-        secret = hashlib.sha256(b"ds-callback-token\0" + self.key.seed).digest()
-        message = f"{subscription_id}\0{generation}".encode()
-        return b64url(hmac.new(secret, message, hashlib.sha256).digest())
-
-    def token(self, subscription: Subscription) -> str:
-        return f"{subscription.generation}.{self._token_mac(subscription.id, subscription.generation)}"
-
-    def _check_token(self, subscription: Subscription, token: str, body: dict[str, Any]) -> None:
-        generation_text, _, mac = token.partition(".")
-        if not generation_text.isdigit() or not hmac.compare_digest(
-            mac, self._token_mac(subscription.id, int(generation_text))
-        ):
-            raise SubscriptionError("TOKEN_INVALID", "callback token is not valid for this subscription")
-        current = subscription.generation
-        if (
-            subscription.wake_id is None
-            or int(generation_text) != current
-            or body.get("generation") != current
-            or body.get("wake_id") != subscription.wake_id
-        ):
-            raise SubscriptionError("FENCED", "wake generation is stale", generation=current)
-
-    def _apply_acks(self, subscription: Subscription, acks: object) -> None:
-        if acks is None:
-            return
-        if not isinstance(acks, list):
-            raise invalid("acks must be an array of {stream, offset}")
-        checked: list[tuple[str, str]] = []
-        for ack in acks:
-            if not isinstance(ack, dict) or not isinstance(ack.get("offset"), str):
-                raise invalid("each ack needs a stream and an offset")
-            path = stream_path(ack.get("stream", ack.get("path")), "acks[].stream")
-            offset: str = ack["offset"]
-            link = subscription.links.get(path)
-            if link is None:
-                raise SubscriptionError("INVALID_OFFSET", f"{path} is not a stream of this subscription")
-            if offset == BEFORE_FIRST or offset_after(link.acked_offset, offset):
-                raise SubscriptionError("INVALID_OFFSET", f"ack offset for {path} regresses the acked offset")
-            if offset_after(offset, self._tail(path)):
-                raise SubscriptionError("INVALID_OFFSET", f"ack offset for {path} is beyond the stream's tail")
-            checked.append((path, offset))
-        for path, offset in checked:  # all or nothing
-            subscription.links[path].acked_offset = offset
-
     async def acknowledge(self, subscription_id: str, token: str, body: dict[str, Any], *, pull: bool) -> bool:
         """A webhook callback (pull=False) or a pull-wake ack; returns next_wake."""
         subscription = self._get(subscription_id)
         self._require_type(subscription, "pull-wake" if pull else "webhook")
-        self._check_token(subscription, token, body)
-        self._apply_acks(subscription, body.get("acks"))
+        self.tokens.check(subscription, token, body)
+        apply_acks(subscription, body.get("acks"), self._tail)
         if body.get("done") is True:
             return await self._finish_wake(subscription)
         self._extend_lease(subscription)
@@ -414,7 +363,7 @@ class SubscriptionManager:
         return {
             "wake_id": subscription.wake_id,
             "generation": subscription.generation,
-            "token": self.token(subscription),
+            "token": self.tokens.issue(subscription),
             "streams": self.stream_infos(subscription),
             "lease_ttl_ms": subscription.config.lease_ttl_ms,
         }
@@ -422,37 +371,10 @@ class SubscriptionManager:
     async def release(self, subscription_id: str, token: str, body: dict[str, Any]) -> None:
         subscription = self._get(subscription_id)
         self._require_type(subscription, "pull-wake")
-        self._check_token(subscription, token, body)
+        self.tokens.check(subscription, token, body)
         await self._finish_wake(subscription)
 
     # -- presentation -----------------------------------------------------------------------
 
     def describe(self, subscription: Subscription) -> dict[str, Any]:
-        config = subscription.config
-        webhook = None
-        if config.webhook_url is not None:
-            webhook = {
-                "url": config.webhook_url,
-                "signing": {
-                    "alg": "ed25519",
-                    "kid": self.key.kid,
-                    "jwks_url": f"{subscription.base_url}{ROUTE_PREFIX}/jwks.json",
-                },
-            }
-        body: dict[str, Any] = {
-            "id": subscription.id,
-            "subscription_id": subscription.id,
-            "type": config.type,
-            "pattern": config.pattern,
-            "streams": [
-                {"path": i["path"], "link_type": i["link_type"], "acked_offset": i["acked_offset"]}
-                for i in self.stream_infos(subscription)
-            ],
-            "webhook": webhook,
-            "wake_stream": config.wake_stream,
-            "lease_ttl_ms": config.lease_ttl_ms,
-            "created_at": subscription.created_at,
-            "status": subscription.status,
-            "description": config.description,
-        }
-        return {name: value for name, value in body.items() if value is not None}
+        return describe(subscription, self.stream_infos(subscription), self.key.kid)

@@ -22,10 +22,11 @@ from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.subscriptions.errors import SubscriptionError, invalid, not_found
 from plugin_streams.origin.subscriptions.events import SubscriptionEvents
-from plugin_streams.origin.subscriptions.manager import ROUTE_PREFIX, SubscriptionManager
+from plugin_streams.origin.subscriptions.manager import SubscriptionManager
 from plugin_streams.origin.subscriptions.model import parse_config, stream_path, validate_id
 from plugin_streams.origin.subscriptions.persistence import SubscriptionFile
 from plugin_streams.origin.subscriptions.streams import ServiceStreams
+from plugin_streams.origin.subscriptions.views import ROUTE_PREFIX
 from plugin_streams.shared import caching
 from plugin_streams.shared import headers as h
 from plugin_streams.shared.aio.http_errors import Handler

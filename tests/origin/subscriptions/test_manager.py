@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from plugin_streams.origin.subscriptions.errors import SubscriptionError
-from plugin_streams.origin.subscriptions.manager import SubscriptionManager, offset_after
+from plugin_streams.origin.subscriptions.manager import SubscriptionManager
 from plugin_streams.origin.subscriptions.model import BEFORE_FIRST, parse_config
 from plugin_streams.origin.subscriptions.persistence import SubscriptionFile
 
@@ -64,11 +64,6 @@ async def started(streams: FakeStreams, directory: Path | None = None) -> Subscr
     manager = SubscriptionManager(streams, SubscriptionFile(directory) if directory else None)
     await manager.start()
     return manager
-
-
-def test_offset_order() -> None:
-    assert offset_after(off(1), BEFORE_FIRST) and not offset_after(BEFORE_FIRST, off(0))
-    assert offset_after(off(10), off(9)) and not offset_after(off(9), off(9))
 
 
 async def test_backfill_links_existing_streams_at_their_tail(streams: FakeStreams) -> None:
