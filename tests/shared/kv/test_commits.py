@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from plugin_streams.shared.errors import BadRequest, PayloadTooLarge
 from plugin_streams.shared.kv.commits import (
@@ -130,3 +132,32 @@ def test_commits_built_in_code_are_validated_too() -> None:
         validate_commit(AtomicCommit((), (SetMutation(b"\x02a\x00", encode_value(1), -5),)))
     with pytest.raises(BadRequest, match="sum operand"):
         validate_commit(AtomicCommit((), (U64Mutation("sum", b"\x02a\x00", 2**64),)))
+
+
+json_documents = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+field_names = st.sampled_from(
+    ["type", "key", "value", "expireIn", "delay", "keysIfUndelivered", "backoffSchedule", "versionstamp", "$u64"]
+)
+plausible_documents = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 2**65)
+    | st.sampled_from(["set", "delete", "sum", "min", "max", "enqueue", "0" * 20, "a", "$bigint"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(field_names, inner, max_size=5),
+    max_leaves=25,
+)
+
+
+@given(
+    st.one_of(json_documents, st.fixed_dictionaries({"checks": plausible_documents, "mutations": plausible_documents}))
+)
+def test_any_json_either_parses_or_is_a_4xx(wire: Any) -> None:
+    try:
+        commit = commit_from_wire(wire)
+    except (BadRequest, PayloadTooLarge):
+        return
+    assert validate_commit(commit) is commit

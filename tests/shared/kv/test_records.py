@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plugin_streams.shared.kv.bytes_io import ByteReader, write_varint
 from plugin_streams.shared.kv.commits import AtomicCommit, DeleteMutation, Enqueue, Mutation, SetMutation, U64Mutation
 from plugin_streams.shared.kv.keys import encode_key
 from plugin_streams.shared.kv.records import CommitRecord, CorruptRecord, decode_record, encode_record
@@ -57,19 +56,3 @@ def test_truncated_or_extended_records_are_corrupt(commit: AtomicCommit, data: s
 def test_unknown_versions_codes_and_overlong_varints_are_corrupt(data: bytes) -> None:
     with pytest.raises(CorruptRecord):
         decode_record(data)
-
-
-@given(st.integers(0, 2**64 - 1))
-def test_varints_round_trip(value: int) -> None:
-    out = bytearray()
-    write_varint(out, value)
-    reader = ByteReader(bytes(out), CorruptRecord)
-    assert reader.varint() == value
-    assert reader.at_end()
-
-
-def test_varints_outside_64_bits_are_refused() -> None:
-    with pytest.raises(ValueError, match="64-bit"):
-        write_varint(bytearray(), 2**64)
-    with pytest.raises(ValueError, match="64-bit"):
-        write_varint(bytearray(), -1)
