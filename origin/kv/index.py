@@ -20,6 +20,7 @@ Semantics (Deno KV's, with the deviations named):
   nothing: every change is computed first and installed only if none failed;
 - sum wraps mod 2^64, min and max compare; on an absent key each stores its operand; on a
   value that is not a KvU64 each is a 400 (Deno throws; no mutation of the commit happens);
+  their result never expires (they carry no expiry, so an earlier `expire_in` is dropped);
 - `expire_in` makes an entry expire at commit time + expire_in. EXPIRY IS DECIDED BY TIME THAT
   IS IN THE LOG: a mutation sees an entry as absent if it had expired at its commit's time, and
   the index's clock is the time of the last applied commit. Reads take the caller's clock

@@ -7,7 +7,7 @@ changing anything).
 
 Limits (Deno's, from denokv_proto limits.rs and the Deno docs; each rejection names its limit):
 - at most 10 checks and 1,000 mutations (enqueues count as mutations, as in Deno);
-- keys at most 2,048 bytes encoded, values at most 64 KiB;
+- keys of at least one part and at most 2,048 bytes encoded, values at most 64 KiB;
 - the whole commit at most 800 KiB, counting every key (checks, mutations, keys_if_undelivered)
   and every value;
 - enqueue: `delay` 0..30 days, at most 10 `keys_if_undelivered`, a `backoff_schedule` of at most
@@ -103,6 +103,8 @@ def validate_commit(commit: AtomicCommit) -> AtomicCommit:
         raise BadRequest(f"commit has {len(commit.checks)} checks, over the limit of {MAX_CHECKS}")
     if len(commit.mutations) > MAX_MUTATIONS:
         raise BadRequest(f"commit has {len(commit.mutations)} mutations, over the limit of {MAX_MUTATIONS}")
+    for check in commit.checks:
+        _non_empty(check.key)
     for mutation in commit.mutations:
         _validate_mutation(mutation)
     size = commit_size(commit)
@@ -111,13 +113,22 @@ def validate_commit(commit: AtomicCommit) -> AtomicCommit:
     return commit
 
 
+def _non_empty(key: bytes) -> None:
+    if not key:
+        raise BadRequest("a key must have at least one part (Deno refuses the empty key too)")
+
+
 def _validate_mutation(mutation: Mutation) -> None:
+    if not isinstance(mutation, Enqueue):
+        _non_empty(mutation.key)
     if isinstance(mutation, SetMutation) and mutation.expire_in_ms is not None:
         _in_range("expireIn", mutation.expire_in_ms, 1, MAX_EXPIRE_IN_MS)
     elif isinstance(mutation, U64Mutation):
         _in_range(f"{mutation.op} operand", mutation.operand, 0, 2**64 - 1)
     elif isinstance(mutation, Enqueue):
         _in_range("delay", mutation.delay_ms, 0, MAX_DELAY_MS)
+        for key in mutation.keys_if_undelivered:
+            _non_empty(key)
         if len(mutation.keys_if_undelivered) > MAX_KEYS_IF_UNDELIVERED:
             raise BadRequest(f"keysIfUndelivered has over {MAX_KEYS_IF_UNDELIVERED} keys")
         schedule = mutation.backoff_schedule or ()

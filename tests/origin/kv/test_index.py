@@ -106,6 +106,13 @@ def test_sum_wraps_and_min_max_compare_on_kvu64() -> None:
     assert (value_at(db, k("n")), value_at(db, k("m"))) == (KvU64(3), KvU64(4))
 
 
+def test_a_u64_result_drops_an_earlier_expiry() -> None:
+    db = Db()
+    db.commit(AtomicCommit((), (put(k("n"), KvU64(1), expire_in_ms=10), U64Mutation("sum", k("n"), 1))), now_ms=0)
+    entry = db.index.get(k("n"), 1000)
+    assert entry is not None and entry.decoded_value == KvU64(2) and entry.expires_at_ms is None
+
+
 def test_mutations_apply_in_order_within_a_commit() -> None:
     db = Db()
     db.commit(AtomicCommit((), (put(k("n"), KvU64(5)), U64Mutation("sum", k("n"), 1), DeleteMutation(k("x")))))

@@ -103,6 +103,10 @@ def _set(i: int) -> dict[str, Any]:
         ({"mutations": [{"type": "enqueue", "value": 1, "backoffSchedule": [1] * 11}]}, "backoffSchedule"),
         ({"mutations": [{"type": "enqueue", "value": 1, "backoffSchedule": [3_600_001]}]}, "backoffSchedule"),
         ({"mutations": [{"type": "enqueue", "value": 1, "backoffSchedule": 5}]}, "backoffSchedule"),
+        ({"mutations": [{"type": "set", "key": [], "value": 1}]}, "at least one part"),
+        ({"mutations": [{"type": "sum", "key": [], "value": 1}]}, "at least one part"),
+        ({"checks": [{"key": [], "versionstamp": None}]}, "at least one part"),
+        ({"mutations": [{"type": "enqueue", "value": 1, "keysIfUndelivered": [[]]}]}, "at least one part"),
     ],
 )
 def test_bad_commits_are_400_naming_the_problem(wire: Any, needle: str) -> None:
