@@ -8,13 +8,14 @@ both must answer exactly as the live one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plugin_streams.origin.kv.index import MAX_LIST_LIMIT, Entry, KvIndex, ListSelector
+from plugin_streams.origin.kv.index import MAX_LIST_LIMIT, Entry, KvIndex, ListSelector, encode_cursor
 from plugin_streams.origin.kv.snapshot import encode_snapshot, load_snapshot
 from plugin_streams.shared.errors import BadRequest
 from plugin_streams.shared.kv.commits import (
@@ -487,3 +488,25 @@ def _view(entry: Entry | None) -> tuple[bytes, int, int | None] | None:
 
 def _model_view(entry: tuple[bytes, int, int | None] | None) -> tuple[bytes, int, int | None] | None:
     return entry
+
+
+def test_a_list_page_costs_its_page_not_the_database() -> None:
+    entries = [Entry(k("big", i), encode_value(i), Versionstamp(1)) for i in range(20_000)]
+    index = KvIndex.restore(entries, Versionstamp(1), 0)
+    keys = index._keys
+
+    class Counting:
+        visited = 0
+
+        def irange(self, low: bytes, high: bytes, *, reverse: bool = False) -> Iterator[bytes]:
+            for key in keys.irange(low, high, reverse=reverse):
+                self.visited += 1
+                yield key
+
+    counting = Counting()
+    index._keys = counting  # type: ignore[assignment]
+    page = index.list(ListSelector(prefix=k("big")), limit=10, cursor=encode_cursor(k("big", 12_345)))
+    assert [e.decoded_value for e in page.entries] == list(range(12_346, 12_356))
+    page = index.list(ListSelector(prefix=k("big")), limit=10, reverse=True, cursor=page.cursor)
+    assert [e.decoded_value for e in page.entries] == list(range(12_354, 12_344, -1))
+    assert counting.visited <= 2 * 11  # each page reads one key past its last, to know whether more follow
