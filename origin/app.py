@@ -27,7 +27,7 @@ from plugin_streams.origin.rest import add_rest_routes
 from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.storage import FileStore, MemoryStore, Store
 from plugin_streams.origin.storage.tail_cache import TailCachedStore
-from plugin_streams.origin.subscriptions.routes import add_subscription_routes, stream_write_hook
+from plugin_streams.origin.subscriptions.routes import add_subscription_routes
 from plugin_streams.origin.sweeper import sweep_forever
 from plugin_streams.shared import caching
 from plugin_streams.shared import headers as h
@@ -86,7 +86,6 @@ def build_app(
                 TrustedProxies(config.trusted_proxies),
             )
         )
-    middlewares.append(stream_write_hook)  # innermost: sees only writes that succeeded
     app = web.Application(client_max_size=config.max_body, middlewares=middlewares)
     store = store or make_store(config)
     service = StreamService(

@@ -13,6 +13,9 @@ from plugin_streams.origin.stream import StreamState
 class StreamEvents(Protocol):
     def created(self, state: StreamState) -> None: ...
 
+    def appended(self, state: StreamState) -> None:
+        """A record with data was appended (by any API: protocol, REST, the service itself)."""
+
     def closed(self, state: StreamState) -> None: ...
 
     def gone(self, state: StreamState, reason: str) -> None:
@@ -21,6 +24,9 @@ class StreamEvents(Protocol):
 
 class NoEvents:
     def created(self, state: StreamState) -> None:
+        pass
+
+    def appended(self, state: StreamState) -> None:
         pass
 
     def closed(self, state: StreamState) -> None:

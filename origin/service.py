@@ -245,6 +245,8 @@ class StreamService:
         )
         end = state.accept(record)
         await self.committer.submit(state, record)
+        if payload:
+            self.registry.events.appended(state)
         if request.closed:
             self.registry.events.closed(state)
         self.apply_retention(state, self.clock_ms())

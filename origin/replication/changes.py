@@ -34,6 +34,9 @@ class ChangeLog:
     def created(self, state: StreamState) -> None:
         self._publish(r.CREATED, stream=describe(state))
 
+    def appended(self, state: StreamState) -> None:
+        pass  # (replicas follow appends through the log feed, not the change feed)
+
     def closed(self, state: StreamState) -> None:
         self._publish(r.CLOSED, path=state.config.path, generation=state.generation, tail=state.tail)
 

@@ -1,8 +1,7 @@
 """Stream lifecycle events for subscriptions, chained after whoever already listens (replication).
 
 Through the registry's StreamEvents every way a stream comes or goes reaches the subscriptions:
-creates and deletes through either HTTP API, expiry and the sweeper. Appends have no such event:
-stream_write_hook (routes.py) reports those of the protocol routes.
+creates, appends and deletes through either HTTP API or the service itself, expiry and the sweeper.
 """
 
 from __future__ import annotations
@@ -19,6 +18,10 @@ class SubscriptionEvents:
 
     def created(self, state: StreamState) -> None:
         self.then.created(state)
+        self.manager.stream_written(state.config.path)
+
+    def appended(self, state: StreamState) -> None:
+        self.then.appended(state)
         self.manager.stream_written(state.config.path)
 
     def closed(self, state: StreamState) -> None:

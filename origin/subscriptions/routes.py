@@ -151,25 +151,8 @@ def _answering_errors(handler: Handler) -> Handler:
 
 
 @web.middleware
-async def stream_write_hook(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """After a successful protocol write or delete, tell the subscriptions which stream changed."""
-    response = await handler(request)
-    manager = request.app.get(SUBSCRIPTIONS)
-    path = request.path
-    if manager is None or not path.startswith(STREAM_ROOT) or path.startswith(ROUTE_PREFIX + "/"):
-        return response
-    relative = request.match_info.get("path")
-    if relative is None or not 200 <= response.status < 300:
-        return response
-    if request.method in ("PUT", "POST"):
-        manager.stream_written(relative)
-    elif request.method == "DELETE":
-        manager.stream_deleted(relative)
-    return response
-
-
 def add_subscription_routes(app: web.Application, service: StreamService, config: OriginConfig) -> None:
-    """Route `__ds` (call before the stream routes) and run the manager with the app; needs stream_write_hook."""
+    """Route `__ds` (call before the stream routes) and run the manager with the app."""
     store = SubscriptionFile(config.data_dir) if config.engine == "file" else None
     manager = SubscriptionManager(ServiceStreams(service), store)
     app[SUBSCRIPTIONS] = manager

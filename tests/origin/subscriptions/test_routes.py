@@ -174,3 +174,27 @@ async def test_an_expired_stream_is_unlinked(aiohttp_client: ClientFactory, tmp_
     assert (await client.head("/v1/stream/tmp/a")).status == 404  # expired: the registry says it is gone
     paths = [s["path"] for s in (await (await client.get(f"{DS}/subscriptions/e")).json())["streams"]]
     assert paths == ["tmp/b"]
+
+
+async def test_appends_through_the_rest_api_wake_subscribers_too(aiohttp_client: ClientFactory, tmp_path: Path) -> None:
+    """Every append is an event of the service, whichever API made it: a REST append wakes a
+    pull-wake subscription (its wake event reaches the wake stream) as a protocol append does."""
+    client = await origin(aiohttp_client, tmp_path)
+    await client.put("/v1/stream/wake/w", data=b"[]", headers=JSON)
+    assert (await client.post("/streams/api/v1/streams", json={"name": "jobs/a"})).status == 201
+    config = {"type": "pull-wake", "pattern": "jobs/*", "wake_stream": "wake/w", "lease_ttl_ms": 1000}
+    assert (await client.put(f"{DS}/subscriptions/r", json=config)).status == 201
+
+    async def wakes() -> list[Any]:
+        events = await (await client.get("/v1/stream/wake/w", params={"offset": "-1"})).json()
+        return [e for e in events if e.get("stream") == "jobs/a"]
+
+    await asyncio.sleep(0.3)
+    assert await wakes() == []  # linked at its tail: nothing to do yet
+    assert (await client.post("/streams/api/v1/streams/jobs%2Fa/append", json={"job": 1})).status == 200
+    for _ in range(60):  # the wake is asynchronous: within 3 s
+        if await wakes():
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("a REST append woke nobody")
