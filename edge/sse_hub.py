@@ -14,6 +14,7 @@ tail (one event per message, its id the message's offset).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import json
@@ -33,7 +34,7 @@ from plugin_streams.shared.clock import wall_clock_ms
 from plugin_streams.shared.errors import ProtocolError, Unavailable
 
 
-class Hub:
+class Hub(abc.ABC):
     """What every hub does; `_follow` is the subclass's: follow the origin from an offset."""
 
     def __init__(
@@ -104,17 +105,17 @@ class Hub:
     #: The `kind` of the hub's upstream requests in metrics.
     kind = "sse"
 
+    @abc.abstractmethod
     def _query(self, offset: str) -> str:
         """The query of the origin's live SSE from `offset` (the subclass's API)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _started(self, response: aiohttp.ClientResponse) -> None:
         """The origin answered 200: what its headers say, before the first event."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _feed(self, events: list[sse.Event]) -> None:
         """Events that arrived together: publish what they say."""
-        raise NotImplementedError
 
     async def _follow(self, offset: str) -> None:
         """Follow the origin's SSE response from `offset` until it ends (or the hub closes)."""
