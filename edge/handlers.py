@@ -93,11 +93,7 @@ class EdgeHandlers:
         return await self.reads.catch_up(request, scope, read)
 
     async def write(self, request: web.Request, path: str) -> web.Response:
-        body: bytes | AsyncIterator[bytes]
-        if request.content_length is not None and request.content_length <= BUFFERED_BODY:
-            body = await request.read()
-        else:
-            body = _stream(request)
+        body = await request_body(request)
         reply = await self.upstream.request(request.method, request.raw_path, request.headers, body)
         if reply.status < 300:
             self.reads.wrote(path, _append_end(request, reply))
@@ -120,6 +116,13 @@ def _append_end(request: web.Request, reply: Reply) -> Offset | None:
         return parse_offset(reply.headers.get(h.STREAM_NEXT_OFFSET, ""))
     except ProtocolError:
         return None
+
+
+async def request_body(request: web.Request) -> bytes | AsyncIterator[bytes]:
+    """A request's body to forward: read whole when small (sent with a Content-Length), else streamed."""
+    if request.content_length is not None and request.content_length <= BUFFERED_BODY:
+        return await request.read()
+    return _stream(request)
 
 
 async def _stream(request: web.Request) -> AsyncIterator[bytes]:

@@ -21,13 +21,24 @@ ACTIONS: Final = frozenset({"append", "read", "tail"})
 QUERY_MODE: Final = "mode"
 
 
+def split_stream_path(path: str) -> tuple[str, str | None] | None:
+    """(the stream part, the action or None) of a path under `/streams/`, as given (still
+    %2F-escaped when the path is); None for any other path. A last segment `append`, `read` or
+    `tail` is always the action."""
+    if not path.startswith(STREAMS_PATH + "/"):
+        return None
+    rest = path[len(STREAMS_PATH) + 1 :]
+    head, sep, last = rest.rpartition("/")
+    if sep and last in ACTIONS:
+        return head, last
+    return rest, None
+
+
 def rest_resource(path: str) -> str | None:
     """`append`, `read`, `tail` or `streams` for a REST path; None for any other path."""
     if path == STREAMS_PATH or path == STREAMS_PATH + "/":
         return "streams"
-    if not path.startswith(STREAMS_PATH + "/"):
+    split = split_stream_path(path)
+    if split is None:
         return None
-    head, sep, last = path[len(STREAMS_PATH) + 1 :].rpartition("/")
-    if sep and head and last in ACTIONS:
-        return last
-    return "streams"
+    return split[1] or "streams"

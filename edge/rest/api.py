@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from plugin_streams.edge.config import EdgeConfig
-from plugin_streams.edge.handlers import BUFFERED_BODY, EdgeHandlers
-from plugin_streams.edge.rest.paths import REST_PREFIX, STREAMS, response_headers, stream_name
+from plugin_streams.edge.handlers import BUFFERED_BODY, EdgeHandlers, request_body
+from plugin_streams.edge.rest.paths import response_headers, stream_name
 from plugin_streams.edge.rest.reads import RestReads
 from plugin_streams.edge.rest.tails import RestTails
 from plugin_streams.edge.upstream import Reply
@@ -28,6 +28,7 @@ from plugin_streams.shared import headers as h
 from plugin_streams.shared.aio.http_errors import JSON
 from plugin_streams.shared.errors import ProtocolError
 from plugin_streams.shared.offsets import Offset, parse_offset
+from plugin_streams.shared.rest_routes import REST_PREFIX, STREAMS_PATH
 
 
 class RestApi:
@@ -60,7 +61,7 @@ class RestApi:
             if action == "tail":
                 return await self.tails.tail(request, name)
         if region is not None and request.method in ("POST", "DELETE"):
-            if name is None and request.rel_url.path_safe == STREAMS:
+            if name is None and request.rel_url.path_safe == STREAMS_PATH:
                 name = await _created_name(request)
             return await region.write(request, name, self.forward)
         return await self.forward(request)
@@ -69,10 +70,7 @@ class RestApi:
         handlers = self.handlers
         body: bytes | AsyncIterator[bytes] | None = None
         if request.method not in ("GET", "HEAD") and request.body_exists:
-            if request.content_length is not None and request.content_length <= BUFFERED_BODY:
-                body = await request.read()
-            else:
-                body = _chunks(request)
+            body = await request_body(request)
         reply = await handlers.upstream.request(request.method, request.raw_path, request.headers, body)
         self._changed(request, reply, body)
         payload = reply.body if reply.status not in (204, 304) else None
@@ -83,7 +81,7 @@ class RestApi:
         if reply.status >= 300 or request.method not in ("POST", "DELETE"):
             return
         name, action = stream_name(request.rel_url.path_safe)
-        if name is None and request.rel_url.path_safe == STREAMS and isinstance(body, bytes):
+        if name is None and request.rel_url.path_safe == STREAMS_PATH and isinstance(body, bytes):
             with contextlib.suppress(ValueError, AttributeError):
                 name = json.loads(body).get("name")
         if not isinstance(name, str):
@@ -115,11 +113,6 @@ def _append_end(request: web.Request, action: str | None, reply: Reply) -> Offse
     with contextlib.suppress(ProtocolError):
         return parse_offset(reply.headers.get(h.STREAM_NEXT_OFFSET, ""))
     return None
-
-
-async def _chunks(request: web.Request) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        yield chunk
 
 
 def add_rest_routes(app: web.Application, handlers: Callable[[], EdgeHandlers], config: EdgeConfig) -> None:

@@ -3,36 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
 from urllib.parse import quote, unquote, urlencode
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from plugin_streams.edge.upstream import end_to_end
 from plugin_streams.shared import headers as h
-
-REST_PREFIX: Final = "/streams/api/v1"
-STREAMS: Final = REST_PREFIX + "/streams"
-ACTIONS: Final = frozenset({"append", "read", "tail"})
+from plugin_streams.shared.rest_routes import STREAMS_PATH, split_stream_path
 
 
 def stream_name(path_safe: str) -> tuple[str | None, str | None]:
-    """(stream name, action) named by a REST path, as the origin splits it; (None, None) if none.
-
-    A name may contain `/`; the last segment `append`, `read` or `tail` is always the action.
-    """
-    if not path_safe.startswith(STREAMS + "/"):
+    """(stream name, action) named by a REST path, as the origin splits it; (None, None) if none."""
+    split = split_stream_path(path_safe)
+    if split is None:
         return None, None
-    rest = path_safe[len(STREAMS) + 1 :]
-    head, sep, last = rest.rpartition("/")
-    if sep and last in ACTIONS:
-        return unquote(head), last
-    return unquote(rest), None
+    return unquote(split[0]), split[1]
 
 
 def action_path(name: str, action: str, query: Mapping[str, str]) -> str:
     """The origin's path and query for `action` on stream `name` (its slashes escaped)."""
-    return f"{STREAMS}/{quote(name, safe='')}/{action}?{urlencode(query)}"
+    return f"{STREAMS_PATH}/{quote(name, safe='')}/{action}?{urlencode(query)}"
 
 
 def response_headers(upstream: CIMultiDict[str] | CIMultiDictProxy[str]) -> CIMultiDict[str]:
