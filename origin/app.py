@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry
 from plugin_streams.origin.commit import Committer
 from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.handlers import StreamHandlers
+from plugin_streams.origin.kv.databases import KvDatabases
+from plugin_streams.origin.kv.routes import add_kv_routes
 from plugin_streams.origin.limits import LiveLimiter, RateLimiter
 from plugin_streams.origin.metrics import OriginMetrics
 from plugin_streams.origin.page import add_page_routes
@@ -145,5 +147,6 @@ def build_app(
     add_subscription_routes(app, service, config)  # before the streams: `__ds` is reserved
     app.router.add_route("*", "/v1/stream/{path:.+}", handlers.dispatch)
     add_rest_routes(app, service, config, policy=policy, limiter=handlers.live.limit, metrics=metrics)
+    add_kv_routes(app, KvDatabases(service), handlers)
     add_replication_routes(app, service, policy)
     return app

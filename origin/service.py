@@ -23,6 +23,7 @@ from plugin_streams.shared import content_types, jsonmode
 from plugin_streams.shared.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     PayloadTooLarge,
     SequenceGap,
     StaleEpoch,
@@ -76,6 +77,17 @@ class StreamService:
         self._executor = executor
         self._creating: dict[str, asyncio.Future[None]] = {}
         self.compact_min_bytes = compact_min_bytes
+        self._reserved: set[str] = set()
+
+    def reserve(self, prefix: str) -> None:
+        """Streams under `prefix` are written only by callers naming it as `owner` (a KV database's
+        change stream is its log: a client append there would corrupt it). Reads stay open."""
+        self._reserved.add(prefix)
+
+    def _check_owner(self, path: str, owner: str | None) -> None:
+        for prefix in self._reserved:
+            if path.startswith(prefix) and owner != prefix:
+                raise Forbidden(f"streams under {prefix} are written only through their own API")
 
     async def start(self) -> None:
         self.registry.load(await self.store.open(), self.clock_ms())
@@ -87,7 +99,8 @@ class StreamService:
 
     # -- create -----------------------------------------------------------------------------
 
-    async def create(self, path: str, request: CreateRequest, body: bytes) -> CreateResult:
+    async def create(self, path: str, request: CreateRequest, body: bytes, *, owner: str | None = None) -> CreateResult:
+        self._check_owner(path, owner)
         while (in_progress := self._creating.get(path)) is not None:
             await asyncio.shield(in_progress)
         now = self.clock_ms()
@@ -199,7 +212,8 @@ class StreamService:
 
     # -- append and close -------------------------------------------------------------------
 
-    async def append(self, path: str, request: AppendRequest, body: bytes) -> AppendResult:
+    async def append(self, path: str, request: AppendRequest, body: bytes, *, owner: str | None = None) -> AppendResult:
+        self._check_owner(path, owner)
         now = self.clock_ms()
         state = self.registry.live(path, now)
         self.touch(state, now)
@@ -307,7 +321,8 @@ class StreamService:
 
     # -- delete -----------------------------------------------------------------------------
 
-    async def delete(self, path: str) -> None:
+    async def delete(self, path: str, *, owner: str | None = None) -> None:
+        self._check_owner(path, owner)
         state = self.registry.live(path, self.clock_ms())
         await self.registry.delete(state)
 

@@ -1,17 +1,17 @@
 """The materialised KV index: the state that the database's change stream of commit records implies.
 
-The commit path (later work wires it to a stream) is:
+The commit path (origin/kv/database.py) is:
 
     1. `commit_from_wire` validates the request (shared/kv/commits.py);
     2. `index.check(commit, now_ms)` decides its checks against the current state, and dry-runs
        its sum/min/max so a type error is a 400 before anything is written;
-    3. `encode_record(commit, now_ms)` is appended to the change stream as ONE record; its
-       offset gives the versionstamp (`Versionstamp.from_offset`);
-    4. `index.apply(decode_record(record), versionstamp)` installs it.
+    3. `index.plan(commit, now_ms)` computes its effects (the final entry of each key it
+       touches), which are appended to the change stream as ONE event (origin/kv/events.py);
+       the offset after it gives the versionstamp (`Versionstamp.from_offset`);
+    4. `index.install(effects, versionstamp, at_ms)` installs them, live and on replay alike.
 
-Start-up is `load_snapshot` (origin/kv/snapshot.py) and then step 4 for every record after the
-snapshot's offset. `apply` reads nothing but the record, the versionstamp and the index, so the
-same records always give the same index: replay equals live.
+`apply(record, versionstamp)` is steps 3 and 4 for a binary commit record (shared/kv/records.py).
+The log holds effects, not requests, so a replay reads nothing but the log: replay equals live.
 
 Semantics (Deno KV's, with the deviations named):
 - versionstamps rise strictly; all of a commit's mutations share its versionstamp; `apply`
@@ -41,7 +41,7 @@ from __future__ import annotations
 import base64
 import builtins
 import heapq
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -222,20 +222,39 @@ class KvIndex:
 
     def apply(self, record: CommitRecord, versionstamp: Versionstamp) -> Applied:
         """Install a checked commit record; all or nothing."""
-        if self.last_versionstamp is not None and versionstamp <= self.last_versionstamp:
-            raise ValueError(f"versionstamp {versionstamp} is not above the last applied {self.last_versionstamp}")
         now = max(record.committed_at_ms, self.clock_ms)
         staged = self._plan(record.mutations, now, versionstamp)
-        for key, entry in staged.items():
-            self._install(key, entry)
-        self.last_versionstamp = versionstamp
-        self.clock_ms = now
+        self.install(
+            (
+                (key, entry.value if entry else None, entry.expires_at_ms if entry else None)
+                for key, entry in staged.items()
+            ),
+            versionstamp,
+            record.committed_at_ms,
+        )
         enqueued = tuple(
             QueuedEnqueue(versionstamp, i, record.committed_at_ms, mutation)
             for i, mutation in enumerate(record.mutations)
             if isinstance(mutation, Enqueue)
         )
-        return Applied(versionstamp, tuple(staged.items()), enqueued)
+        return Applied(versionstamp, tuple((key, self._entries.get(key)) for key in staged), enqueued)
+
+    def plan(self, commit: AtomicCommit, now_ms: int) -> dict[bytes, Entry | None]:
+        """The final entry of each key a (checked) commit touches at `now_ms`; the index is unchanged.
+
+        The entries carry a placeholder versionstamp: the commit's is known once it is logged."""
+        return self._plan(commit.mutations, self._now(now_ms), Versionstamp(0))
+
+    def install(
+        self, effects: Iterable[tuple[bytes, bytes | None, int | None]], versionstamp: Versionstamp, at_ms: int
+    ) -> None:
+        """Install logged effects (key, stored value or None for a delete, expiry): all of them, in order."""
+        if self.last_versionstamp is not None and versionstamp <= self.last_versionstamp:
+            raise ValueError(f"versionstamp {versionstamp} is not above the last applied {self.last_versionstamp}")
+        for key, value, expires_at_ms in effects:
+            self._install(key, None if value is None else Entry(key, value, versionstamp, expires_at_ms))
+        self.last_versionstamp = versionstamp
+        self.clock_ms = max(at_ms, self.clock_ms)
 
     def _plan(self, mutations: Sequence[Mutation], now: int, versionstamp: Versionstamp) -> dict[bytes, Entry | None]:
         """The final entry of every key the mutations touch, computed without changing the index."""

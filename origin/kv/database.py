@@ -1,0 +1,200 @@
+"""One KV database: its materialised state (key index and queue), rebuilt from its change stream,
+and the single writer that turns decisions into logged, durable events.
+
+Writes. Every write is a *decision*: a function of the current state and the time that returns
+the draft of what it changes (or an empty draft) and its answer. The writer takes the decisions
+waiting at a moment as one batch: it runs them one after another, renders each non-empty draft as
+one event (origin/kv/events.py), applies it at once so the next decision of the batch sees it (two
+leases never pick one message, a check sees the commit before it), then appends the whole batch as
+one append to the change stream and answers only once it is durable. Concurrent commits thus
+share one fsync, as stream appends do.
+
+Reads see only durable state. While a batch is applied but not yet durable the state is *dirty*;
+a read arriving then waits for that batch to end, and the writer yields to such readers before it
+starts the next batch, so a read never returns a value a crash could take back.
+
+If an append fails the state in memory is ahead of the log: it is rebuilt from the log and every
+decision of the batch is answered 503, having changed nothing durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from plugin_streams.origin.kv.events import Draft, Event, render
+from plugin_streams.origin.kv.index import KvIndex
+from plugin_streams.origin.kv.log import ChangeLog
+from plugin_streams.origin.kv.queues import QueueState
+from plugin_streams.origin.kv.queues.records import Enqueued
+from plugin_streams.shared.aio.tasks import spawn
+from plugin_streams.shared.clock import WallClock
+from plugin_streams.shared.errors import Unavailable
+from plugin_streams.shared.offsets import Offset
+
+logger = logging.getLogger(__name__)
+R = TypeVar("R")
+Decision = Callable[[int], tuple[Draft, R]]
+
+
+@dataclass(frozen=True, slots=True)
+class Written(Generic[R]):
+    """A decision's answer, and the event that logged it (None when it changed nothing)."""
+
+    event: Event | None
+    value: R
+
+
+@dataclass(slots=True)
+class _Pending(Generic[R]):
+    decide: Decision[R]
+    answer: asyncio.Future[Written[R]]
+
+
+class KvDatabase:
+    def __init__(self, name: str, log: ChangeLog, clock_ms: WallClock) -> None:
+        self.name = name
+        self.log = log
+        self.clock_ms = clock_ms
+        self.index = KvIndex()
+        self.queue = QueueState()
+        self.offset: Offset | None = None  # just after the last applied event
+        self.events_applied = 0
+        self._pending: list[_Pending[object]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._dirty = False
+        self._readers: list[asyncio.Future[None]] = []
+        self._queue_waiters: list[asyncio.Future[None]] = []
+
+    # ---- start-up ------------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Rebuild the state from the change stream (the whole log; it is the only copy)."""
+        self.index = KvIndex()
+        self.queue = QueueState()
+        self.offset = None
+        async for events in self.log.events():
+            for event in events:
+                self._apply(event)
+
+    def _apply(self, event: Event) -> None:
+        draft = event.draft
+        self.index.install(
+            ((change.key, change.value, change.expires_at_ms) for change in draft.changes),
+            event.versionstamp,
+            event.at_ms,
+        )
+        position = str(event.offset)
+        for message in event.messages():
+            self.queue.apply(Enqueued(message), position)
+        for record in draft.queue:
+            self.queue.apply(record, position)
+        self.offset = event.offset
+        self.events_applied += 1
+        if draft.enqueues or draft.queue:
+            self._wake(self._queue_waiters)
+
+    # ---- reads ---------------------------------------------------------------------------------
+
+    async def readable(self) -> None:
+        """Return once the state holds nothing that is not durable; read synchronously after it."""
+        while self._dirty:
+            waiter = asyncio.get_running_loop().create_future()
+            self._readers.append(waiter)
+            await waiter
+
+    def queue_changed(self) -> asyncio.Future[None]:
+        """A future resolved at the next change of the queue (an enqueue, an answer, an expiry...)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._queue_waiters.append(waiter)
+        return waiter
+
+    # ---- writes --------------------------------------------------------------------------------
+
+    async def write(self, decide: Decision[R]) -> Written[R]:
+        """Decide, log and apply; the answer comes once its event is durable. A client that goes
+        away does not cancel a decision already queued: its event may be logged all the same."""
+        answer: asyncio.Future[Written[R]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(decide, answer))  # type: ignore[arg-type]
+        if self._writer is None:
+            self._writer = spawn(self._write_batches(), name=f"kv-writer:{self.name}")
+        return await asyncio.shield(answer)
+
+    async def _write_batches(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._write_batch(batch)
+                # Readers woken by this batch run before the next batch dirties the state again.
+                await asyncio.sleep(0)
+        finally:
+            self._writer = None
+
+    async def _write_batch(self, batch: list[_Pending[object]]) -> None:
+        now = self.clock_ms()
+        try:
+            position = await self.log.ensure()
+        except Exception as exc:
+            self._fail(batch, exc)
+            return
+        messages: list[bytes] = []
+        logged: list[tuple[_Pending[object], Written[object]]] = []
+        for pending in batch:
+            try:
+                draft, value = pending.decide(now)
+            except Exception as exc:
+                _settle(pending.answer, exc)
+                continue
+            if not draft:
+                _settle(pending.answer, Written(None, value))
+                continue
+            self._dirty = True
+            event, message = render(position, now, draft)
+            self._apply(event)
+            position = event.offset
+            messages.append(message)
+            logged.append((pending, Written(event, value)))
+        if messages:
+            try:
+                await self.log.append(messages, position)
+            except Exception as exc:
+                logger.exception("KV database %s: an append failed; rebuilding its state from the log", self.name)
+                await self._rebuild()
+                self._fail([pending for pending, _ in logged], exc)
+                return
+            finally:
+                self._dirty = False
+                self._wake(self._readers)
+        for pending, written in logged:
+            _settle(pending.answer, written)
+
+    async def _rebuild(self) -> None:
+        try:
+            await self.load()
+        except Exception:
+            logger.exception("KV database %s: rebuilding from the log failed", self.name)
+
+    @staticmethod
+    def _fail(batch: list[_Pending[object]], exc: Exception) -> None:
+        error = exc if isinstance(exc, Unavailable) else Unavailable(f"the KV database could not be written: {exc}")
+        for pending in batch:
+            _settle(pending.answer, error)
+
+    @staticmethod
+    def _wake(waiters: list[asyncio.Future[None]]) -> None:
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        waiters.clear()
+
+
+def _settle(answer: asyncio.Future[Written[R]], outcome: Written[R] | Exception) -> None:
+    if answer.done():
+        return
+    if isinstance(outcome, Exception):
+        answer.set_exception(outcome)
+    else:
+        answer.set_result(outcome)
