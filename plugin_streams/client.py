@@ -25,10 +25,12 @@ from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 
 from plugin_streams._api import Api, CreateOptions, choose_api
+from plugin_streams._kv_http import KvConnection
 from plugin_streams._protocol import ProtocolApi
 from plugin_streams._rest import RestApi
 from plugin_streams._transport import API_PREFIX, Transport
 from plugin_streams.errors import NotFound
+from plugin_streams.kv import Kv
 from plugin_streams.models import Retention, StreamInfo
 from plugin_streams.stream import Stream
 
@@ -55,6 +57,7 @@ class Streams:
             url, token, api, retry_for=retry_for, connect_timeout=connect_timeout, read_timeout=read_timeout
         )
         self.transport = self.api.transport
+        self._kv_connection: KvConnection | None = None
 
     @property
     def api_name(self) -> str:
@@ -72,6 +75,18 @@ class Streams:
     async def close(self) -> None:
         """Release the HTTP connections (streams themselves are untouched)."""
         await self.transport.close()
+        if self._kv_connection is not None:
+            await self._kv_connection.close()
+
+    def kv(self, db: str) -> Kv:
+        """The KV store `db` of this server (no request is made); see `plugin_streams.kv`.
+
+        Its API is at the server's root + `/kv/api/v1/{db}` and its change stream at root +
+        `/v1/stream/__kv/{db}`, whichever of the two APIs this client was given the URL of.
+        """
+        if self._kv_connection is None:
+            self._kv_connection = KvConnection(self.transport)
+        return Kv(self._kv_connection, db)
 
     def stream(self, name: str, *, producer_id: str | None = None, epoch: int | None = None) -> Stream:
         """A handle on stream `name` (no request is made)."""

@@ -13,12 +13,15 @@ import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from plugin_streams.client import Streams
 from plugin_streams.models import Message, Retention, StreamInfo
 from plugin_streams.stream import Stream
 from plugin_streams.tail import RetryHook, TailHandle
+
+if TYPE_CHECKING:
+    from plugin_streams._kv_sync import SyncKv
 
 T = TypeVar("T")
 
@@ -217,3 +220,10 @@ class SyncStreams:
 
     def list(self, prefix: str = "", *, page_size: int | None = None) -> Iterator[StreamInfo]:
         return _iterate(self._loop, self._streams.list(prefix, page_size=page_size))
+
+    def kv(self, db: str) -> SyncKv:
+        """The blocking KV store `db` (see `plugin_streams.kv` and `plugin_streams._kv_sync`)."""
+        # Imported here: _kv_sync builds on this module's loop thread and iterators.
+        from plugin_streams._kv_sync import SyncKv
+
+        return SyncKv(self._loop, self._streams.kv(db))
