@@ -21,6 +21,7 @@ from plugin_streams.edge.fanout import SSEFanout
 from plugin_streams.edge.fast_reads import EdgeLane, FastReads
 from plugin_streams.edge.freshness import Freshness
 from plugin_streams.edge.handlers import EdgeHandlers
+from plugin_streams.edge.kv_proxy import add_kv_routes
 from plugin_streams.edge.metrics import EdgeMetrics
 from plugin_streams.edge.origin_health import OriginHealth
 from plugin_streams.edge.readiness import Readiness
@@ -118,6 +119,7 @@ def build_app(
     app.router.add_get("/readyz", readiness.handle, allow_head=False)
     app.router.add_route("*", "/v1/stream/{path:.+}", dispatch)
     add_rest_routes(app, lambda: holder["handlers"], config)
+    add_kv_routes(app, lambda: holder["handlers"])
     return app
 
 

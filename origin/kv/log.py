@@ -15,18 +15,15 @@ from plugin_streams.origin import reads
 from plugin_streams.origin.kv.events import Event, parse_messages
 from plugin_streams.origin.service import StreamService
 from plugin_streams.shared.errors import Unavailable
+from plugin_streams.shared.kv.routes import KV_STREAM_ROOT, change_stream_path
 from plugin_streams.shared.offsets import Offset
 from plugin_streams.shared.parse import AppendRequest, CreateRequest
 
-KV_ROOT: Final = "__kv/"
+KV_ROOT: Final = KV_STREAM_ROOT
 JSON: Final = "application/json"
 _APPEND: Final = AppendRequest(content_type=JSON, closed=False, stream_seq=None, producer=None)
 _CREATE: Final = CreateRequest(content_type=JSON, ttl_seconds=None, expires=None, closed=False, fork=None)
 _REPLAY_CHUNK: Final = 1024 * 1024
-
-
-def stream_path(db: str) -> str:
-    return KV_ROOT + db
 
 
 def is_kv_path(path: str) -> bool:
@@ -37,7 +34,7 @@ def is_kv_path(path: str) -> bool:
 class ChangeLog:
     def __init__(self, service: StreamService, db: str) -> None:
         self.service = service
-        self.path = stream_path(db)
+        self.path = change_stream_path(db)
 
     def tail(self) -> Offset | None:
         """The offset after everything accepted so far, or None before the first write."""

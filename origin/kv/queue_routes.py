@@ -25,11 +25,11 @@ from plugin_streams.origin.kv.queues.group import DeadLetter
 from plugin_streams.origin.kv.queues.records import Leased
 from plugin_streams.shared.errors import BadRequest
 from plugin_streams.shared.kv.commits import AtomicCommit, commit_from_wire
+from plugin_streams.shared.kv.routes import MAX_LEASE_WAIT_MS
 from plugin_streams.shared.kv.values import Json, decode_value, value_to_wire
 
 DEFAULT_LEASE_MS: Final = 30_000
 MAX_LEASE_BATCH: Final = 100
-MAX_WAIT_MS: Final = 30_000
 DEFAULT_DLQ_PAGE: Final = 100
 
 
@@ -96,7 +96,7 @@ class QueueRoutes:
         worker = field_text(body, "worker") or ""
         lease_ms = field_int(body, "leaseMs", DEFAULT_LEASE_MS, MIN_LEASE_MS, MAX_LEASE_MS)
         count = field_int(body, "max", 1, 1, MAX_LEASE_BATCH)
-        wait_ms = field_int(body, "waitMs", 0, 0, MAX_WAIT_MS)
+        wait_ms = field_int(body, "waitMs", 0, 0, MAX_LEASE_WAIT_MS)
         assert lease_ms is not None and count is not None and wait_ms is not None
         db = await self._db(request)
         group = request.match_info["group"]

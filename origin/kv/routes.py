@@ -27,7 +27,6 @@ from plugin_streams.origin.kv.http import (
     required_key,
 )
 from plugin_streams.origin.kv.index import ListSelector
-from plugin_streams.origin.kv.log import stream_path
 from plugin_streams.origin.kv.queue_routes import QueueRoutes
 from plugin_streams.shared import caching, jsonmode
 from plugin_streams.shared import headers as h
@@ -43,9 +42,9 @@ from plugin_streams.shared.kv.commits import (
     validate_commit,
 )
 from plugin_streams.shared.kv.keys import encode_key, key_from_wire
+from plugin_streams.shared.kv.routes import KV_PREFIX, change_stream_path
 from plugin_streams.shared.kv.values import encode_value, value_from_wire
 
-KV_PREFIX = "/kv/api/v1"
 Handler = Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse]]
 
 
@@ -122,10 +121,10 @@ class KvRoutes:
         check_name(name)
         prefixes = [_prefix(text) for text in request.query.getall("prefix", [])]
         if not prefixes:
-            return await self.streams.get(request, stream_path(name))
+            return await self.streams.get(request, change_stream_path(name))
         if request.query.get(h.QUERY_LIVE) == h.LIVE_SSE:
             raise BadRequest("prefix filtering is offered for catch-up and long-poll reads; SSE readers filter locally")
-        response = await self.streams.get(request, stream_path(name))
+        response = await self.streams.get(request, change_stream_path(name))
         if response.status != 200 or not isinstance(response, web.Response) or response.body is None:
             return response
         return _filtered(request, response, prefixes)
