@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -96,11 +96,12 @@ class KvConnection:
         body: Any = None,
         idempotent: bool = True,
         read_timeout: float | None = None,
-        accept: Sequence[int] = (),
+        check_may_fail: bool = False,
     ) -> tuple[int, Any]:
         """(status, parsed JSON body) of one KV API call on database `db`.
 
-        Success (2xx) and the statuses in `accept` are answered; any other status raises.
+        Success (2xx) is answered, and with `check_may_fail` a commit's failed check (409
+        `{"ok": false}`); any other status raises (a stale lease token as `Fenced`).
         """
         url_path = f"/{quote(db, safe='')}{path}"
         data = None if body is None else json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
@@ -111,7 +112,7 @@ class KvConnection:
         else:
             response = await self._once(method, url_path, request)
         parsed = _json_body(response)
-        if response.status < 300 or response.status in accept:
+        if response.status < 300 or (check_may_fail and _check_failed(response.status, parsed)):
             return response.status, parsed
         error = kv_error(response.status, response.body)
         if response.attempts > 1:
@@ -144,6 +145,11 @@ class KvConnection:
                 await asyncio.sleep(delay)
                 continue
             return response
+
+
+def _check_failed(status: int, parsed: Any) -> bool:
+    """A commit's answer that one of its checks failed (not a fenced token, not an error)."""
+    return status == 409 and isinstance(parsed, dict) and parsed.get("ok") is False and parsed.get("code") != "FENCED"
 
 
 def _json_body(response: Response) -> Any:

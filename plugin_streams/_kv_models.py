@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from plugin_streams._kv_wire import Key, KvValue, key_from_wire, value_from_wire
 
+#: A lease's fencing token, as the server gave it.
+Token = int | str
+
 
 @dataclass(frozen=True, slots=True)
 class KvEntry:
@@ -79,13 +82,14 @@ class KvChange:
 @dataclass(frozen=True, slots=True)
 class QueueMessage:
     """A leased message. `token` fences the lease: only it acks, nacks, extends or terms it, and
-    only while the lease lasts. `attempt` counts from 1 (attempts are counted at lease)."""
+    only while the lease lasts (it is opaque: sent back exactly as the server gave it).
+    `attempt` counts from 1 (attempts are counted at lease)."""
 
     id: str
     value: KvValue
     attempt: int
     max_attempts: int
-    token: str
+    token: Token
     lease_expires_at: int
     enqueued_at: int
     group: str
@@ -97,7 +101,7 @@ class QueueMessage:
             value=value_from_wire(wire.get("value")),
             attempt=int(wire.get("attempt", 0)),
             max_attempts=int(wire.get("maxAttempts", 0)),
-            token=str(wire["token"]),
+            token=wire["token"],
             lease_expires_at=int(wire.get("leaseExpiresAt", 0)),
             enqueued_at=int(wire.get("enqueuedAt", 0)),
             group=group,

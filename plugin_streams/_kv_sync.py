@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from plugin_streams._kv_atomic import AtomicBuilder
-from plugin_streams._kv_models import CommitResult, DeadLetter, GroupStats, KvChange, KvEntry, QueueMessage
+from plugin_streams._kv_models import CommitResult, DeadLetter, GroupStats, KvChange, KvEntry, QueueMessage, Token
 from plugin_streams._kv_wire import KeyPart, KvValue
 from plugin_streams.queue import DEFAULT_GROUP, DEFAULT_LEASE_MS
 from plugin_streams.queue_listener import DEFAULT_WAIT_MS
@@ -94,16 +94,16 @@ class SyncQueue:
     ) -> list[QueueMessage]:
         return self._loop.run(self._queue.lease(worker, lease_ms=lease_ms, max_messages=max_messages, wait_ms=wait_ms))
 
-    def ack(self, token: str, atomic: AtomicBuilder | None = None) -> CommitResult:
+    def ack(self, token: Token, atomic: AtomicBuilder | None = None) -> CommitResult:
         return self._loop.run(self._queue.ack(token, atomic))
 
-    def nack(self, token: str, error: str, *, delay_ms: int | None = None) -> None:
+    def nack(self, token: Token, error: str, *, delay_ms: int | None = None) -> None:
         self._loop.run(self._queue.nack(token, error, delay_ms=delay_ms))
 
-    def extend(self, token: str, lease_ms: int = DEFAULT_LEASE_MS) -> None:
+    def extend(self, token: Token, lease_ms: int = DEFAULT_LEASE_MS) -> None:
         self._loop.run(self._queue.extend(token, lease_ms))
 
-    def term(self, token: str, error: str) -> None:
+    def term(self, token: Token, error: str) -> None:
         self._loop.run(self._queue.term(token, error))
 
     def dlq(self, *, limit: int = 100) -> Iterator[DeadLetter]:

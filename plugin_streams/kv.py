@@ -83,10 +83,12 @@ class Kv:
 
         Selectors as in Deno: keys under `prefix` (the prefix itself excluded), optionally from
         `start` or up to `end` (exclusive) within it; or `start` (inclusive) to `end`
-        (exclusive) without a prefix. `limit` caps the total; `batch_size` (1..1000) is the page.
+        (exclusive) without a prefix; nothing: every key. `limit` caps the total; `batch_size` (1..1000) is the page.
         """
         if not 1 <= batch_size <= MAX_PAGE:
             raise ValueError(f"batch_size is 1..{MAX_PAGE}")
+        if prefix is None and start is None and end is None:
+            prefix = ()  # the empty prefix: every key
         params = {"reverse": "true" if reverse else "false"}
         for name, key in (("prefix", prefix), ("start", start), ("end", end)):
             if key is not None:
@@ -127,7 +129,7 @@ class Kv:
 
     async def _commit(self, body: dict[str, Any]) -> CommitResult:
         status, answer = await self._connection.call(
-            "POST", self.db, "/atomic", body=body, idempotent=False, accept=(409,)
+            "POST", self.db, "/atomic", body=body, idempotent=False, check_may_fail=True
         )
         return CommitResult(ok=False) if status == 409 else CommitResult.from_wire(answer)
 

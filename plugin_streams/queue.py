@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 from plugin_streams._kv_atomic import AtomicBuilder
-from plugin_streams._kv_models import CommitResult, DeadLetter, GroupStats, QueueMessage
+from plugin_streams._kv_models import CommitResult, DeadLetter, GroupStats, QueueMessage, Token
 
 if TYPE_CHECKING:
     from plugin_streams._kv_http import KvConnection
@@ -66,28 +66,29 @@ class Queue:
         answer = await self._post("lease", body, read_timeout=wait / 1000 + self._connection.api.read_timeout)
         return [QueueMessage.from_wire(m, self.group) for m in answer.get("messages") or ()]
 
-    async def ack(self, token: str, atomic: AtomicBuilder | None = None) -> CommitResult:
+    async def ack(self, token: Token, atomic: AtomicBuilder | None = None) -> CommitResult:
         """Done with the message; `atomic`'s checks and mutations commit in the same record."""
         body: dict[str, Any] = {"token": token}
         if atomic is not None:
             body["atomic"] = atomic.to_wire()
-        status, answer = await self._connection.call("POST", self.db, f"{self._path}/ack", body=body, accept=(409,))
-        if status == 409:  # not FENCED (that raises): a check of the atomic failed
+        path = f"{self._path}/ack"
+        status, answer = await self._connection.call("POST", self.db, path, body=body, check_may_fail=True)
+        if status == 409:  # a check of the atomic failed (a stale token raises Fenced)
             return CommitResult(ok=False)
         return CommitResult.from_wire(answer)
 
-    async def nack(self, token: str, error: str, *, delay_ms: int | None = None) -> None:
+    async def nack(self, token: Token, error: str, *, delay_ms: int | None = None) -> None:
         """Failed: retried after the message's backoff (or `delay_ms`), dead-lettered after its last attempt."""
         body: dict[str, Any] = {"token": token, "error": error}
         if delay_ms is not None:
             body["delayMs"] = delay_ms
         await self._post("nack", body)
 
-    async def extend(self, token: str, lease_ms: int = DEFAULT_LEASE_MS) -> None:
+    async def extend(self, token: Token, lease_ms: int = DEFAULT_LEASE_MS) -> None:
         """Keep the lease for `lease_ms` from now."""
         await self._post("extend", {"token": token, "leaseMs": lease_ms})
 
-    async def term(self, token: str, error: str) -> None:
+    async def term(self, token: Token, error: str) -> None:
         """Straight to the dead-letter queue, whatever attempts remain."""
         await self._post("term", {"token": token, "error": error})
 
