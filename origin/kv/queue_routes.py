@@ -23,6 +23,7 @@ from plugin_streams.origin.kv.queues import GroupStats, UnknownGroup, group_stat
 from plugin_streams.origin.kv.queues.decisions import MAX_LEASE_MS, MIN_LEASE_MS
 from plugin_streams.origin.kv.queues.group import DeadLetter
 from plugin_streams.origin.kv.queues.records import Leased
+from plugin_streams.shared.aio.departure import leaves_with_client
 from plugin_streams.shared.errors import BadRequest
 from plugin_streams.shared.kv.commits import AtomicCommit, commit_from_wire
 from plugin_streams.shared.kv.routes import MAX_LEASE_WAIT_MS
@@ -115,7 +116,9 @@ class QueueRoutes:
             if records or remaining <= 0:
                 changed.cancel()
                 return answer({"messages": [_delivery(db, record) for record in records]})
-            await _wait(changed, min(remaining, _until_due(db, group)))
+            # A worker that left while waiting must not be handed a message: it would lose an attempt.
+            with leaves_with_client(request):
+                await _wait(changed, min(remaining, _until_due(db, group)))
 
     async def ack(self, request: web.Request) -> web.Response:
         body = await json_body(request)
