@@ -204,6 +204,9 @@ class KvWatch:
             try:
                 await self._tail.done
                 return
+            except asyncio.CancelledError:
+                self._tail.done.cancel()  # the watch's task was cancelled: so is its read
+                raise
             except NotFound:
                 # No commit yet: everything the database will hold is after "now".
                 start = None if self._read_offset in (None, NOW) else self._read_offset
