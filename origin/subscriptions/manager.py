@@ -30,6 +30,7 @@ from plugin_streams.origin.subscriptions.fencing import CallbackTokens, apply_ac
 from plugin_streams.origin.subscriptions.globs import matches
 from plugin_streams.origin.subscriptions.model import BEFORE_FIRST, Subscription, SubscriptionConfig
 from plugin_streams.origin.subscriptions.persistence import SubscriptionFile
+from plugin_streams.origin.subscriptions.resolver import PublicResolver
 from plugin_streams.origin.subscriptions.signing import SigningKey, b64url, b64url_decode
 from plugin_streams.origin.subscriptions.streams import ZERO_OFFSET, StreamView
 from plugin_streams.origin.subscriptions.views import ROUTE_PREFIX, describe
@@ -268,7 +269,7 @@ class SubscriptionManager:
         url = subscription.config.webhook_url
         assert url is not None
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=PublicResolver()))
         while subscription.wake_id == wake_id:
             try:
                 answer = await webhooks.deliver(self._session, self.key, url, self._notification(subscription))

@@ -4,7 +4,8 @@ The origin must not be turned into a proxy towards the networks it sits in: priv
 loopback, multicast and reserved addresses are refused, except plain `localhost` / 127.x, which are
 allowed (over http too) so that a receiver on the same machine works in development and tests.
 Anything else must be https. Names that are not IP literals are accepted here (resolving them
-would block); they are for public hosts.
+would block); the webhook session resolves them through `resolver.PublicResolver`, which refuses
+a name whose addresses are not public, at every delivery.
 """
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ from urllib.parse import urlsplit
 _LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
+def is_local_name(host: str) -> bool:
+    """The development names that may stand for this machine."""
+    return host in _LOCAL_NAMES or host.endswith(".localhost")
+
+
 def _is_local(host: str) -> bool:
-    if host in _LOCAL_NAMES or host.endswith(".localhost"):
+    if is_local_name(host):
         return True
     try:
         address = ipaddress.ip_address(host)
@@ -25,7 +31,7 @@ def _is_local(host: str) -> bool:
     return address.version == 4 and address in ipaddress.ip_network("127.0.0.0/8")
 
 
-def _unsafe_address(host: str) -> bool:
+def unsafe_address(host: str) -> bool:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -51,6 +57,6 @@ def webhook_url_problem(url: str) -> str | None:
         return None
     if parts.scheme != "https":
         return "plain http is allowed only for localhost and 127.x"
-    if _unsafe_address(host):
+    if unsafe_address(host):
         return "webhook URL points at a private, loopback, link-local or reserved address"
     return None
