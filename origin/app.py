@@ -147,6 +147,8 @@ def build_app(
     add_subscription_routes(app, service, config)  # before the streams: `__ds` is reserved
     app.router.add_route("*", "/v1/stream/{path:.+}", handlers.dispatch)
     add_rest_routes(app, service, config, policy=policy, limiter=handlers.live.limit, metrics=metrics)
-    add_kv_routes(app, KvDatabases(service), handlers)
+    databases = KvDatabases(service, on_durable=metrics.kv.on_durable)
+    metrics.kv.watch(databases.all)
+    add_kv_routes(app, databases, handlers)
     add_replication_routes(app, service, policy)
     return app

@@ -21,6 +21,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from plugin_streams.origin.config import OriginConfig
+from plugin_streams.origin.kv.metrics import LiveMode
+from plugin_streams.origin.kv.watch_lag import is_change_stream
 from plugin_streams.origin.limits import LiveLimiter, live_connection
 from plugin_streams.origin.metrics import OriginMetrics
 from plugin_streams.origin.positions import resolve_position
@@ -64,7 +66,8 @@ class LiveReads:
         self, http: web.Request, state: StreamState, request: ReadRequest, scope: caching.Scope
     ) -> web.Response:
         position = resolve_position(state, request.offset)
-        if position >= state.tail and not state.closed:
+        waited = position >= state.tail and not state.closed
+        if waited:
             with self._open("long_poll"), leaves_with_client(http):
                 await self._wait(state, position, self.config.long_poll_timeout)
             if state.removed:
@@ -72,6 +75,8 @@ class LiveReads:
             self.service.touch(state, self.service.clock_ms())
         if position < state.tail:
             result = await read(self.service.store, state, position, self.config.chunk_size)
+            if waited:
+                self._delivered("long_poll", state, result)
             return self._long_poll_data(state, result, request, scope)
         out: CIMultiDict[str] = CIMultiDict()
         out[h.STREAM_NEXT_OFFSET] = str(state.offset_at(position))
@@ -166,6 +171,7 @@ class LiveReads:
         """Data and control events from `position` until the stream closes or the response ages out."""
         deadline = time.monotonic() + self.config.sse_max_age
         sent_control = False
+        reached_tail = False  # after the catch-up, all data is new: its delivery lag is measured
         while not state.removed:
             if first is not None or position < state.tail:
                 result = (
@@ -175,6 +181,8 @@ class LiveReads:
                 )
                 first = None
                 position = result.end
+                if reached_tail:
+                    self._delivered("sse", state, result)
                 event = sse.encode_data(result.body, base64_mode=base64_mode)
                 await self._write(
                     http,
@@ -198,9 +206,18 @@ class LiveReads:
                 break
             if remaining <= 0:
                 break
+            reached_tail = True
             woke = await self._wait(state, position, min(remaining, self.config.sse_keepalive))
             if not woke and not self.service.stopping and deadline > time.monotonic():
                 await self._write(http, response, sse.KEEP_ALIVE)
+
+    def _delivered(self, mode: LiveMode, state: StreamState, result: ReadResult) -> None:
+        """Data committed while the reader waited at the tail is handed over: for a KV change stream,
+        observe how long after its newest commit (the watch lag). Catch-up reads are not measured:
+        their age is the reader's absence, not the server's delay."""
+        if is_change_stream(state.config.path):
+            end = str(state.offset_at(result.end))
+            self.metrics.kv.delivered(mode, result.body, end, self.service.clock_ms())
 
     async def _write(self, http: web.Request, response: web.StreamResponse, data: bytes) -> None:
         await write_live(http, response, data, self.budget)

@@ -2,7 +2,8 @@
 
 The request counter and latency histogram come from shared.aio.request_metrics, as the edge's do.
 
-Labels are bounded (method, route, status, mode); a stream path is never a label.
+Labels are bounded (method, route, status, mode); a stream path is never a label. The KV metrics'
+database and group labels are bounded too (origin/kv/metrics.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from plugin_streams.origin.kv.metrics import KvMetrics
 from plugin_streams.shared.aio.request_metrics import LATENCY_BUCKETS, RequestMetrics
 
 
@@ -40,6 +42,7 @@ class OriginMetrics(RequestMetrics):
         self.ready = Gauge("ds_origin_ready", "1 once recovery has finished and the origin serves", registry=registry)
         self._streams = Gauge("ds_origin_streams", "Streams reachable by path", registry=registry)
         self._disk = Gauge("ds_origin_disk_bytes", "Bytes of stream logs on disk", registry=registry)
+        self.kv = KvMetrics(registry)  # the KV store and its queues (ds_kv_*)
 
     def watch(self, streams: Callable[[], int], disk_bytes: Callable[[], int]) -> None:
         self._streams.set_function(streams)

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from plugin_streams.origin.kv.events import Draft, Event, render
@@ -38,6 +39,8 @@ from plugin_streams.shared.offsets import Offset
 logger = logging.getLogger(__name__)
 R = TypeVar("R")
 Decision = Callable[[int], tuple[Draft, R]]
+#: Told, once a batch is durable, each logged decision's seconds since its write() (metrics).
+DurableHook = Callable[[Sequence[float]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +55,13 @@ class Written(Generic[R]):
 class _Pending(Generic[R]):
     decide: Decision[R]
     answer: asyncio.Future[Written[R]]
+    started: float = field(default_factory=time.perf_counter)
 
 
 class KvDatabase:
-    def __init__(self, name: str, log: ChangeLog, clock_ms: WallClock) -> None:
+    def __init__(self, name: str, log: ChangeLog, clock_ms: WallClock, on_durable: DurableHook | None = None) -> None:
         self.name = name
+        self.on_durable = on_durable
         self.log = log
         self.clock_ms = clock_ms
         self.index = KvIndex()
@@ -168,6 +173,9 @@ class KvDatabase:
             finally:
                 self._dirty = False
                 self._wake(self._readers)
+        if logged and self.on_durable is not None:
+            durable = time.perf_counter()
+            self.on_durable([durable - pending.started for pending, _ in logged])
         for pending, written in logged:
             _settle(pending.answer, written)
 

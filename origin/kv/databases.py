@@ -13,7 +13,7 @@ import re
 from typing import Final
 
 from plugin_streams.origin.kv import decisions
-from plugin_streams.origin.kv.database import KvDatabase
+from plugin_streams.origin.kv.database import DurableHook, KvDatabase
 from plugin_streams.origin.kv.log import KV_ROOT, ChangeLog, is_kv_path
 from plugin_streams.origin.service import StreamService
 from plugin_streams.shared.errors import BadRequest
@@ -33,8 +33,9 @@ def check_name(name: str) -> str:
 
 
 class KvDatabases:
-    def __init__(self, service: StreamService) -> None:
+    def __init__(self, service: StreamService, on_durable: DurableHook | None = None) -> None:
         self.service = service
+        self.on_durable = on_durable  # told of every durable write batch (origin/kv/metrics.py)
         service.reserve(KV_ROOT)
         self._open: dict[str, KvDatabase] = {}
         self._loading: dict[str, asyncio.Future[KvDatabase]] = {}
@@ -66,7 +67,7 @@ class KvDatabases:
         future: asyncio.Future[KvDatabase] = asyncio.get_running_loop().create_future()
         self._loading[name] = future
         try:
-            db = KvDatabase(name, ChangeLog(self.service, name), self.service.clock_ms)
+            db = KvDatabase(name, ChangeLog(self.service, name), self.service.clock_ms, self.on_durable)
             await db.load()
             self._open[name] = db
             future.set_result(db)
