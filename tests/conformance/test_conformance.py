@@ -4,7 +4,9 @@ This is the judge of protocol behaviour. Against the origin the whole suite runs
 reserved subscription API tests (338), on a fresh data directory and again after SIGTERM and a
 restart on the same one: recovered streams must not disturb anything, and subscriptions left
 behind by the first run (the pull-wake test never deletes its own) keep working from disk.
-Through an edge the 332 tests without subscriptions run: the edge does not carry `__ds`.
+Through an edge the whole suite runs too: the edge passes `__ds` to the origin, and the origin,
+told its public URL is the edge's (`--public-url`, as a deployment behind edges sets it), names the
+edge in the `jwks_url` and `callback_url` it hands out.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conformance.run_suite import ensure_installed, run_suite
+from tests.support.ports import closed_port
 from tests.support.processes import EdgeProcess, OriginProcess
 
 EXPECTED_TESTS = 332
@@ -50,10 +53,13 @@ def test_conformance_fresh_then_after_restart(tmp_path: Path) -> None:
 def test_conformance_through_an_edge(tmp_path: Path) -> None:
     """The edge is transparent: the whole suite passes against its URL, with an origin behind it."""
     ensure_installed()
-    origin = OriginProcess(tmp_path / "data", long_poll_timeout=0.5).start()
-    edge = EdgeProcess(origin.url, tmp_path, long_poll_timeout=0.5).start()
+    edge_port = closed_port()
+    public = f"http://127.0.0.1:{edge_port}"
+    origin = OriginProcess(tmp_path / "data", "--public-url", public, long_poll_timeout=0.5).start()
+    edge = EdgeProcess(origin.url, tmp_path, "--port", str(edge_port), long_poll_timeout=0.5).start()
     try:
-        _run_and_check(edge.url, "through an edge")
+        assert edge.url == public
+        _run_and_check(edge.url, "through an edge", subscriptions=True)
     finally:
         assert edge.stop() == 0
         assert origin.stop() == 0
