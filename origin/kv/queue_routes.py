@@ -9,6 +9,7 @@ next queue change or the next due time, never a poll loop.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Mapping
 from typing import Final
@@ -32,6 +33,8 @@ from plugin_streams.shared.kv.values import Json, decode_value, value_to_wire
 DEFAULT_LEASE_MS: Final = 30_000
 MAX_LEASE_BATCH: Final = 100
 DEFAULT_DLQ_PAGE: Final = 100
+#: A message id (origin.kv.events.message_id): a replay from anything else would start nowhere meaningful.
+_MESSAGE_ID: Final = re.compile(r"\A[0-9]{16}_[0-9]{16}\.[0-9]{4}\Z")
 
 
 class QueueRoutes:
@@ -158,6 +161,8 @@ class QueueRoutes:
     async def reset(self, request: web.Request) -> web.Response:
         body = await json_body(request)
         start = field_text(body, "from", "-1") or "-1"
+        if start != "-1" and not _MESSAGE_ID.match(start):
+            raise BadRequest('from must be "-1" or a message id (<commit offset>.<index>, e.g. from a lease)')
         db, group = await self._group_db(request)
         written = await db.write(decisions.reset_group(db, group, "" if start == "-1" else start))
         return answer(receipt(db, written))

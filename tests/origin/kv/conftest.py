@@ -6,6 +6,7 @@ the server, not a client that might share its mistakes.
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -46,7 +47,9 @@ class KvApi:
         """(status, parsed JSON body or None); `path` is relative to the database."""
         raw = json.dumps(body).encode() if body is not NO_BODY else data
         headers = {"Content-Type": "application/json"} if raw is not None else {}
-        async with self.http.request(method, f"{self.base}{path}", data=raw, params=params, headers=headers) as r:
+        # Big bodies go as a file-like payload, which aiohttp sends without holding the loop.
+        payload = io.BytesIO(raw) if raw is not None and len(raw) > 256 * 1024 else raw
+        async with self.http.request(method, f"{self.base}{path}", data=payload, params=params, headers=headers) as r:
             text = await r.read()
             try:
                 return r.status, json.loads(text) if text else None
