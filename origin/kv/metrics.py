@@ -4,9 +4,11 @@ Two kinds:
 
 - Figures of state, read at scrape time by a collector over the open databases: per database the
   keys stored, the commits applied and the change stream's length; per database and consumer
-  group the queue's depth, in-flight leases, redeliveries, acks, dead letters and the age of the
-  oldest message still owed an outcome. Every figure comes from an index the state keeps
-  (origin/kv/queues/stats.py), so a scrape costs O(databases + groups), never a walk of a queue.
+  group the queue's depth, in-flight leases, redeliveries, acks, dead letters, the age of the
+  oldest message still owed an outcome, and how long the message due first has waited for a
+  consumer since it became due (the stall signal: delayed messages do not count). Every figure
+  comes from an index the state keeps (origin/kv/queues/stats.py, the ready heap's top), so a
+  scrape costs O(databases + groups), never a walk of a queue.
   The scrape runs on the event loop, like every request, so it reads the state between writes;
   it may show a batch that is applied but not yet durable, which only a crash could take back.
 - Histograms observed as things happen: the time from a KV write to its durable answer and the
@@ -106,14 +108,16 @@ class _GroupFigures:
     acked: int = 0
     dead_letters: int = 0
     oldest_age_ms: int = 0
+    oldest_due_ms: int = 0
 
-    def add(self, stats: GroupStats) -> None:
+    def add(self, stats: GroupStats, due_wait_ms: int) -> None:
         self.depth += stats.depth
         self.in_flight += stats.in_flight
         self.redeliveries += stats.redeliveries
         self.acked += stats.acked
         self.dead_letters += stats.dead_letters
         self.oldest_age_ms = max(self.oldest_age_ms, stats.oldest_age_ms)
+        self.oldest_due_ms = max(self.oldest_due_ms, due_wait_ms)
 
 
 class KvCollector(Collector):
@@ -143,10 +147,17 @@ class KvCollector(Collector):
             now_ms = db.clock_ms()
             for rank, name in enumerate(db.queue.groups, start=1):
                 group_label = name if db_label != OTHER and rank <= self.max_groups else OTHER
-                groups.setdefault((db_label, group_label), _GroupFigures()).add(group_stats(db.queue, name, now_ms))
+                group_figures = groups.setdefault((db_label, group_label), _GroupFigures())
+                group_figures.add(group_stats(db.queue, name, now_ms), _due_wait_ms(db, name, now_ms))
         yield GaugeMetricFamily("ds_kv_databases", "KV databases open in this process", value=count)
         yield from _database_families(dbs)
         yield from _group_families(groups)
+
+
+def _due_wait_ms(db: KvDatabase, group: str, now_ms: int) -> int:
+    """How long the group's message due first has been due without being leased (0: none is due)."""
+    first = db.queue.group(group).next_ready()
+    return 0 if first is None else max(0, now_ms - first[0])
 
 
 def _database_families(dbs: dict[str, _DatabaseFigures]) -> Iterator[Metric]:
@@ -176,6 +187,11 @@ def _group_families(groups: dict[tuple[str, str], _GroupFigures]) -> Iterator[Me
         "Age of the oldest message still owed an outcome (ready or leased); 0 when none is",
         labels=labels,
     )
+    oldest_due = GaugeMetricFamily(
+        "ds_kv_queue_oldest_due_seconds",
+        "How long the message due first has waited for a lease since it became due; 0 when none is due",
+        labels=labels,
+    )
     for (db, group), figures in groups.items():
         depth.add_metric([db, group], figures.depth)
         in_flight.add_metric([db, group], figures.in_flight)
@@ -183,4 +199,5 @@ def _group_families(groups: dict[tuple[str, str], _GroupFigures]) -> Iterator[Me
         acked.add_metric([db, group], figures.acked)
         dead.add_metric([db, group], figures.dead_letters)
         oldest.add_metric([db, group], figures.oldest_age_ms / 1000)
-    return iter((depth, in_flight, redeliveries, acked, dead, oldest))
+        oldest_due.add_metric([db, group], figures.oldest_due_ms / 1000)
+    return iter((depth, in_flight, redeliveries, acked, dead, oldest, oldest_due))

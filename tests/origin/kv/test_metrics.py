@@ -39,6 +39,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 async def group_figures(http: aiohttp.ClientSession, origin: OriginProcess, db: str, group: str) -> dict[str, float]:
     samples = await scrape(http, origin)
     names = ("depth", "in_flight", "redeliveries_total", "acked_total", "dead_letters", "oldest_age_seconds")
+    names += ("oldest_due_seconds",)
     return {name: value(samples, f"ds_kv_queue_{name}", db=db, group=group) for name in names}
 
 
@@ -68,6 +69,7 @@ async def test_queue_figures_follow_enqueue_lease_ack_nack_and_the_dlq(
         "acked_total": 1,
         "dead_letters": 1,  # its only attempt failed
         "oldest_age_seconds": figures["oldest_age_seconds"],
+        "oldest_due_seconds": figures["oldest_due_seconds"],  # "retried" was due again at once
     }
     assert 0 <= figures["oldest_age_seconds"] < 30
 
@@ -82,6 +84,7 @@ async def test_queue_figures_follow_enqueue_lease_ack_nack_and_the_dlq(
         "acked_total": 1,
         "dead_letters": 2,
         "oldest_age_seconds": 0,  # nothing is owed an outcome any more
+        "oldest_due_seconds": 0,
     }
 
     await kv.ok("POST", "/queue/groups/g/dlq/redrive", body={})
@@ -95,9 +98,16 @@ async def test_the_oldest_age_grows_while_a_message_waits(
     await kv.ok("PUT", "/queue/groups/slow", body={"from": "-1"})
     await kv.enqueue({"job": 1})
     await asyncio.sleep(1.2)
+    await kv.enqueue({"job": "later"}, delay=600_000)
     figures = await group_figures(http, kv_origin, kv.db, "slow")
-    assert figures["depth"] == 1
+    assert figures["depth"] == 2
     assert 1.1 <= figures["oldest_age_seconds"] < 30
+    assert 1.1 <= figures["oldest_due_seconds"] < 30  # the first job waits for a consumer
+
+    await kv.ok("PUT", "/queue/groups/fresh", body={"from": "now"})
+    await kv.enqueue({"job": "tomorrow"}, delay=600_000)
+    figures = await group_figures(http, kv_origin, kv.db, "fresh")
+    assert (figures["depth"], figures["oldest_due_seconds"]) == (1, 0)  # delayed: nobody is late
 
 
 async def test_keys_commits_log_and_commit_latency(

@@ -127,3 +127,15 @@ def test_a_durable_batch_is_one_batch_size_and_one_latency_per_decision() -> Non
     assert registry.get_sample_value("ds_kv_commit_batch_events_sum") == 3
     assert registry.get_sample_value("ds_kv_commit_seconds_count") == 3
     assert registry.get_sample_value("ds_kv_commit_seconds_bucket", {"le": "0.005"}) == 2
+
+
+def test_the_due_wait_counts_from_when_the_first_message_became_due_not_delayed_ones() -> None:
+    db = database("app", groups=("g",))
+    db.queue.apply(enqueue(db.queue, QueuedMessage("m1", b"v", 1_000, delay_ms=60_000)), "p1")
+    found = samples(KvCollector(lambda: [db]))
+    assert value(found, "ds_kv_queue_depth", db="app", group="g") == 1
+    assert value(found, "ds_kv_queue_oldest_due_seconds", db="app", group="g") == 0  # due at 61 s
+    assert value(found, "ds_kv_queue_oldest_age_seconds", db="app", group="g") == 9
+    db.queue.apply(enqueue(db.queue, QueuedMessage("m2", b"v", 2_500)), "p2")
+    found = samples(KvCollector(lambda: [db]))
+    assert value(found, "ds_kv_queue_oldest_due_seconds", db="app", group="g") == 7.5
