@@ -1,4 +1,4 @@
-"""`plugin-streams create|ls|append|read|tail|rm`: the client at a terminal.
+"""`plugin-streams create|ls|append|read|tail|rm|kv|queue`: the client at a terminal.
 
 Each subcommand is a module registered in the `plugin_streams.commands` entry-point group
 (`help`, `configure(parser)`, `run(args) -> int`), like the server's `origin` and `edge`.
