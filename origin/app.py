@@ -21,6 +21,7 @@ from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.handlers import StreamHandlers
 from plugin_streams.origin.kv.databases import KvDatabases
 from plugin_streams.origin.kv.routes import add_kv_routes
+from plugin_streams.origin.kv.snapshotter import snapshotter_for
 from plugin_streams.origin.limits import LiveLimiter, RateLimiter
 from plugin_streams.origin.metrics import OriginMetrics
 from plugin_streams.origin.page import add_page_routes
@@ -147,7 +148,7 @@ def build_app(
     add_subscription_routes(app, service, config)  # before the streams: `__ds` is reserved
     app.router.add_route("*", "/v1/stream/{path:.+}", handlers.dispatch)
     add_rest_routes(app, service, config, policy=policy, limiter=handlers.live.limit, metrics=metrics)
-    databases = KvDatabases(service, on_durable=metrics.kv.on_durable)
+    databases = KvDatabases(service, on_durable=metrics.kv.on_durable, snapshots=snapshotter_for(config))
     metrics.kv.watch(databases.all)
     add_kv_routes(app, databases, handlers)
     add_replication_routes(app, service, policy)

@@ -68,3 +68,9 @@ class OriginConfig:
         type=int,
         help="memory for the newest records of each stream, read by live readers (0: off)",
     )
+    kv_snapshot_events: int = s.setting(
+        10_000, type=s.positive_int, help="KV events after which a database is snapshotted (file engine)"
+    )
+    kv_snapshot_seconds: float = s.setting(
+        60.0, type=s.positive_float, help="seconds after which a changed KV database is snapshotted"
+    )

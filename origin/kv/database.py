@@ -15,6 +15,10 @@ starts the next batch, so a read never returns a value a crash could take back.
 
 If an append fails the state in memory is ahead of the log: it is rebuilt from the log and every
 decision of the batch is answered 503, having changed nothing durable.
+
+Snapshots (origin/kv/snapshots.py) read the state between batches (`while_still`): then it is
+exactly the durable state at `offset`, and it holds still while a thread copies it. Start-up
+restores the newest snapshot and replays only the events after its offset.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from plugin_streams.origin.kv.events import Draft, Event, render
 from plugin_streams.origin.kv.index import KvIndex
@@ -38,9 +42,21 @@ from plugin_streams.shared.offsets import Offset
 
 logger = logging.getLogger(__name__)
 R = TypeVar("R")
+T = TypeVar("T")
 Decision = Callable[[int], tuple[Draft, R]]
 #: Told, once a batch is durable, each logged decision's seconds since its write() (metrics).
 DurableHook = Callable[[Sequence[float]], None]
+
+
+class Restorable(Protocol):
+    """A snapshot's state, as `load` restores it (origin/kv/snapshots.py DatabaseSnapshot)."""
+
+    @property
+    def offset(self) -> Offset: ...
+    @property
+    def index(self) -> KvIndex: ...
+    @property
+    def queue(self) -> QueueState: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +89,20 @@ class KvDatabase:
         self._dirty = False
         self._readers: list[asyncio.Future[None]] = []
         self._queue_waiters: list[asyncio.Future[None]] = []
+        # Held by the writer for each batch, and by `while_still` while a thread reads the state.
+        self._still = asyncio.Lock()
 
     # ---- start-up ------------------------------------------------------------------------------
 
-    async def load(self) -> None:
-        """Rebuild the state from the change stream (the whole log; it is the only copy)."""
-        self.index = KvIndex()
-        self.queue = QueueState()
-        self.offset = None
-        async for events in self.log.events():
+    async def load(self, snapshot: Restorable | None = None) -> None:
+        """Rebuild the state: from `snapshot` and the events after its offset, or from the whole log.
+
+        The caller has checked the snapshot against the log (`ChangeLog.why_not_after`)."""
+        if snapshot is None:
+            self.index, self.queue, self.offset = KvIndex(), QueueState(), None
+        else:
+            self.index, self.queue, self.offset = snapshot.index, snapshot.queue, snapshot.offset
+        async for events in self.log.events(after=self.offset):
             for event in events:
                 self._apply(event)
 
@@ -117,6 +138,12 @@ class KvDatabase:
         self._queue_waiters.append(waiter)
         return waiter
 
+    async def while_still(self, read: Callable[[], T]) -> T:
+        """`read()` run in a thread between batches: the state is the durable state at `offset` and
+        nothing changes it until `read` returns (reads keep being answered; writes wait)."""
+        async with self._still:
+            return await asyncio.to_thread(read)
+
     # ---- writes --------------------------------------------------------------------------------
 
     async def write(self, decide: Decision[R]) -> Written[R]:
@@ -131,8 +158,9 @@ class KvDatabase:
     async def _write_batches(self) -> None:
         try:
             while self._pending:
-                batch, self._pending = self._pending, []
-                await self._write_batch(batch)
+                async with self._still:
+                    batch, self._pending = self._pending, []
+                    await self._write_batch(batch)
                 # Readers woken by this batch run before the next batch dirties the state again.
                 await asyncio.sleep(0)
         finally:

@@ -1,5 +1,7 @@
-"""The origin's KV databases: found by name, rebuilt from their change streams at start-up, and
-swept in the background (expired keys deleted, lapsed queue leases failed).
+"""The origin's KV databases: found by name, rebuilt at start-up (from their snapshot and the change
+events after it, or from the whole change stream), and swept in the background: expired keys
+deleted, lapsed queue leases failed, snapshots taken when due, queue messages no group needs
+trimmed now and then.
 
 A database exists once written: a read of a name never written finds nothing and allocates
 nothing, so probing random names costs the server no memory.
@@ -10,11 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
+from collections.abc import Callable
 from typing import Final
 
 from plugin_streams.origin.kv import decisions
-from plugin_streams.origin.kv.database import DurableHook, KvDatabase
+from plugin_streams.origin.kv.database import Decision, DurableHook, KvDatabase
+from plugin_streams.origin.kv.events import Draft
 from plugin_streams.origin.kv.log import KV_ROOT, ChangeLog, is_kv_path
+from plugin_streams.origin.kv.queues import trim
+from plugin_streams.origin.kv.snapshotter import Snapshotter
 from plugin_streams.origin.service import StreamService
 from plugin_streams.shared.errors import BadRequest
 
@@ -22,6 +29,8 @@ logger = logging.getLogger(__name__)
 _NAME: Final = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 #: How often the sweeper looks for expired keys and lapsed leases.
 SWEEP_INTERVAL_S: Final = 0.25
+#: How often the sweeper trims a queue: a trim is an event in the log, so not at every sweep.
+TRIM_INTERVAL_S: Final = 10.0
 
 
 def check_name(name: str) -> str:
@@ -33,12 +42,24 @@ def check_name(name: str) -> str:
 
 
 class KvDatabases:
-    def __init__(self, service: StreamService, on_durable: DurableHook | None = None) -> None:
+    def __init__(
+        self,
+        service: StreamService,
+        on_durable: DurableHook | None = None,
+        snapshots: Snapshotter | None = None,
+        *,
+        trim_interval_s: float = TRIM_INTERVAL_S,
+        monotonic_s: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.service = service
         self.on_durable = on_durable  # told of every durable write batch (origin/kv/metrics.py)
+        self.snapshots = snapshots  # None: no snapshots (the memory engine has no data directory)
+        self.trim_interval_s = trim_interval_s
+        self.monotonic_s = monotonic_s
         service.reserve(KV_ROOT)
         self._open: dict[str, KvDatabase] = {}
         self._loading: dict[str, asyncio.Future[KvDatabase]] = {}
+        self._trimmed_at: dict[str, float] = {}
 
     async def start(self) -> None:
         """Rebuild every database whose change stream the origin recovered."""
@@ -67,8 +88,7 @@ class KvDatabases:
         future: asyncio.Future[KvDatabase] = asyncio.get_running_loop().create_future()
         self._loading[name] = future
         try:
-            db = KvDatabase(name, ChangeLog(self.service, name), self.service.clock_ms, self.on_durable)
-            await db.load()
+            db = await self._load(name)
             self._open[name] = db
             future.set_result(db)
             return db
@@ -78,6 +98,27 @@ class KvDatabases:
             raise
         finally:
             del self._loading[name]
+
+    async def _load(self, name: str) -> KvDatabase:
+        db = KvDatabase(name, ChangeLog(self.service, name), self.service.clock_ms, self.on_durable)
+        started = time.monotonic()
+        snapshot = None if self.snapshots is None else await self.snapshots.restore(db)
+        await db.load(snapshot)
+        if self.snapshots is not None:
+            self.snapshots.loaded(db)
+        logger.info(
+            "KV database %s loaded in %.3f s: %s, then %d events replayed",
+            name,
+            time.monotonic() - started,
+            "no snapshot" if snapshot is None else f"snapshot at {snapshot.offset}",
+            db.events_applied,
+        )
+        return db
+
+    async def close(self) -> None:
+        """At a clean shutdown (after the sweeper stopped): snapshot what changed since the last one."""
+        if self.snapshots is not None:
+            await self.snapshots.close(self.all())
 
     async def sweep_forever(self, interval_s: float = SWEEP_INTERVAL_S) -> None:
         while True:
@@ -94,3 +135,28 @@ class KvDatabases:
             await db.write(decisions.sweep_expired(db))
         if decisions.has_expired_leases(db, now):
             await db.write(decisions.expire_leases(db))
+        if self._trim_due(db):
+            await db.write(trim_queue(db))
+        if self.snapshots is not None:
+            self.snapshots.poll(db)
+
+    def _trim_due(self, db: KvDatabase) -> bool:
+        now = self.monotonic_s()
+        if now - self._trimmed_at.setdefault(db.name, now) < self.trim_interval_s:
+            return False
+        self._trimmed_at[db.name] = now
+        return bool(db.queue.groups) and db.queue.trimmable_through() is not None
+
+
+def trim_queue(db: KvDatabase) -> Decision[str | None]:
+    """Drop the queue's messages that no group needs any more (answers the last id dropped).
+
+    Nothing is trimmed while the queue has no group: Deno's queue keeps what was enqueued before
+    its first listener, and the first group (created with `from: -1`, or implicitly by a lease)
+    must receive it. A group created later receives every message still retained."""
+
+    def decide(now: int) -> tuple[Draft, str | None]:
+        record = trim(db.queue) if db.queue.groups else None
+        return (Draft(), None) if record is None else (Draft(queue=[record]), record.through_id)
+
+    return decide

@@ -91,8 +91,18 @@ def has_expired_leases(db: KvDatabase, now: int) -> bool:
     return any(group.expired_tokens(now) for group in db.queue.groups.values())
 
 
+def _retained_start(db: KvDatabase, replay_from: str | None) -> str | None:
+    """`replay_from`, where "" (every message, the HTTP API's `-1`) means every message still
+    retained: after a trim that is the first retained one, or new messages only when none is
+    (the queue layer refuses "" then, since messages before the trim point are gone)."""
+    queue = db.queue
+    if replay_from != "" or queue.trimmed_through is None:
+        return replay_from
+    return queue.message_ids[0] if queue.message_ids else None
+
+
 def create(db: KvDatabase, group: str, replay_from: str | None) -> Decision[None]:
-    return lambda now: (_queue_draft([create_group(db.queue, group, replay_from)]), None)
+    return lambda now: (_queue_draft([create_group(db.queue, group, _retained_start(db, replay_from))]), None)
 
 
 def ensure_group(db: KvDatabase, group: str) -> Decision[None]:
@@ -102,7 +112,7 @@ def ensure_group(db: KvDatabase, group: str) -> Decision[None]:
     def decide(now: int) -> tuple[Draft, None]:
         if group in db.queue.groups:
             return Draft(), None
-        return _queue_draft([create_group(db.queue, group, "")]), None
+        return _queue_draft([create_group(db.queue, group, _retained_start(db, ""))]), None
 
     return decide
 
@@ -167,4 +177,13 @@ def redrive_dead(db: KvDatabase, group: str, message_ids: tuple[str, ...] | None
 
 
 def reset_group(db: KvDatabase, group: str, from_id: str) -> Decision[None]:
-    return lambda now: (_queue_draft([reset(db.queue, group, from_id)]), None)
+    """Replay `group` from `from_id` ("" for every retained message)."""
+
+    def decide(now: int) -> tuple[Draft, None]:
+        start = _retained_start(db, from_id)
+        if start is None:  # everything was trimmed: no message to replay, no lease to fence
+            db.queue.group(group)
+            return Draft(), None
+        return _queue_draft([reset(db.queue, group, start)]), None
+
+    return decide

@@ -1,5 +1,5 @@
 """A database's change stream, through the stream service: created on the first write, appended
-by its database alone, and read back in full at start-up.
+by its database alone, and read back at start-up (in full, or after the offset a snapshot covers).
 
 The stream is an ordinary JSON stream at `__kv/<db>`, so everything the product does for streams
 (durability, crash recovery, edges, CDNs, regional replicas, catch-up, long-poll, SSE) serves it
@@ -59,12 +59,31 @@ class ChangeLog:
         if Offset(result.state.generation, result.next_position) != expected_end:
             raise Unavailable(f"change stream {self.path} moved under the KV database: its log is not its own")
 
-    async def events(self) -> AsyncIterator[list[Event]]:
-        """Every committed event, in order, a chunk at a time."""
+    def why_not_after(self, offset: Offset) -> str | None:
+        """Why the stream cannot be replayed from just after `offset` (None: it can).
+
+        A snapshot names the offset it covers; it is usable only if that offset is in this
+        incarnation of the stream (a stream deleted and created again starts a new generation)
+        and not past its tail (the log lost what the snapshot saw) or before what it retains."""
+        state = self.service.registry.visible(self.path, self.service.clock_ms())
+        if state is None or state.soft_deleted:
+            return "the change stream does not exist"
+        if offset.generation != state.generation:
+            return f"it is of generation {offset.generation}, the change stream of generation {state.generation}"
+        if offset.position > state.tail:
+            return f"it is ahead of the change stream (position {offset.position} > tail {state.tail})"
+        if offset.position < state.retained_from:
+            return f"the change stream no longer holds the events after it (retained from {state.retained_from})"
+        return None
+
+    async def events(self, after: Offset | None = None) -> AsyncIterator[list[Event]]:
+        """Every committed event after `after` (all of them when None), in order, a chunk at a time.
+
+        `after` must be the offset of an event boundary that `why_not_after` accepts."""
         state = self.service.registry.visible(self.path, self.service.clock_ms())
         if state is None or state.soft_deleted:
             return
-        position = state.retained_from
+        position = state.retained_from if after is None else after.position
         while position < state.tail:
             result = await reads.read(self.service.store, state, position, _REPLAY_CHUNK)
             if result.end <= position:

@@ -206,5 +206,6 @@ def add_kv_routes(app: web.Application, databases: KvDatabases, streams: StreamH
         sweeper = spawn(databases.sweep_forever(), name="kv-sweeper")
         yield
         await cancel_all([sweeper])
+        await databases.close()  # a last snapshot of what changed, so the next start replays little
 
     app.cleanup_ctx.append(lifecycle)
