@@ -84,7 +84,9 @@ class StreamService:
         change stream is its log: a client append there would corrupt it). Reads stay open."""
         self._reserved.add(prefix)
 
-    def _check_owner(self, path: str, owner: str | None) -> None:
+    def _check_owner(self, path: str, owner: str | None, *, stored: bool = False) -> None:
+        if stored and owner not in self._reserved:
+            raise ValueError("only the owner of a reserved stream appends its stored form")
         for prefix in self._reserved:
             if path.startswith(prefix) and owner != prefix:
                 raise Forbidden(f"streams under {prefix} are written only through their own API")
@@ -212,8 +214,12 @@ class StreamService:
 
     # -- append and close -------------------------------------------------------------------
 
-    async def append(self, path: str, request: AppendRequest, body: bytes, *, owner: str | None = None) -> AppendResult:
-        self._check_owner(path, owner)
+    async def append(
+        self, path: str, request: AppendRequest, body: bytes, *, owner: str | None = None, stored: bool = False
+    ) -> AppendResult:
+        """`stored`: `body` is already in the stream's stored form (comma-terminated compact JSON
+        messages for a JSON stream), rendered by the owner of a reserved stream; it is not re-parsed."""
+        self._check_owner(path, owner, stored=stored)
         now = self.clock_ms()
         state = self.registry.live(path, now)
         self.touch(state, now)
@@ -222,7 +228,7 @@ class StreamService:
             raise PayloadTooLarge(f"this stream accepts appends of at most {state.config.max_size} bytes")
         payload = b""
         if body:
-            payload = await self._payload(state.config.content_type, body, allow_empty_array=False)
+            payload = body if stored else await self._payload(state.config.content_type, body, allow_empty_array=False)
             # The stream may have changed while the body was validated: look again.
             state = self.registry.live(path, self.clock_ms())
             self._check_closed_and_type(state, request, body)

@@ -97,10 +97,11 @@ def message_id(commit: Offset, index: int) -> str:
 
 def render(before: Offset, at_ms: int, draft: Draft) -> tuple[Event, bytes]:
     """The event for `draft` appended at `before`, and its message text (compact JSON)."""
-    body = _body(at_ms, draft, before)  # ids use the offset: lay out once for the length, fixed width
+    body = _body(at_ms, draft, before)
     length = len(_head(Versionstamp(0), before)) + len(body)
     after = Offset(before.generation, before.position + length + _SEPARATOR_BYTES)
-    body = _body(at_ms, draft, after)
+    if draft.enqueues:  # message ids name the offset after the event: fixed width, so same length
+        body = _body(at_ms, draft, after)
     text = _head(Versionstamp.from_offset(after), after) + body
     assert len(text) == length, "change event fields must be fixed width"
     return Event(after, at_ms, draft), text
