@@ -8,11 +8,13 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import pytest
 
 from plugin_streams import AtomicOperation, Fenced, Kv, QueueMessage, Streams, SyncStreams, Term
 from plugin_streams._kv_atomic import AtomicBuilder
+from tests.client.conftest import Processes
 from tests.support.processes import OriginProcess
 
 
@@ -230,3 +232,43 @@ async def test_a_fenced_ack_is_logged_and_skipped(
         await listener
         assert int((await kv.get(("effects",))).value) == 1  # the fenced answer committed nothing
         assert "no longer ours" in caplog.text
+
+
+async def test_an_origin_sigkill_mid_run_loses_nothing_and_applies_nothing_twice(processes: Processes) -> None:
+    origin = processes.origin()
+    port = urlsplit(origin.url).port
+    total = 150
+    async with Streams(origin.url, retry_for=60) as streams:
+        kv = streams.kv(db_name())
+        for start in range(0, total, 50):
+            op = kv.atomic()
+            for n in range(start, start + 50):
+                op.enqueue(n, backoff_schedule_ms=[100] * 9)
+            await op.commit()
+
+        async def handle(message: QueueMessage) -> AtomicOperation:
+            await asyncio.sleep(0.01)
+            # A second effect for the same message would fail this check (and be nacked).
+            return kv.atomic().check(("done", message.value), None).set(("done", message.value), message.id)
+
+        listener = kv.listen_queue(handle, concurrency=4, lease_ms=2000, wait_ms=200)
+        await eventually(lambda: listener.acked >= 40)
+        origin.kill()  # SIGKILL, leases and answers in flight
+        await asyncio.sleep(0.5)
+        restarted = OriginProcess(origin.data_dir, "--port", str(port))
+        processes.started.append(restarted)
+        await asyncio.to_thread(restarted.start)
+
+        async def finished() -> bool:
+            return await count_under(kv, ("done",)) == total and (await kv.queue().stats()).in_flight == 0
+
+        deadline = time.monotonic() + 40
+        while not await finished():
+            assert time.monotonic() < deadline, processes.logs()
+            await asyncio.sleep(0.2)
+        listener.stop()
+        await listener
+        done = {entry.key[1]: entry.value async for entry in kv.list(("done",), batch_size=1000)}
+        assert sorted(done) == list(range(total))
+        assert [letter async for letter in kv.queue().dlq()] == []
+        print(f"queue across an origin SIGKILL: {total} messages, lost 0, effects applied twice 0")
