@@ -7,17 +7,13 @@ import json
 import os
 import subprocess
 import threading
-import uuid
 from pathlib import Path
 from typing import IO, Any
 
 from plugin_streams import QueueMessage, SyncStreams
 from tests.client.test_cli import cli, lines
+from tests.client.test_kv import db_name
 from tests.support.processes import CLI, OriginProcess
-
-
-def db_name() -> str:
-    return f"cli-{uuid.uuid4().hex[:12]}"
 
 
 def test_set_get_ls_delete_with_both_key_syntaxes(shared_origin: OriginProcess) -> None:

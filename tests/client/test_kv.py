@@ -12,6 +12,7 @@ from tests.support.processes import OriginProcess
 
 
 def db_name() -> str:
+    """A database of its own for each test (the KV tests share an origin)."""
     return f"t-{uuid.uuid4().hex[:12]}"
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from plugin_streams import Kv, KvChange, KvU64, Streams, SyncStreams
+from tests.client.test_kv import db_name
 from tests.support.processes import EdgeProcess, OriginProcess
 
 COMMITS = 300
@@ -22,10 +22,6 @@ def origin_and_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     root = tmp_path_factory.mktemp("kv-watch")
     with OriginProcess(root / "data", "--sse-keepalive", "0.5") as origin, EdgeProcess(origin.url, root) as edge:
         yield origin, edge
-
-
-def db_name() -> str:
-    return f"w-{uuid.uuid4().hex[:12]}"
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:

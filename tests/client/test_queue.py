@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
@@ -15,18 +13,9 @@ import pytest
 from plugin_streams import AtomicOperation, Fenced, Kv, QueueMessage, Streams, SyncStreams, Term
 from plugin_streams._kv_atomic import AtomicBuilder
 from tests.client.conftest import Processes
+from tests.client.test_kv import db_name
+from tests.client.test_kv_watch import eventually
 from tests.support.processes import OriginProcess
-
-
-def db_name() -> str:
-    return f"q-{uuid.uuid4().hex[:12]}"
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 async def count_under(kv: Kv, prefix: tuple[str, ...]) -> int:
