@@ -15,18 +15,18 @@ from plugin_streams.origin.kv.index import Entry
 from plugin_streams.origin.kv.queues import QueueState, encode_snapshot
 from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.storage import MemoryStore
-from plugin_streams.shared.kv.commits import AtomicCommit, Enqueue, SetMutation
+from plugin_streams.shared.kv.commits import AtomicCommit, Enqueue, Mutation, SetMutation
 from plugin_streams.shared.kv.keys import encode_key
 from plugin_streams.shared.kv.values import encode_value
 from plugin_streams.shared.kv.versionstamps import Versionstamp
 from plugin_streams.shared.offsets import Offset
 
 
-def _commit(key: str, value: object, enqueue: bool = False) -> AtomicCommit:
-    mutations: list[SetMutation | Enqueue] = [SetMutation(encode_key((key,)), encode_value(value), 60_000)]
+def _commit(key: str, value: int, enqueue: bool = False) -> AtomicCommit:
+    mutations: list[Mutation] = [SetMutation(encode_key((key,)), encode_value(value), 60_000)]
     if enqueue:
         mutations.append(Enqueue(encode_value(value)))
-    return AtomicCommit((), tuple(mutations))  # type: ignore[arg-type]
+    return AtomicCommit((), tuple(mutations))
 
 
 async def _database(commits: int) -> KvDatabase:
