@@ -199,3 +199,19 @@ def test_sync_watch(origin_and_edge: tuple[OriginProcess, EdgeProcess]) -> None:
         watch.wait(10)
         assert [c.key for c in got] == [("a", 1), ("a", 2)]
         assert watch.offset == got[-1].offset
+
+
+async def test_the_kv_api_and_the_queue_through_an_edge(origin_and_edge: tuple[OriginProcess, EdgeProcess]) -> None:
+    origin, edge = origin_and_edge
+    db = db_name()
+    async with Streams(edge.url) as via_edge, Streams(origin.url) as direct:
+        kv = via_edge.kv(db)
+        written = await kv.set(("a",), 1)
+        assert (await direct.kv(db).get(("a",))).versionstamp == written.versionstamp
+        assert (await kv.atomic().check(("a",), written.versionstamp).set(("a",), 2).commit()).ok
+        assert [(e.key, e.value) async for e in kv.list()] == [(("a",), 2)]
+        enqueued = await kv.enqueue("job")
+        [message] = await kv.queue().lease("edge-worker", wait_ms=2000)
+        assert message.id == enqueued.enqueued[0]
+        assert (await kv.queue().ack(message.token, kv.atomic().set(("done",), True))).ok
+        assert (await direct.kv(db).get(("done",))).value is True
