@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.kv import decisions
 from plugin_streams.origin.kv.database import KvDatabase
 from plugin_streams.origin.kv.databases import KvDatabases
 from plugin_streams.origin.kv.queues import encode_snapshot
 from plugin_streams.origin.kv.snapshot_files import TEMP_SUFFIX, SnapshotFiles
-from plugin_streams.origin.kv.snapshotter import SnapshotPolicy, Snapshotter
+from plugin_streams.origin.kv.snapshotter import SnapshotPolicy, Snapshotter, snapshotter_for
 from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.storage import MemoryStore
 from plugin_streams.shared.kv.commits import AtomicCommit, Enqueue, SetMutation, U64Mutation
@@ -152,3 +153,11 @@ async def test_shutdown_snapshots_the_changed_databases_only(tmp_path: Path) -> 
     (tmp_path / "untouched.snapshot").unlink()
     await databases.close()
     assert (tmp_path / "changed.snapshot").exists() and not (tmp_path / "untouched.snapshot").exists()
+
+
+def test_the_file_engine_snapshots_under_the_data_directory_and_the_memory_engine_not_at_all(tmp_path: Path) -> None:
+    assert snapshotter_for(OriginConfig(engine="memory", data_dir=str(tmp_path))) is None
+    config = OriginConfig(data_dir=str(tmp_path), kv_snapshot_events=7, kv_snapshot_seconds=3.0)
+    snapshotter = snapshotter_for(config)
+    assert snapshotter is not None and snapshotter.policy == SnapshotPolicy(7, 3.0)
+    assert snapshotter.files.path("app") == str(tmp_path / "kv" / "app.snapshot")
