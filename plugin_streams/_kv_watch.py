@@ -156,6 +156,7 @@ class KvWatch:
         self._give_up_after = give_up_after
         self._stopped = asyncio.Event()
         self._tail: TailHandle | None = None
+        self._in_callback = False
         self.done: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._run(), name=f"kv watch {db}")
         _RUNNING.add(self.done)
         self.done.add_done_callback(_RUNNING.discard)
@@ -179,6 +180,8 @@ class KvWatch:
             finished, _ = await asyncio.wait((deliverer, follower), return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
                 task.result()  # a callback's error or the read's ends the watch with it
+            if self._stopped.is_set() and self._in_callback:
+                await deliverer  # stop(): the change being delivered is finished first
         finally:
             for task in (deliverer, follower):
                 task.cancel()
@@ -242,9 +245,13 @@ class KvWatch:
         self._read_offset = self.offset = offset
 
     async def _deliver(self, change: KvChange) -> None:
-        result = self._callback(change)
-        if inspect.isawaitable(result):
-            await result
+        self._in_callback = True
+        try:
+            result = self._callback(change)
+            if inspect.isawaitable(result):
+                await result
+        finally:
+            self._in_callback = False
         self.delivered += 1
 
     async def _deliver_coalesced(self, coalescer: Coalescer) -> None:

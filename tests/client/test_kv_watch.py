@@ -215,3 +215,26 @@ async def test_the_kv_api_and_the_queue_through_an_edge(origin_and_edge: tuple[O
         assert message.id == enqueued.enqueued[0]
         assert (await kv.queue().ack(message.token, kv.atomic().set(("done",), True))).ok
         assert (await direct.kv(db).get(("done",))).value is True
+
+
+@pytest.mark.parametrize("durable", [True, False])
+async def test_stop_lets_the_change_being_delivered_finish(
+    origin_and_edge: tuple[OriginProcess, EdgeProcess], durable: bool
+) -> None:
+    origin, _ = origin_and_edge
+    async with Streams(origin.url) as streams:
+        kv = streams.kv(db_name())
+        started: list[KvChange] = []
+        finished: list[KvChange] = []
+
+        async def slow(change: KvChange) -> None:
+            started.append(change)
+            await asyncio.sleep(0.5)
+            finished.append(change)
+
+        watch = kv.watch([()], slow, durable=durable, resume_from="-1")
+        written = await kv.set(("a",), 1)
+        await eventually(lambda: len(started) == 1)
+        watch.stop()
+        await watch
+        assert finished == started and watch.offset == written.offset
