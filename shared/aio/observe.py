@@ -20,6 +20,7 @@ from plugin_streams.shared import caching
 from plugin_streams.shared import headers as h
 from plugin_streams.shared.aio.http_errors import Handler
 from plugin_streams.shared.aio.request_metrics import ProcessMetrics, RequestMetrics
+from plugin_streams.shared.kv.routes import kv_resource
 from plugin_streams.shared.rest_routes import ACTIONS, rest_resource
 
 access_logger = logging.getLogger("plugin_streams.access")
@@ -29,13 +30,17 @@ def route_of(path: str) -> str:
     """A bounded route label: never the stream path itself.
 
     `stream` (the protocol), `rest_append`, `rest_read`, `rest_tail` and `rest_streams` (the REST
-    API's create, list, describe and delete), `metrics`, `healthz`, `readyz`, else `other`.
+    API's create, list, describe and delete), `kv_keys`, `kv_get-many`, `kv_list`, `kv_atomic`,
+    `kv_watch`, `kv_queue` and `kv_other` (the KV API), `metrics`, `healthz`, `readyz`, else `other`.
     """
     if path.startswith("/v1/stream/"):
         return "stream"
     resource = rest_resource(path)
     if resource is not None:
         return _REST_ROUTES[resource]
+    kv = kv_resource(path)
+    if kv is not None:
+        return "kv_" + kv
     if path in ("/metrics", "/healthz", "/readyz"):
         return path[1:]
     return "other"

@@ -19,3 +19,17 @@ MAX_LEASE_WAIT_MS: Final = 30_000
 
 def change_stream_path(db: str) -> str:
     return KV_STREAM_ROOT + db
+
+
+#: The bounded route labels of the KV API (request metrics): its resources, never a db or group name.
+KV_RESOURCES: Final = frozenset({"keys", "get-many", "list", "atomic", "watch", "queue"})
+
+
+def kv_resource(path: str) -> str | None:
+    """`keys`, `get-many`, `list`, `atomic`, `watch` or `queue` for a KV API path (`other` for an
+    unknown one under the prefix); None for any other path."""
+    if not path.startswith(KV_PREFIX + "/"):
+        return None
+    _db, _, rest = path[len(KV_PREFIX) + 1 :].partition("/")
+    resource = rest.partition("/")[0]
+    return resource if resource in KV_RESOURCES else "other"

@@ -40,6 +40,11 @@ def test_the_buckets_span_half_a_millisecond_to_a_minute() -> None:
         ("DELETE", "/streams/api/v1/streams/orders", "rest_streams"),
         ("GET", "/readyz", "readyz"),
         ("GET", "/ui/", "other"),
+        ("PUT", "/kv/api/v1/app/keys", "kv_keys"),
+        ("POST", "/kv/api/v1/app/atomic", "kv_atomic"),
+        ("GET", "/kv/api/v1/some-db/watch", "kv_watch"),
+        ("POST", "/kv/api/v1/app/queue/groups/billing/ack", "kv_queue"),
+        ("GET", "/kv/api/v1/app/anything-else", "kv_other"),
     ],
 )
 def test_rest_requests_have_routes_of_their_own(method: str, path: str, route: str) -> None:
