@@ -20,8 +20,8 @@ Token = int | str
 class KvEntry:
     """A key, its value and versionstamp; `value` and `versionstamp` are None when the key has none.
 
-    `offset`: the change-stream position the read reflects (`get` only): a watch from it
-    continues with the first commit this read did not see.
+    `offset`: the change-stream position the read reflects (for `list`, its page's): a watch
+    from it continues with the first commit this read did not see.
     """
 
     key: Key

@@ -99,7 +99,7 @@ class Kv:
             _, answer = await self._connection.call("GET", self.db, "/list", params={**params, "limit": str(page)})
             entries = answer.get("entries") or ()
             for wire in entries:
-                yield KvEntry.from_wire(wire)
+                yield KvEntry.from_wire(wire, answer.get("offset"))
             if remaining is not None:
                 remaining -= len(entries)
             cursor = answer.get("cursor")

@@ -53,6 +53,7 @@ async def test_list_pages_with_the_cursor_in_key_order(shared_origin: OriginProc
         assert (await op.commit()).ok
         listed = [e async for e in kv.list(("items",), batch_size=4)]
         assert [e.key for e in listed] == [("items", i) for i in range(25)]  # bigints in numeric order
+        assert {e.offset for e in listed} == {(await kv.get(("items", 0))).offset}  # the read point of each page
         assert [e.value async for e in kv.list(("items",), reverse=True, limit=3, batch_size=2)] == [24, 23, 22]
         ranged = [e.value async for e in kv.list(start=("items", 5), end=("items", 9))]
         assert ranged == [5, 6, 7, 8]
