@@ -55,7 +55,8 @@ class ChangeLog:
     async def append(self, messages: list[bytes], expected_end: Offset) -> None:
         """Append rendered events as one record; returns once durable. A tail other than the one the
         events were rendered for means the stream was written by someone else: refuse loudly."""
-        result = await self.service.append(self.path, _APPEND, b"[" + b",".join(messages) + b"]", owner=KV_ROOT)
+        stored = b"".join(message + b"," for message in messages)  # a JSON stream's stored form
+        result = await self.service.append(self.path, _APPEND, stored, owner=KV_ROOT, stored=True)
         if Offset(result.state.generation, result.next_position) != expected_end:
             raise Unavailable(f"change stream {self.path} moved under the KV database: its log is not its own")
 
