@@ -1,9 +1,10 @@
 """A KV watcher as its own process, for crash tests: it may be SIGKILLed at any instant and restarted.
 
-    python -m tests.support.kv_watcher <server url> <db> <sqlite file>
+    python -m tests.support.kv_watcher <server url> <db> <sqlite file> long-poll|sse
 
 It reads the database's change stream (`/v1/stream/__kv/<db>`, a Durable Streams JSON stream) with
-the plain protocol: a catch-up read from the saved offset, then long-polls once up to date. Each
+the plain protocol: with `long-poll`, a catch-up read from the saved offset, then long-polls once
+up to date; with `sse`, one SSE read from the saved offset (reconnecting from it if cut). Each
 event is "processed" by recording it, and the event's own `offset` (the resume point just after
 it) is saved in the SAME SQLite transaction: the effect and the offset are one atomic step, which
 is what makes processing exactly-once across kills. A restart resumes from the saved offset.
@@ -11,7 +12,8 @@ is what makes processing exactly-once across kills. A restart resumes from the s
 SQLite runs in WAL mode with synchronous=NORMAL: a committed transaction survives the death of
 this process (SIGKILL), which is the crash tested here; an OS crash is not.
 
-The watcher exits 0 after processing a change to the key `["end"]` (the writer's last commit).
+The watcher exits 0 after processing a change to the key `["end"]` (the writer's last commit), and
+at once when restarted after that.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import sqlite3
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
@@ -48,6 +51,16 @@ def open_store(path: str) -> sqlite3.Connection:
 def saved_offset(store: sqlite3.Connection) -> str:
     row = store.execute("SELECT event_offset FROM resume WHERE id = 1").fetchone()
     return "-1" if row is None else str(row[0])
+
+
+def finished(store: sqlite3.Connection) -> bool:
+    """Whether the end marker was processed already (a kill may land after that, before the exit)."""
+    row = store.execute("SELECT changes FROM processed ORDER BY seq DESC LIMIT 1").fetchone()
+    return row is not None and ends(json.loads(row[0]))
+
+
+def ends(changes: list[dict[str, Any]]) -> bool:
+    return any(change["key"] == END_KEY for change in changes)
 
 
 def process(store: sqlite3.Connection, event: dict[str, Any]) -> None:
@@ -91,9 +104,57 @@ class ChangeStream:
         events = json.loads(body) if response.status == 200 and body else []
         return response.status, events, up_to_date
 
+    def sse(self, offset: str) -> Iterator[list[dict[str, Any]]]:
+        """The events of each `data` event of one SSE read from `offset`, until the server ends it."""
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            connection.request("GET", f"{self.path}?offset={quote(offset)}&live=sse")
+            response = connection.getresponse()
+            if response.status != 200:
+                response.read()
+                raise SseRefused(response.status)
+            kind, data = "", []
+            while line := response.readline():
+                text = line.decode().rstrip("\r\n")
+                if text.startswith("event:"):
+                    kind = text[len("event:") :].strip()
+                elif text.startswith("data:"):
+                    data.append(text[len("data:") :])
+                elif not text:
+                    if kind == "data" and data:
+                        yield json.loads("\n".join(data))
+                    kind, data = "", []
+        finally:
+            connection.close()
 
-def run(server_url: str, db: str, store_path: str) -> None:
-    store = open_store(store_path)
+
+class SseRefused(Exception):
+    """An SSE read answered with a status other than 200 (404 before the database's first write)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"SSE read answered {status}")
+        self.status = status
+
+
+def run_sse(server_url: str, db: str, store: sqlite3.Connection) -> None:
+    stream = ChangeStream(server_url, db)
+    while True:
+        offset = saved_offset(store)
+        try:
+            for events in stream.sse(offset):
+                for event in events:
+                    process(store, event)
+                    if ends(event["changes"]):
+                        return
+        except SseRefused as refused:
+            if refused.status != 404:
+                raise SystemExit(f"SSE read of {stream.path} from {offset}: {refused}") from None
+        except (OSError, http.client.HTTPException):
+            pass  # cut off: resume from the saved offset
+        time.sleep(0.1)
+
+
+def run_long_poll(server_url: str, db: str, store: sqlite3.Connection) -> None:
     stream = ChangeStream(server_url, db)
     live = False
     while True:
@@ -110,12 +171,15 @@ def run(server_url: str, db: str, store_path: str) -> None:
             raise SystemExit(f"GET {stream.path} offset={offset}: unexpected status {status}")
         for event in events:
             process(store, event)
-            if any(change["key"] == END_KEY for change in event["changes"]):
+            if ends(event["changes"]):
                 return
         live = up_to_date
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    if len(sys.argv) != 5 or sys.argv[4] not in ("long-poll", "sse"):
         raise SystemExit(__doc__)
-    run(sys.argv[1], sys.argv[2], sys.argv[3])
+    store = open_store(sys.argv[3])
+    if not finished(store):
+        read = run_sse if sys.argv[4] == "sse" else run_long_poll
+        read(sys.argv[1], sys.argv[2], store)

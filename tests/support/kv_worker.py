@@ -6,7 +6,7 @@ It leases messages (`waitMs`, short leases) and processes each by acknowledging 
 that records the effect: `set ["done", <message id>]` (the message's `n`, this worker, the attempt)
 and `sum ["count"] 1`. Effect and ack are one log record, so a message is processed exactly once
 however often workers die. A message whose value has `"poison": true` kills the worker that takes
-it (SIGKILL of itself, before any answer), on every attempt.
+it (SIGKILL of itself, before any answer, once it has logged that), on every attempt.
 
 The server's URL is read from `<url file>` and read again after a connection error: a test may
 restart the origin on another port and rewrite the file. An ack whose answer was lost is sent
@@ -95,9 +95,12 @@ def record(log: Path, **outcome: Any) -> None:
 
 def work(client: QueueClient, worker: str, log: Path) -> None:
     while True:
-        for message in lease(client, worker, BATCH):
-            if message["value"].get("poison"):
+        messages = lease(client, worker, BATCH)
+        for message in messages:
+            if message["value"].get("poison"):  # dies at once, so a test's SIGKILL can hardly hide it
+                record(log, worker=worker, id=message["id"], poison=True, attempt=message["attempt"])
                 os.kill(os.getpid(), signal.SIGKILL)
+        for message in messages:
             status, answer = ack_with_effect(client, worker, message)
             if status != 200 and not (status == 409 and answer.get("error", {}).get("code") == "FENCED"):
                 raise SystemExit(f"ack of {message['id']}: {status} {answer}")

@@ -59,7 +59,7 @@ class Run:
     session: aiohttp.ClientSession
     acknowledged: set[int] = field(default_factory=set)  # n of every message whose enqueue was acknowledged
     worker_kills: int = 0
-    poison_deaths: int = 0
+    deaths: int = 0  # workers that died without being killed here: the poison's victims
     origin_kills: int = 0
     retried: int = 0  # this test's requests sent again because the origin died under them
 
@@ -170,14 +170,17 @@ async def supervise(run: Run, workers: list[Worker], rng: random.Random, stop: a
             if worker.proc.returncode is None:
                 continue
             assert worker.proc.returncode == -signal.SIGKILL, f"{worker.name} failed:\n{await worker.errors()}"
-            run.poison_deaths += 1
+            run.deaths += 1
             workers[i] = await Worker(run, f"{worker.name}.r").start()
         if time.monotonic() >= next_kill:
             victim = rng.randrange(len(workers))
             worker = workers[victim]
             assert worker.proc is not None
             if worker.proc.returncode is None:
-                worker.proc.kill()
+                try:
+                    worker.proc.kill()
+                except ProcessLookupError:  # it just died by itself: restarted on the next round
+                    continue
                 await worker.proc.wait()
                 run.worker_kills += 1
                 workers[victim] = await Worker(run, f"{worker.name}.k").start()
@@ -293,6 +296,7 @@ async def test_queue_workers_killed_at_random_process_every_message_once_and_dea
                     worker.stop()
             seconds = time.monotonic() - started
             fenced = await asyncio.to_thread(fenced_acks, tmp_path)
+            poison_takes = await asyncio.to_thread(poison_attempts, tmp_path)
             events = await change_events(run)
             dlq = await dead_letters(run)
             count = await run.count()
@@ -307,13 +311,20 @@ async def test_queue_workers_killed_at_random_process_every_message_once_and_dea
     processed = Counter(n for _, n in done_sets)
     lost = len(run.acknowledged - {POISON} - processed.keys())
     duplicated = sum(times - 1 for times in processed.values()) + len(done_sets) - len({i for i, _ in done_sets})
-    print(
-        f"\nKV queue (seed {seed}): messages {len(enqueued)} ({len(run.acknowledged)} acknowledged enqueues), "
-        f"workers {WORKERS}, worker kills {run.worker_kills} (+{run.poison_deaths} by the poison), origin kills "
-        f"{run.origin_kills}, processed {len(processed)}, lost {lost}, duplicated {duplicated}, DLQ entries "
-        f"{len(dlq)}, fenced acks {fenced} (1 stale), requests retried over the origin crash {run.retried}, "
-        f"{seconds:.1f} s"
-    )
+    figures = [
+        f"messages {len(enqueued)} ({len(run.acknowledged)} acknowledged enqueues)",
+        f"workers {WORKERS}",
+        f"worker kills {run.worker_kills} (+{run.deaths} by the poison, at attempts {poison_takes})",
+        f"origin kills {run.origin_kills}",
+        f"processed {len(processed)}",
+        f"lost {lost}",
+        f"duplicated {duplicated}",
+        f"DLQ entries {len(dlq)}",
+        f"fenced acks {fenced} (1 stale)",
+        f"requests retried over the origin crash {run.retried}",
+        f"{seconds:.1f} s",
+    ]
+    print(f"\nKV queue (seed {seed}): " + ", ".join(figures))
     assert sorted(n for n, _ in enqueued.values()) == list(range(MESSAGES))  # each batch once, despite retries
     assert lost == 0 and duplicated == 0
     assert processed.keys() == set(range(MESSAGES)) - {POISON}
@@ -326,7 +337,7 @@ async def test_queue_workers_killed_at_random_process_every_message_once_and_dea
     ]
     assert dlq[0]["offset"] == enqueued[poison_id][1]  # the offset of the commit that enqueued it
     assert dlq[0]["value"] == {"n": POISON, "poison": True}
-    assert run.poison_deaths >= len(POISON_SCHEDULE) + 1
+    assert poison_takes == list(range(1, len(POISON_SCHEDULE) + 2))  # each attempt killed its worker
     assert run.worker_kills >= 5 and run.origin_kills == 1
 
 
@@ -335,6 +346,12 @@ def fenced_acks(directory: Path) -> int:
     a lease that lapsed while its worker was slow, and the stale worker's)."""
     lines = (line for log in directory.glob("*.jsonl") for line in log.read_text().splitlines())
     return sum(1 for line in lines if json.loads(line).get("status") == 409)
+
+
+def poison_attempts(directory: Path) -> list[int]:
+    """The attempts at which workers took the poison message (and died), from their logs."""
+    lines = (line for log in directory.glob("*.jsonl") for line in log.read_text().splitlines())
+    return sorted(entry["attempt"] for entry in map(json.loads, lines) if entry.get("poison"))
 
 
 async def _has_outcome(worker: Worker) -> bool:

@@ -4,8 +4,9 @@ Real processes: an origin; 16 concurrent HTTP writers (this test) make 10,000 at
 watcher process (tests/support/kv_watcher.py) reads the change stream and is SIGKILLed and
 restarted at random moments, resuming from the offset it saved with each processed event. The
 watcher reads the origin directly, through an edge, or from a regional replica that follows the
-origin. Every commit sets its own key and adds 1 to `["commits"]`, so the k-th commit in
-versionstamp order must show the sum k: the order is checked by the values themselves.
+origin, with long-polls or with SSE (each pair is a run). Every commit sets its own key and adds 1
+to `["commits"]`, so the k-th commit in versionstamp order must show the sum k: the order is checked
+by the values themselves.
 
 Verified against what the origin acknowledged: the watcher recorded exactly the acknowledged
 commits (versionstamp, offset, changes), in versionstamp order, none twice, none missing.
@@ -50,8 +51,8 @@ class Ack:
 class Watcher:
     """The watcher process, SIGKILLed and restarted on demand; its record is an SQLite file."""
 
-    def __init__(self, server_url: str, store: Path) -> None:
-        self.server_url = server_url
+    def __init__(self, server_url: str, live: str, store: Path) -> None:
+        self.server_url, self.live = server_url, live
         self.store = store
         self.log_path = store.with_suffix(".log")
         self.proc: asyncio.subprocess.Process | None = None
@@ -61,7 +62,7 @@ class Watcher:
         log = await asyncio.to_thread(open, self.log_path, "ab")
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tests.support.kv_watcher", self.server_url, DB, str(self.store),
+                sys.executable, "-m", "tests.support.kv_watcher", self.server_url, DB, str(self.store), self.live,
                 cwd=ROOT, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
             )  # fmt: skip
         finally:
@@ -126,7 +127,7 @@ async def keep_killing(watcher: Watcher, rng: random.Random) -> None:
     """SIGKILL and restart the watcher at random moments until it finishes on its own (the end marker)."""
     while True:
         try:
-            async with asyncio.timeout(rng.uniform(0.05, 0.6)):
+            async with asyncio.timeout(rng.uniform(0.03, 0.4)):
                 await watcher.exited()
             return
         except TimeoutError:
@@ -163,21 +164,32 @@ def watch_endpoint(servers: ProcessGroup, route: str, origin: ServerProcess) -> 
     return servers.edge(origin.url, "--region", "eu", "--replica-dir", str(replica_dir), "--replicate", "__kv/**").url
 
 
+@pytest.mark.parametrize("live", ["long-poll", "sse"])
 @pytest.mark.parametrize("route", ["origin", "edge", "replica"])
-async def test_a_watcher_killed_at_random_processes_every_commit_once_in_order(tmp_path: Path, route: str) -> None:
+async def test_a_watcher_killed_at_random_processes_every_commit_once_in_order(
+    tmp_path: Path, route: str, live: str
+) -> None:
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     with process_group(tmp_path, long_poll_timeout=1.0) as servers:
         origin = await servers.aorigin()
         endpoint = await asyncio.to_thread(watch_endpoint, servers, route, origin)
-        watcher = Watcher(endpoint, tmp_path / "watcher.sqlite")
+        watcher = Watcher(endpoint, live, tmp_path / "watcher.sqlite")
         started = time.monotonic()
         await watcher.start()
         killer = spawn(keep_killing(watcher, rng), name="watcher killer")
         try:
             acks = await write(origin.url)
-            async with asyncio.timeout(60):
-                await killer
+            try:
+                async with asyncio.timeout(60):
+                    await killer
+            except TimeoutError:
+                rows = await asyncio.to_thread(recorded, watcher.store)
+                raise AssertionError(
+                    f"the watcher did not finish within 60 s of the last commit: {len(rows)} of {len(acks)} "
+                    f"recorded, the last at {rows[-1][1] if rows else None}, the tail at {acks[-1].offset}; "
+                    f"its log:\n{watcher.log()}"
+                ) from None
             code = await watcher.exited()
         finally:
             killer.cancel()
@@ -195,7 +207,7 @@ async def test_a_watcher_killed_at_random_processes_every_commit_once_in_order(t
     lost = len(acked - seen.keys())
     duplicated = sum(count - 1 for count in seen.values())
     print(
-        f"\nKV watch via {route} (seed {seed}): commits {len(acks) - 1} (+1 end marker), watcher kills "
+        f"\nKV watch via {route}, {live} (seed {seed}): commits {len(acks) - 1} (+1 end marker), watcher kills "
         f"{watcher.kills}, lost {lost}, duplicated {duplicated}, unknown {len(seen.keys() - acked)}, "
         f"{seconds:.1f} s"
     )
