@@ -35,6 +35,7 @@ import aiohttp
 import pytest
 
 from plugin_streams.shared.aio.tasks import spawn
+from tests.edge.support import until
 from tests.support.processes import OriginProcess, process_group
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -47,7 +48,7 @@ GROUP = "g"
 POISON_SCHEDULE = [100, 100]  # 3 attempts
 ORDINARY_SCHEDULE = [100] * 9  # 10 attempts: random kills never exhaust them
 CONNECTION_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
-pytestmark = pytest.mark.timeout(150)
+pytestmark = pytest.mark.timeout(120)
 
 
 @dataclass
@@ -125,6 +126,9 @@ class Worker:
         text = await asyncio.to_thread(lambda: self.log.read_text() if self.log.exists() else "")
         return [json.loads(line) for line in text.splitlines()]
 
+    async def has_outcomes(self) -> bool:
+        return bool(await self.outcomes())
+
     async def errors(self) -> str:
         return await asyncio.to_thread(self.log.with_suffix(".err").read_text, errors="replace")
 
@@ -195,13 +199,6 @@ async def kill_origin(run: Run) -> None:
     await run.publish_url()
 
 
-async def until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
-
-
 # -- the stale worker -----------------------------------------------------------------------
 
 
@@ -213,7 +210,7 @@ async def stale_ack_is_fenced(run: Run, stale: Worker) -> str:
     async def done_elsewhere() -> bool:
         return await run.get(["done", message_id]) is not None
 
-    await until(done_elsewhere, 20, f"another worker to process {message_id} after the stale lease lapsed")
+    await until(done_elsewhere, 20, f"another worker to process {message_id} (stale lease)", interval=0.1)
     assert stale.proc is not None and stale.proc.returncode is None
     status = await asyncio.to_thread(Path(f"/proc/{stale.proc.pid}/stat").read_text)
     assert status.rsplit(")", 1)[1].split()[0] == "T", "the stale worker was not stopped while its lease lapsed"
@@ -268,7 +265,7 @@ async def test_queue_workers_killed_at_random_process_every_message_once_and_dea
             stop = asyncio.Event()
             supervisor: asyncio.Task[None] | None = None
             try:
-                await until(lambda: _has_outcome(stale), 20, "the stale worker to lease")
+                await until(stale.has_outcomes, 20, "the stale worker to lease", interval=0.1)
                 workers += [await Worker(run, f"w{i}").start() for i in range(WORKERS)]
                 supervisor = spawn(supervise(run, workers, rng, stop), name="worker supervisor")
                 stale_id = await stale_ack_is_fenced(run, stale)
@@ -276,14 +273,14 @@ async def test_queue_workers_killed_at_random_process_every_message_once_and_dea
                 async def half_enqueued() -> bool:
                     return len(run.acknowledged) >= MESSAGES // 2
 
-                await until(half_enqueued, 60, "half of the messages to be enqueued")
+                await until(half_enqueued, 60, "half of the messages to be enqueued", interval=0.1)
                 await kill_origin(run)
                 await producer
 
                 async def all_processed() -> bool:
                     return await run.count() >= MESSAGES - 1 and len(await dead_letters(run)) >= 1
 
-                await until(all_processed, 80, "every message to be processed and the poison dead-lettered")
+                await until(all_processed, 80, "every message processed, the poison dead-lettered", interval=0.1)
                 await asyncio.sleep(1.5)  # anything still in flight (a duplicate, a second dead letter) lands now
                 stop.set()
                 await supervisor
@@ -352,7 +349,3 @@ def poison_attempts(directory: Path) -> list[int]:
     """The attempts at which workers took the poison message (and died), from their logs."""
     lines = (line for log in directory.glob("*.jsonl") for line in log.read_text().splitlines())
     return sorted(entry["attempt"] for entry in map(json.loads, lines) if entry.get("poison"))
-
-
-async def _has_outcome(worker: Worker) -> bool:
-    return bool(await worker.outcomes())

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[3]
 COMMITS = 10_000
 WRITERS = 16
 DB = "crashwatch"
-pytestmark = pytest.mark.timeout(150)
+pytestmark = pytest.mark.timeout(120)
 
 
 @dataclass(frozen=True)
