@@ -51,6 +51,18 @@ EXIT_INTERRUPTED: Final = 130
 UNREACHABLE_RETRY_FOR: Final = 0.5
 
 
+def non_negative(unit: str) -> Callable[[str], float]:
+    """An argparse type: a number of `unit` >= 0 (NaN refused), named in the error."""
+
+    def parse(text: str) -> float:
+        value = float(text)
+        if not value >= 0:  # also rejects nan
+            raise argparse.ArgumentTypeError(f"not a number of {unit} >= 0: {text!r}")
+        return value
+
+    return parse
+
+
 def add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",

@@ -21,10 +21,10 @@ from typing import Any, Final
 
 from plugin_streams._kv_models import KvChange, KvEntry
 from plugin_streams._kv_wire import Key, key_from_wire, key_to_wire, value_to_wire
-from plugin_streams.cli.common import EXIT_OK, EXIT_USAGE, add_server_flags, client, emit, fail, run_async
+from plugin_streams.cli.common import EXIT_OK, EXIT_USAGE, add_server_flags, client, emit, fail, non_negative, run_async
 from plugin_streams.cli.failures import describe
 from plugin_streams.cli.progress import Progress
-from plugin_streams.cli.tail import DEFAULT_GIVE_UP_AFTER, ReconnectReport, _save, _seconds, give_up_after
+from plugin_streams.cli.tail import DEFAULT_GIVE_UP_AFTER, ReconnectReport, _save, give_up_after
 
 help = "the KV store: get, set, delete, ls and watch keys (JSON lines)"
 
@@ -63,13 +63,6 @@ def change_json(change: KvChange) -> dict[str, Any]:
     return line
 
 
-def _milliseconds(text: str) -> float:
-    value = float(text)
-    if not value >= 0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"not a number of milliseconds >= 0: {text!r}")
-    return value
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     get = actions.add_parser("get", help="a key's value and versionstamp (null when it has none)")
@@ -80,7 +73,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     put.add_argument("key", metavar="KEY", help=KEY_HELP)
     put.add_argument("value", metavar="VALUE", help="a JSON value (with --string: any text)")
     put.add_argument("--string", action="store_true", help="take VALUE as a string, not JSON")
-    put.add_argument("--expire-in-ms", type=_milliseconds, metavar="MS", help="the value expires after this many ms")
+    put.add_argument(
+        "--expire-in-ms", type=non_negative("milliseconds"), metavar="MS", help="the value expires after this many ms"
+    )
     delete = actions.add_parser("delete", help="delete a key")
     _common(delete)
     delete.add_argument("key", metavar="KEY", help=KEY_HELP)
@@ -112,7 +107,7 @@ def _configure_watch(actions: Any) -> None:
     watch.add_argument("--long-poll", action="store_true", help="use long-polling instead of SSE")
     watch.add_argument(
         "--give-up-after",
-        type=_seconds,
+        type=non_negative("seconds"),
         default=DEFAULT_GIVE_UP_AFTER,
         metavar="SECONDS",
         help=f"exit 1 after this many seconds of failed reconnects (default: {DEFAULT_GIVE_UP_AFTER:g}; 0: never)",

@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Final
 
 from plugin_streams._transport import Transport
-from plugin_streams.cli.common import EXIT_OK, add_server_flags, client, emit, fail, message_json, run_async
+from plugin_streams.cli.common import (
+    EXIT_OK,
+    add_server_flags,
+    client,
+    emit,
+    fail,
+    message_json,
+    non_negative,
+    run_async,
+)
 from plugin_streams.cli.failures import briefly, describe
 from plugin_streams.cli.progress import Progress
 from plugin_streams.errors import StreamsError, Unavailable
@@ -29,13 +38,6 @@ from plugin_streams.models import Message
 help = "follow a stream live (JSON lines), resuming after disconnects"
 
 DEFAULT_GIVE_UP_AFTER: Final = 60.0
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not value >= 0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"not a number of seconds >= 0: {text!r}")
-    return value
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     patience = parser.add_mutually_exclusive_group()
     patience.add_argument(
         "--give-up-after",
-        type=_seconds,
+        type=non_negative("seconds"),
         default=DEFAULT_GIVE_UP_AFTER,
         metavar="SECONDS",
         help=f"exit 1 after this many seconds of failed reconnects (default: {DEFAULT_GIVE_UP_AFTER:g}; 0: never)",
