@@ -1168,11 +1168,7 @@ def main() -> int:
             runs.append(run_system("node", "sse", ctx, ["sse"]))
     elapsed = time.monotonic() - t0
     results = {"machine": machine, "args": vars(args), "runs": runs, "loadavg_end": os.getloadavg()}
-    text = report(results, ctx, args, elapsed)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    (out_dir / "report.md").write_text(text + "\n")
-    print(text)
-    log(f"done in {elapsed / 60:.1f} min; report also in {out_dir / 'report.md'}")
+    co.save_report(out_dir, report(results, ctx, args, elapsed), results, elapsed)
     return 0
 
 

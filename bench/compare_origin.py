@@ -1204,13 +1204,16 @@ def main() -> int:
             results.append({"key": key, "label": SERVER_LABELS[key], "cases": {}, "problems": [f"not run: {exc}"]})
     elapsed = time.monotonic() - t0
     text = report(results, machine, ctx, args, elapsed)
-    (out_dir / "results.json").write_text(
-        json.dumps({"machine": machine, "args": vars(args), "results": results}, indent=2, default=str)
-    )
+    save_report(out_dir, text, {"machine": machine, "args": vars(args), "results": results}, elapsed)
+    return 0
+
+
+def save_report(out_dir: Path, text: str, results: dict, elapsed_s: float) -> None:
+    """Write results.json and report.md under `out_dir`, print the report, say where it is."""
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     (out_dir / "report.md").write_text(text + "\n")
     print(text)
-    log(f"done in {elapsed / 60:.1f} min; report also in {out_dir / 'report.md'}")
-    return 0
+    log(f"done in {elapsed_s / 60:.1f} min; report also in {out_dir / 'report.md'}")
 
 
 if __name__ == "__main__":

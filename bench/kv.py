@@ -493,12 +493,7 @@ def main() -> int:
             results["watch"] = {"problems": [f"not run: {exc}"]}
     elapsed = time.monotonic() - began
     text = report(results, machine, ctx, args, elapsed)
-    (out_dir / "results.json").write_text(
-        json.dumps({"machine": machine, "args": vars(args), "results": results}, indent=2, default=str)
-    )
-    (out_dir / "report.md").write_text(text + "\n")
-    print(text)
-    log(f"done in {elapsed / 60:.1f} min; report also in {out_dir / 'report.md'}")
+    co.save_report(out_dir, text, {"machine": machine, "args": vars(args), "results": results}, elapsed)
     return 0
 
 
