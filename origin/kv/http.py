@@ -97,16 +97,20 @@ def answer(body: Json, status: int = 200) -> web.Response:
 
 
 def field_int(body: Mapping[str, Json], name: str, default: int | None, low: int, high: int) -> int | None:
-    value = body.get(name, default)
+    """An optional integer field; JSON null counts as absent (the default), as clients send it for "unset"."""
+    value = body.get(name)
     if value is None:
-        return None
+        return default
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise BadRequest(f"{name} must be an integer in [{low}, {high}]")
     return value
 
 
 def field_text(body: Mapping[str, Json], name: str, default: str | None = None) -> str | None:
-    value = body.get(name, default)
-    if value is not None and not isinstance(value, str):
+    """An optional string field; JSON null counts as absent (the default)."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, str):
         raise BadRequest(f"{name} must be a string")
     return value

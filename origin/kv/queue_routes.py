@@ -21,7 +21,7 @@ from plugin_streams.origin.kv.database import KvDatabase
 from plugin_streams.origin.kv.databases import KvDatabases
 from plugin_streams.origin.kv.http import answer, field_int, field_text, json_body, receipt
 from plugin_streams.origin.kv.queues import GroupStats, UnknownGroup, group_stats
-from plugin_streams.origin.kv.queues.decisions import MAX_LEASE_MS, MIN_LEASE_MS
+from plugin_streams.origin.kv.queues.decisions import MAX_LEASE_MS, MAX_NAME_CHARS, MIN_LEASE_MS
 from plugin_streams.origin.kv.queues.group import DeadLetter
 from plugin_streams.origin.kv.queues.records import Leased
 from plugin_streams.shared.aio.departure import leaves_with_client
@@ -98,6 +98,9 @@ class QueueRoutes:
     async def lease(self, request: web.Request) -> web.Response:
         body = await json_body(request)
         worker = field_text(body, "worker") or ""
+        if not 0 < len(worker) <= MAX_NAME_CHARS:
+            # Checked before the group is created below: a refused lease must change nothing.
+            raise BadRequest(f"worker (the consumer's name, 1 to {MAX_NAME_CHARS} characters) is required")
         lease_ms = field_int(body, "leaseMs", DEFAULT_LEASE_MS, MIN_LEASE_MS, MAX_LEASE_MS)
         count = field_int(body, "max", 1, 1, MAX_LEASE_BATCH)
         wait_ms = field_int(body, "waitMs", 0, 0, MAX_LEASE_WAIT_MS)

@@ -271,3 +271,15 @@ async def test_stats_count_depth_in_flight_and_dead_letters(kv: KvApi) -> None:
     stats = await kv.stats("g")
     assert (stats["depth"], stats["inFlight"], stats["dlq"]) == (2, 1, 1)
     assert (await kv.ok("GET", "/queue/stats"))["groups"].keys() == {"g"}
+
+
+async def test_null_options_mean_their_defaults(kv: KvApi) -> None:
+    await kv.enqueue("job", delay=None, backoffSchedule=None)
+    status, body = await kv.call("POST", "/queue/groups/g/lease", body={"worker": "w", "leaseMs": None, "max": None})
+    assert status == 200, body
+    [leased] = body["messages"]
+    assert 25_000 < leased["leaseExpiresAt"] - leased["enqueuedAt"] < 35_000  # the default lease, 30 s
+    status, body = await answer(kv, "g", "extend", token=leased["token"], leaseMs=None)
+    assert status == 200, body
+    status, body = await answer(kv, "g", "nack", token=leased["token"], error=None, delayMs=None)
+    assert status == 200, body
