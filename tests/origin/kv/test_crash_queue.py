@@ -63,6 +63,7 @@ class Run:
     deaths: int = 0  # workers that died without being killed here: the poison's victims
     origin_kills: int = 0
     retried: int = 0  # this test's requests sent again because the origin died under them
+    committed_unanswered: int = 0  # enqueue batches committed whose answer the crash swallowed
 
     @property
     def kv(self) -> str:
@@ -159,7 +160,9 @@ async def produce(run: Run) -> None:
         if status == 200:
             assert len(answer["enqueued"]) == BATCH
             run.acknowledged.update(range(batch * BATCH, (batch + 1) * BATCH))
-        await asyncio.sleep(0.03)
+        else:
+            run.committed_unanswered += 1
+        await asyncio.sleep(0.005)
 
 
 # -- crashing -------------------------------------------------------------------------------
@@ -192,7 +195,14 @@ async def supervise(run: Run, workers: list[Worker], rng: random.Random, stop: a
         await asyncio.sleep(0.05)
 
 
-async def kill_origin(run: Run) -> None:
+async def kill_origin_halfway(run: Run) -> None:
+    """SIGKILL the origin once half of the messages are enqueued (the producer and workers busy), and
+    restart it on the same data directory."""
+
+    async def half_enqueued() -> bool:
+        return len(run.acknowledged) >= MESSAGES // 2
+
+    await until(half_enqueued, 60, "half of the messages to be enqueued", interval=0.02)
     run.origin.kill()
     run.origin_kills += 1
     await asyncio.to_thread(run.origin.start)  # the same data directory, a new port
@@ -260,6 +270,7 @@ async def test_queue_workers_killed_at_random_process_every_message_once_and_dea
             status, answer = await run.request("PUT", f"/queue/groups/{GROUP}", json={"from": "-1"})
             assert status == 201, answer
             producer = spawn(produce(run), name="producer")
+            crasher = spawn(kill_origin_halfway(run), name="origin crasher")
             stale = await Worker(run, "stale", "--stale").start()
             workers: list[Worker] = []
             stop = asyncio.Event()
@@ -269,12 +280,7 @@ async def test_queue_workers_killed_at_random_process_every_message_once_and_dea
                 workers += [await Worker(run, f"w{i}").start() for i in range(WORKERS)]
                 supervisor = spawn(supervise(run, workers, rng, stop), name="worker supervisor")
                 stale_id = await stale_ack_is_fenced(run, stale)
-
-                async def half_enqueued() -> bool:
-                    return len(run.acknowledged) >= MESSAGES // 2
-
-                await until(half_enqueued, 60, "half of the messages to be enqueued", interval=0.1)
-                await kill_origin(run)
+                await crasher
                 await producer
 
                 async def all_processed() -> bool:
@@ -287,6 +293,7 @@ async def test_queue_workers_killed_at_random_process_every_message_once_and_dea
             finally:
                 stop.set()
                 producer.cancel()
+                crasher.cancel()
                 if supervisor is not None:
                     supervisor.cancel()
                 for worker in [stale, *workers]:
@@ -309,7 +316,8 @@ async def test_queue_workers_killed_at_random_process_every_message_once_and_dea
     lost = len(run.acknowledged - {POISON} - processed.keys())
     duplicated = sum(times - 1 for times in processed.values()) + len(done_sets) - len({i for i, _ in done_sets})
     figures = [
-        f"messages {len(enqueued)} ({len(run.acknowledged)} acknowledged enqueues)",
+        f"messages {len(enqueued)} ({len(run.acknowledged)} acknowledged enqueues, "
+        f"{run.committed_unanswered} batches committed unanswered)",
         f"workers {WORKERS}",
         f"worker kills {run.worker_kills} (+{run.deaths} by the poison, at attempts {poison_takes})",
         f"origin kills {run.origin_kills}",
