@@ -169,7 +169,13 @@ def terminate(db: KvDatabase, group: str, token: int, error: str) -> Decision[Qu
 
 
 def redrive_dead(db: KvDatabase, group: str, message_ids: tuple[str, ...] | None) -> Decision[int]:
+    """Redrive `message_ids`, or every dead letter when None: then an empty DLQ redrives 0, not an
+    error (a `queue redrive` run on a healthy queue succeeds); named ids must all be dead letters."""
+
     def decide(now: int) -> tuple[Draft, int]:
+        found = db.queue.groups.get(group)
+        if message_ids is None and found is not None and not found.dead:
+            return Draft(), 0
         record = redrive(db.queue, group, message_ids, now)
         return _queue_draft([record]), len(record.message_ids)
 

@@ -244,6 +244,11 @@ async def test_redrive_moves_dead_letters_back(kv: KvApi) -> None:
     assert status == 200 and receipt["redriven"] == 2
     assert len(await kv.lease("g", max=10)) == 2
     assert (await dlq(kv, "g"))["entries"] == []
+    tail = await kv.tail()
+    status, receipt = await kv.call("POST", "/queue/groups/g/dlq/redrive")  # all of none: 0, not an error
+    assert (status, receipt["redriven"]) == (200, 0) and await kv.tail() == tail
+    status, refused = await kv.call("POST", "/queue/groups/g/dlq/redrive", body={"ids": [first_id]})
+    assert status == 400, refused  # a named id that is not a dead letter
 
 
 async def test_groups_each_get_every_message_and_from_now_skips_the_past(kv: KvApi) -> None:
