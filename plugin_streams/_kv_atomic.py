@@ -5,12 +5,12 @@
         .check(("users", "alice"), entry.versionstamp)   # None: the key must not exist
         .set(("users", "alice"), {"visits": 2})
         .sum(("stats", "visits"), 1)                      # a KvU64 counter
-        .enqueue({"welcome": "alice"}, delay_ms=1000)
+        .enqueue({"welcome": "alice"}, delay=1000)
         .commit()
     )
     if not result.ok: ...                                 # a check failed; nothing was written
 
-Durations are milliseconds, as in Deno (`expire_in_ms`, `delay_ms`, `backoff_schedule_ms`).
+Durations are milliseconds, as in Deno (`expire_in_ms`, and `delay` and `backoff_schedule` as Deno names them).
 The server enforces Deno's limits (10 checks, 1,000 mutations, key 2,048 B, value 64 KiB,
 commit 800 KiB) and answers a 4xx naming the one exceeded. A builder is also what a queue
 handler returns to have its effect committed with the message's ack (see `Kv.listen_queue`).
@@ -37,17 +37,17 @@ def _milliseconds(value: int | float | None, what: str) -> int | None:
 
 def enqueue_wire(
     value: KvValue,
-    delay_ms: float | None,
-    backoff_schedule_ms: Iterable[float] | None,
+    delay: float | None,
+    backoff_schedule: Iterable[float] | None,
     keys_if_undelivered: Iterable[Sequence[KeyPart]] | None,
 ) -> dict[str, Any]:
     """An enqueue's fields (the `enqueue` mutation's, and the body of the queue's enqueue call)."""
     wire: dict[str, Any] = {"value": value_to_wire(value)}
-    delay = _milliseconds(delay_ms, "delay_ms")
+    delay = _milliseconds(delay, "delay")
     if delay is not None:
         wire["delay"] = delay
-    if backoff_schedule_ms is not None:
-        wire["backoffSchedule"] = [_milliseconds(ms, "a backoff_schedule_ms interval") for ms in backoff_schedule_ms]
+    if backoff_schedule is not None:
+        wire["backoffSchedule"] = [_milliseconds(ms, "a backoff_schedule interval") for ms in backoff_schedule]
     if keys_if_undelivered is not None:
         wire["keysIfUndelivered"] = [key_to_wire(key) for key in keys_if_undelivered]
     return wire
@@ -95,12 +95,12 @@ class AtomicBuilder:
         self,
         value: KvValue,
         *,
-        delay_ms: float | None = None,
-        backoff_schedule_ms: Iterable[float] | None = None,
+        delay: float | None = None,
+        backoff_schedule: Iterable[float] | None = None,
         keys_if_undelivered: Iterable[Sequence[KeyPart]] | None = None,
     ) -> Self:
         """Enqueue `value` in the database's queue with this commit (see `Kv.enqueue`)."""
-        wire = enqueue_wire(value, delay_ms, backoff_schedule_ms, keys_if_undelivered)
+        wire = enqueue_wire(value, delay, backoff_schedule, keys_if_undelivered)
         self.mutations.append({"type": "enqueue", **wire})
         return self
 

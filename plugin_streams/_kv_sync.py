@@ -159,15 +159,15 @@ class SyncKv:
         self,
         value: KvValue,
         *,
-        delay_ms: float | None = None,
-        backoff_schedule_ms: Iterable[float] | None = None,
+        delay: float | None = None,
+        backoff_schedule: Iterable[float] | None = None,
         keys_if_undelivered: Iterable[Sequence[KeyPart]] | None = None,
     ) -> CommitResult:
         return self._loop.run(
             self._kv.enqueue(
                 value,
-                delay_ms=delay_ms,
-                backoff_schedule_ms=backoff_schedule_ms,
+                delay=delay,
+                backoff_schedule=backoff_schedule,
                 keys_if_undelivered=keys_if_undelivered,
             )
         )

@@ -174,17 +174,17 @@ class Kv:
         self,
         value: KvValue,
         *,
-        delay_ms: float | None = None,
-        backoff_schedule_ms: Iterable[float] | None = None,
+        delay: float | None = None,
+        backoff_schedule: Iterable[float] | None = None,
         keys_if_undelivered: Iterable[Sequence[KeyPart]] | None = None,
     ) -> CommitResult:
         """Put `value` in the database's queue; `enqueued` holds its id.
 
-        `delay_ms`: not delivered before then. `backoff_schedule_ms`: the waits between
+        `delay` (ms): not delivered before then. `backoff_schedule` (ms): the waits between
         attempts (its length + 1 is the number of attempts; Deno's default when None).
         `keys_if_undelivered`: keys that receive the value if it is dead-lettered.
         """
-        body = enqueue_wire(value, delay_ms, backoff_schedule_ms, keys_if_undelivered)
+        body = enqueue_wire(value, delay, backoff_schedule, keys_if_undelivered)
         _, answer = await self._connection.call("POST", self.db, "/queue/enqueue", body=body, idempotent=False)
         result = CommitResult.from_wire(answer)
         message_id = answer.get("id")

@@ -101,7 +101,7 @@ def test_queue_stats_dlq_and_redrive(shared_origin: OriginProcess) -> None:
     url, db = shared_origin.url, db_name()
     with SyncStreams(url) as streams:
         kv = streams.kv(db)
-        poison = kv.enqueue({"p": 1}, backoff_schedule_ms=[])
+        poison = kv.enqueue({"p": 1}, backoff_schedule=[])
         queue = kv.queue("mail")
         [message] = queue.lease("w")
         queue.nack(message.token, "boom")  # its only attempt: dead-lettered

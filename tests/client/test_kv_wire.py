@@ -149,7 +149,7 @@ def test_an_atomic_operation_has_the_contract_wire_form() -> None:
         .sum(("c",), 5)
         .min(("c",), KvU64(3))
         .max(("c",), 9)
-        .enqueue(b"job", delay_ms=10, backoff_schedule_ms=[1, 2], keys_if_undelivered=[("failed", 1)])
+        .enqueue(b"job", delay=10, backoff_schedule=[1, 2], keys_if_undelivered=[("failed", 1)])
     )
     assert op.to_wire() == {
         "checks": [{"key": ["a"], "versionstamp": None}, {"key": ["b"], "versionstamp": "0" * 20}],

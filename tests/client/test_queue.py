@@ -47,7 +47,7 @@ async def test_listen_queue_commits_each_effect_with_its_ack_exactly_once(shared
 async def test_an_exception_nacks_and_the_message_is_retried(shared_origin: OriginProcess) -> None:
     async with Streams(shared_origin.url) as streams:
         kv = streams.kv(db_name())
-        await kv.enqueue("flaky", backoff_schedule_ms=[50, 50, 50])
+        await kv.enqueue("flaky", backoff_schedule=[50, 50, 50])
         attempts: list[int] = []
 
         def handle(message: QueueMessage) -> None:
@@ -67,7 +67,7 @@ async def test_a_poison_message_reaches_the_dlq_and_redrive_brings_it_back(share
     async with Streams(shared_origin.url) as streams:
         kv = streams.kv(db_name())
         poison = await kv.enqueue(
-            {"poison": True}, backoff_schedule_ms=[10, 10], keys_if_undelivered=[("undelivered", "p")]
+            {"poison": True}, backoff_schedule=[10, 10], keys_if_undelivered=[("undelivered", "p")]
         )
         await kv.enqueue({"poison": False})
         cured = False
@@ -95,7 +95,7 @@ async def test_a_poison_message_reaches_the_dlq_and_redrive_brings_it_back(share
 async def test_term_dead_letters_at_once(shared_origin: OriginProcess) -> None:
     async with Streams(shared_origin.url) as streams:
         kv = streams.kv(db_name())
-        await kv.enqueue("bad input", backoff_schedule_ms=[10, 10, 10])
+        await kv.enqueue("bad input", backoff_schedule=[10, 10, 10])
 
         def handle(message: QueueMessage) -> None:
             raise Term("not a valid order")
@@ -112,7 +112,7 @@ async def test_term_dead_letters_at_once(shared_origin: OriginProcess) -> None:
 async def test_a_stale_workers_answers_are_fenced_and_change_nothing(shared_origin: OriginProcess) -> None:
     async with Streams(shared_origin.url) as streams:
         kv = streams.kv(db_name())
-        await kv.enqueue("job", backoff_schedule_ms=[0, 0])
+        await kv.enqueue("job", backoff_schedule=[0, 0])
         queue = kv.queue()
         [stale] = await queue.lease("slow-worker", lease_ms=1000)
         fresh: list[QueueMessage] = []
@@ -183,7 +183,7 @@ def test_the_sync_listener(shared_origin: OriginProcess) -> None:
 async def test_the_heartbeat_keeps_a_long_handlers_lease(shared_origin: OriginProcess) -> None:
     async with Streams(shared_origin.url) as streams:
         kv = streams.kv(db_name())
-        await kv.enqueue("slow job", backoff_schedule_ms=[0])
+        await kv.enqueue("slow job", backoff_schedule=[0])
         attempts: list[int] = []
 
         async def handle(message: QueueMessage) -> None:
@@ -232,7 +232,7 @@ async def test_an_origin_sigkill_mid_run_loses_nothing_and_applies_nothing_twice
         for start in range(0, total, 50):
             op = kv.atomic()
             for n in range(start, start + 50):
-                op.enqueue(n, backoff_schedule_ms=[100] * 9)
+                op.enqueue(n, backoff_schedule=[100] * 9)
             await op.commit()
 
         async def handle(message: QueueMessage) -> AtomicOperation:
