@@ -24,7 +24,7 @@ from plugin_streams._kv_wire import Key, key_from_wire, key_to_wire, value_to_wi
 from plugin_streams.cli.common import EXIT_OK, EXIT_USAGE, add_server_flags, client, emit, fail, non_negative, run_async
 from plugin_streams.cli.failures import describe
 from plugin_streams.cli.progress import Progress
-from plugin_streams.cli.tail import DEFAULT_GIVE_UP_AFTER, ReconnectReport, _save, give_up_after
+from plugin_streams.cli.tail import ReconnectReport, add_patience_flags, give_up_after, save_offset
 
 help = "the KV store: get, set, delete, ls and watch keys (JSON lines)"
 
@@ -105,14 +105,7 @@ def _configure_watch(actions: Any) -> None:
     watch.add_argument("--offset-file", type=Path, help="resume from, and record progress in, this file")
     watch.add_argument("--coalesce", action="store_true", help="only the latest value per key (may skip values)")
     watch.add_argument("--long-poll", action="store_true", help="use long-polling instead of SSE")
-    watch.add_argument(
-        "--give-up-after",
-        type=non_negative("seconds"),
-        default=DEFAULT_GIVE_UP_AFTER,
-        metavar="SECONDS",
-        help=f"exit 1 after this many seconds of failed reconnects (default: {DEFAULT_GIVE_UP_AFTER:g}; 0: never)",
-    )
-    watch.add_argument("--retry-forever", action="store_true", help="never give up reconnecting")
+    add_patience_flags(watch)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -184,7 +177,7 @@ def _watch(args: argparse.Namespace, keys: dict[str, Any]) -> int:
             emit(change_json(change))
             progress.step(change.offset)
             if change.last and args.offset_file is not None:
-                _save(args.offset_file, change.offset)
+                save_offset(args.offset_file, change.offset)
 
         async with client(args, retry_for=patience or 3600.0, fail_fast=False) as streams:
             report = ReconnectReport(streams.transport, progress)

@@ -48,6 +48,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--from-now", action="store_true", help="only messages appended from now on")
     parser.add_argument("--offset-file", type=Path, help="resume from, and record progress in, this file")
     parser.add_argument("--long-poll", action="store_true", help="use long-polling instead of SSE")
+    add_patience_flags(parser)
+
+
+def add_patience_flags(parser: argparse.ArgumentParser) -> None:
+    """--give-up-after / --retry-forever: how long a live reader keeps reconnecting (see give_up_after)."""
     patience = parser.add_mutually_exclusive_group()
     patience.add_argument(
         "--give-up-after",
@@ -84,7 +89,7 @@ class ReconnectReport:
         )
 
 
-def _save(path: Path, offset: str) -> None:
+def save_offset(path: Path, offset: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(offset + "\n")
     os.replace(temporary, path)
@@ -113,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             emit(message_json(message))
             progress.step(message.offset)
             if args.offset_file is not None:
-                _save(args.offset_file, message.offset)
+                save_offset(args.offset_file, message.offset)
 
         # Requests outside the live connection (if any) are as patient as the tail itself.
         async with client(args, retry_for=patience or 3600.0, fail_fast=False) as streams:
