@@ -177,11 +177,10 @@ class QueueRoutes:
         after = request.query.get("after", "")
         db, group = await self._group_db(request)
         await db.readable()
-        dead = db.queue.groups[group].dead
-        ids = sorted(message_id for message_id in dead if message_id > after)
-        page = ids[:limit]
-        entries = [_dead_wire(db, dead[message_id]) for message_id in page]
-        return answer({"entries": entries, "next": page[-1] if len(ids) > limit else None})  # type: ignore[dict-item]
+        found = db.queue.groups[group].dead_page(after, limit + 1)
+        page = found[:limit]
+        entries: list[Json] = [_dead_wire(db, entry) for entry in page]
+        return answer({"entries": entries, "next": page[-1].message_id if len(found) > limit else None})
 
     async def redrive(self, request: web.Request) -> web.Response:
         body = await json_body(request) if request.can_read_body else {}

@@ -17,6 +17,7 @@ After every mutation the tops of the three heaps are live entries, so reading `h
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -55,8 +56,17 @@ class GroupState:
         self._ready_heap: list[tuple[int, str]] = []
         self._expiry_heap: list[tuple[int, int]] = []
         self._pending_heap: list[str] = []
+        self._dead_sorted: list[str] | None = None  # dead ids in order, rebuilt after a change
 
     # ----- reads -----
+
+    def dead_page(self, after: str, limit: int) -> list[DeadLetter]:
+        """Up to `limit` dead letters with ids after `after`, in id order: O(log n) per page once the
+        order is known (it is rebuilt once after the dead letters change, not per request)."""
+        if self._dead_sorted is None:
+            self._dead_sorted = sorted(self.dead)
+        start = bisect_right(self._dead_sorted, after)
+        return [self.dead[message_id] for message_id in self._dead_sorted[start : start + limit]]
 
     def next_ready(self) -> tuple[int, str] | None:
         """(due, id) of the ready message due first (ties by id), without scanning."""
@@ -130,10 +140,12 @@ class GroupState:
         self.leases.pop(token)
         self._forget(entry.message_id)
         self.dead[entry.message_id] = entry
+        self._dead_sorted = None
         self._tidy()
 
     def revive(self, message_id: str, ready_at_ms: int) -> None:
         del self.dead[message_id]
+        self._dead_sorted = None
         self.make_ready(message_id, ready_at_ms)
 
     def clear_window(self, keep_dead_before: str) -> None:
@@ -144,6 +156,7 @@ class GroupState:
         self.attempts.clear()
         self.last_error.clear()
         self.dead = {key: entry for key, entry in self.dead.items() if key < keep_dead_before}
+        self._dead_sorted = None
         self._ready_heap.clear()
         self._expiry_heap.clear()
         self._pending_heap.clear()

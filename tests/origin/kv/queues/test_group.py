@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from plugin_streams.origin.kv.queues.group import GroupState, Lease
+from plugin_streams.origin.kv.queues.group import DeadLetter, GroupState, Lease
+from plugin_streams.origin.kv.queues.records import DeadReason
 
 
 def test_the_ready_top_skips_messages_that_left_or_moved() -> None:
@@ -91,3 +92,18 @@ def test_the_expiry_sweep_compares_only_around_the_expired_leases() -> None:
     CountedTime.comparisons = 0
     assert group.expired_tokens(CountedTime(10)) == [7, 900, 9_000]
     assert CountedTime.comparisons < 100  # the walk stops at every entry later than now
+
+
+def test_dead_letters_page_in_id_order_whatever_order_they_died_in() -> None:
+    group = GroupState()
+    ids = [f"m{n:03d}" for n in (7, 2, 9, 1, 5, 3)]
+    for token, message_id in enumerate(ids, start=1):
+        group.make_ready(message_id, 0)
+        group.take_lease(token, Lease(message_id, "w", 1, 10))
+        group.bury(token, DeadLetter(message_id, 1, DeadReason.TERM, "", 0))
+    assert [d.message_id for d in group.dead_page("", 4)] == ["m001", "m002", "m003", "m005"]
+    assert [d.message_id for d in group.dead_page("m005", 4)] == ["m007", "m009"]
+    group.revive("m002", 0)  # a redrive changes the order's members: the next page sees it
+    assert [d.message_id for d in group.dead_page("", 2)] == ["m001", "m003"]
+    group.clear_window("m006")
+    assert [d.message_id for d in group.dead_page("", 10)] == ["m001", "m003", "m005"]
