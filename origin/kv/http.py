@@ -15,7 +15,7 @@ from plugin_streams.origin.kv.database import KvDatabase, Written
 from plugin_streams.origin.kv.index import Entry
 from plugin_streams.shared import caching, jsonmode
 from plugin_streams.shared import headers as h
-from plugin_streams.shared.errors import BadRequest
+from plugin_streams.shared.errors import BadRequest, PayloadTooLarge
 from plugin_streams.shared.kv.keys import decode_key, encode_key, key_from_wire, key_to_wire
 from plugin_streams.shared.kv.values import Json, decode_value, value_to_wire
 from plugin_streams.shared.kv.versionstamps import Versionstamp
@@ -23,25 +23,44 @@ from plugin_streams.shared.offsets import Offset
 
 #: A database never written has no log position yet; its reads say so with the protocol's "start".
 NO_OFFSET: Final = h.OFFSET_START
+#: The largest KV request body: an 800 KiB commit in JSON (bytes as base64, escaped strings, keys
+#: repeated in checks) fits well under it, and nothing bigger is read or parsed.
+MAX_BODY_BYTES: Final = 4 * 1024 * 1024
 
 
 def _reject_constant(name: str) -> Json:
     raise ValueError(f"{name} is not valid JSON")
 
 
-async def json_body(request: web.Request) -> Mapping[str, Json]:
-    """The request's JSON object; a big body is parsed off the event loop."""
-    body = await request.read()
+async def json_value(request: web.Request) -> Json:
+    """The request's JSON value, read up to MAX_BODY_BYTES; a big body is parsed off the event loop."""
+    body = await _read_body(request)
     try:
         if len(body) > jsonmode.INLINE_BYTES:
-            parsed = await asyncio.get_running_loop().run_in_executor(None, _loads, body)
-        else:
-            parsed = _loads(body)
+            return await asyncio.get_running_loop().run_in_executor(None, _loads, body)
+        return _loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"the body is not valid JSON: {str(exc)[:80]}") from None
+
+
+async def json_body(request: web.Request) -> Mapping[str, Json]:
+    """The request's JSON object."""
+    parsed = await json_value(request)
     if not isinstance(parsed, dict):
         raise BadRequest("the body must be a JSON object")
     return parsed
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The body, refused (413) as soon as it passes MAX_BODY_BYTES, whatever its Content-Length says."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"a KV request body is at most {MAX_BODY_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"a KV request body is at most {MAX_BODY_BYTES} bytes")
+    return bytes(body)
 
 
 def _loads(body: bytes) -> Json:

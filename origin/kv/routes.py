@@ -21,6 +21,7 @@ from plugin_streams.origin.kv.http import (
     answer,
     entry_wire,
     json_body,
+    json_value,
     offset_text,
     query_key,
     receipt,
@@ -97,7 +98,7 @@ class KvRoutes:
     async def set(self, request: web.Request) -> web.Response:
         key = required_key(request)
         expire_in = _int_param(request.query.get("expireIn"), "expireIn", None, high=MAX_EXPIRE_IN_MS)
-        value = encode_value(value_from_wire(await _json_value(request)))
+        value = encode_value(value_from_wire(await json_value(request)))
         return await self._commit(request, AtomicCommit((), (SetMutation(key, value, expire_in),)))
 
     async def delete(self, request: web.Request) -> web.Response:
@@ -128,18 +129,6 @@ class KvRoutes:
         if response.status != 200 or not isinstance(response, web.Response) or response.body is None:
             return response
         return _filtered(request, response, prefixes)
-
-
-async def _json_value(request: web.Request) -> Any:
-    body = await request.read()
-    try:
-        return json.loads(body.decode("utf-8"), parse_constant=_refuse)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {str(exc)[:80]}") from None
-
-
-def _refuse(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _prefix(text: str) -> bytes:

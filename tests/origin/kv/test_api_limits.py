@@ -127,3 +127,20 @@ async def test_list_limit(seeded: KvApi) -> None:
         status, body = await kv.call("GET", "/list", params={"prefix": "[]", "limit": bad})
         assert status == 400 and "limit" in body["error"]["message"], (bad, body)
     assert len((await kv.list(prefix=[], limit=1000))["entries"]) == 1
+
+
+async def test_a_body_past_the_kv_limit_is_refused_unread_with_or_without_a_length(kv: KvApi) -> None:
+    """No commit needs more than 4 MiB of JSON: a bigger body is a 413 before it is parsed, whether
+    it announces its length or comes chunked (the server counts as it reads)."""
+    await kv.set(["seed"], 1)
+    tail = await kv.tail()
+    filler = json.dumps({"checks": [], "mutations": [], "padding": "x" * (5 * 1024 * 1024)}).encode()
+    await _refused(kv, await kv.call("POST", "/atomic", data=filler), (413,), "4194304")
+
+    async def chunks() -> Any:
+        for start in range(0, len(filler), 256 * 1024):
+            yield filler[start : start + 256 * 1024]
+
+    async with kv.http.post(f"{kv.base}/atomic", data=chunks(), headers={"Content-Type": "application/json"}) as r:
+        assert r.status == 413 and "4194304" in (await r.json())["error"]["message"]
+    assert await kv.tail() == tail
