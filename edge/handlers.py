@@ -66,10 +66,12 @@ class EdgeHandlers:
             )
         return await self.read(request, path)
 
-    async def reserved(self, request: web.Request) -> web.Response:
-        """`__ds` (the origin's subscription APIs) is no stream: forwarded as is, never cached here."""
-        body = await request.read() if request.can_read_body else None
-        return respond(await self.upstream.request(request.method, request.raw_path, request.headers, body), request)
+    async def reserved(self, request: web.Request, *, timeout: float | None = None) -> web.Response:
+        """An origin API that is no stream (`__ds` subscriptions, the KV API): forwarded as is, never
+        cached here; `timeout` for answers the origin may hold back (a waiting queue lease)."""
+        body = await request_body(request) if request.can_read_body else None
+        reply = await self.upstream.request(request.method, request.raw_path, request.headers, body, timeout=timeout)
+        return respond(reply, request)
 
     async def _regional(self, request: web.Request, path: str, region: RegionRouter) -> web.StreamResponse | None:
         """A regional replica's answer: writes go to the origin through it, reads it holds it answers."""

@@ -11,8 +11,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from plugin_streams.edge.handlers import EdgeHandlers, request_body
-from plugin_streams.edge.reads import respond
+from plugin_streams.edge.handlers import EdgeHandlers
 from plugin_streams.shared.kv.routes import KV_PREFIX, MAX_LEASE_WAIT_MS, QUERY_PREFIX, WATCH, change_stream_path
 
 #: A lease may wait this long at the origin; the upstream read allows for it.
@@ -27,11 +26,6 @@ def add_kv_routes(app: web.Application, handlers: Callable[[], EdgeHandlers]) ->
             if request.query_string:
                 location += "?" + request.query_string
             raise web.HTTPTemporaryRedirect(location)
-        body = await request_body(request) if request.can_read_body else None
-        upstream = handlers().upstream
-        reply = await upstream.request(
-            request.method, request.raw_path, request.headers, body, timeout=_UPSTREAM_READ_S
-        )
-        return respond(reply, request)
+        return await handlers().reserved(request, timeout=_UPSTREAM_READ_S)
 
     app.router.add_route("*", KV_PREFIX + "/{rest:.+}", forward)

@@ -30,8 +30,9 @@ from typing import Final
 
 from plugin_streams.origin.kv.queues import QueuedMessage, QueueRecord, decode_record, encode_record
 from plugin_streams.shared import jsonmode
+from plugin_streams.shared.errors import BadRequest
 from plugin_streams.shared.kv.commits import Enqueue
-from plugin_streams.shared.kv.keys import decode_key, encode_key, key_from_wire, key_to_wire
+from plugin_streams.shared.kv.keys import bytes_from_base64url, decode_key, encode_key, key_from_wire, key_to_wire
 from plugin_streams.shared.kv.values import Json, decode_value, encode_value, value_from_wire, value_to_wire
 from plugin_streams.shared.kv.versionstamps import Versionstamp
 from plugin_streams.shared.offsets import Offset, parse_offset
@@ -164,9 +165,9 @@ def parse(message: Json) -> Event:
         draft = Draft(
             [_change_from_wire(wire) for wire in _items(message, "changes")],
             [_enqueue_from_wire(wire) for wire in _items(message, "enqueued")],
-            [decode_record(_unbase64(wire)) for wire in _items(message, "queue")],
+            [decode_record(_queue_bytes(wire)) for wire in _items(message, "queue")],
         )
-    except (KeyError, TypeError, ValueError, AssertionError) as exc:
+    except (KeyError, TypeError, ValueError, AssertionError, BadRequest) as exc:
         raise CorruptEvent(f"malformed change event: {exc}") from None
     return Event(offset, at_ms, draft)
 
@@ -212,7 +213,7 @@ def _enqueue_from_wire(wire: Json) -> Enqueue:
     )
 
 
-def _unbase64(wire: Json) -> bytes:
+def _queue_bytes(wire: Json) -> bytes:
     if not isinstance(wire, str):
         raise TypeError("a queue record is a base64url string")
-    return base64.urlsafe_b64decode(wire + "=" * (-len(wire) % 4))
+    return bytes_from_base64url(wire, what="a queue record")

@@ -80,6 +80,16 @@ def query_key(request: web.Request, name: str = "key") -> bytes | None:
     return encode_key(key_from_wire(wire))
 
 
+def query_int(request: web.Request, name: str, default: int | None, *, high: int = 1000) -> Any:
+    """A positive integer query parameter in [1, high], or `default` when absent."""
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= high:
+        raise BadRequest(f"{name} must be an integer in [1, {high}]")
+    return int(text)
+
+
 def required_key(request: web.Request) -> bytes:
     key = query_key(request)
     if key is None:

@@ -19,7 +19,7 @@ from aiohttp import web
 from plugin_streams.origin.kv import decisions
 from plugin_streams.origin.kv.database import KvDatabase
 from plugin_streams.origin.kv.databases import KvDatabases
-from plugin_streams.origin.kv.http import answer, field_int, field_text, json_body, receipt
+from plugin_streams.origin.kv.http import answer, field_int, field_text, json_body, query_int, receipt
 from plugin_streams.origin.kv.queues import GroupStats, UnknownGroup, group_stats
 from plugin_streams.origin.kv.queues.decisions import MAX_LEASE_MS, MAX_NAME_CHARS, MIN_LEASE_MS
 from plugin_streams.origin.kv.queues.group import DeadLetter
@@ -173,7 +173,7 @@ class QueueRoutes:
     # ---- dead letters and figures --------------------------------------------------------------
 
     async def dlq(self, request: web.Request) -> web.Response:
-        limit = _query_int(request.query.get("limit"), DEFAULT_DLQ_PAGE)
+        limit = query_int(request, "limit", DEFAULT_DLQ_PAGE)
         after = request.query.get("after", "")
         db, group = await self._group_db(request)
         await db.readable()
@@ -206,14 +206,6 @@ def _token(body: Mapping[str, Json]) -> int:
     if token is None:
         raise BadRequest("token (the lease's fencing token) is required")
     return token
-
-
-def _query_int(text: str | None, default: int) -> int:
-    if text is None:
-        return default
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 1000:
-        raise BadRequest("limit must be an integer in [1, 1000]")
-    return int(text)
 
 
 def _delivery(db: KvDatabase, record: Leased) -> dict[str, Json]:

@@ -23,6 +23,7 @@ from plugin_streams.origin.kv.http import (
     json_body,
     json_value,
     offset_text,
+    query_int,
     query_key,
     receipt,
     required_key,
@@ -83,7 +84,7 @@ class KvRoutes:
     async def list(self, request: web.Request) -> web.Response:
         query = request.query
         selector = ListSelector(query_key(request, "prefix"), query_key(request, "start"), query_key(request, "end"))
-        limit = _int_param(query.get("limit"), "limit", 100)
+        limit = query_int(request, "limit", 100)
         reverse = _bool_param(query.get("reverse"), "reverse")
         cursor = query.get("cursor")
         selector.bounds()  # a 400 for a bad selector even on a database never written
@@ -97,7 +98,7 @@ class KvRoutes:
 
     async def set(self, request: web.Request) -> web.Response:
         key = required_key(request)
-        expire_in = _int_param(request.query.get("expireIn"), "expireIn", None, high=MAX_EXPIRE_IN_MS)
+        expire_in = query_int(request, "expireIn", None, high=MAX_EXPIRE_IN_MS)
         value = encode_value(value_from_wire(await json_value(request)))
         return await self._commit(request, AtomicCommit((), (SetMutation(key, value, expire_in),)))
 
@@ -158,14 +159,6 @@ def _filtered(request: web.Request, response: web.Response, prefixes: list[bytes
 def _under(wire: Any, prefixes: list[bytes]) -> bool:
     key = encode_key(key_from_wire(wire))
     return any(key.startswith(prefix) and len(key) > len(prefix) for prefix in prefixes)
-
-
-def _int_param(text: str | None, name: str, default: int | None, *, high: int = 1000) -> Any:
-    if text is None:
-        return default
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= high:
-        raise BadRequest(f"{name} must be an integer in [1, {high}]")
-    return int(text)
 
 
 def _bool_param(text: str | None, name: str) -> bool:

@@ -341,24 +341,14 @@ class SubscriptionManager:
         subscription = self._get(subscription_id)
         self._require_type(subscription, "pull-wake")
         if subscription.holder is not None:
-            raise SubscriptionError(
-                "ALREADY_CLAIMED",
-                "the wake is held by another worker",
-                current_holder=subscription.holder,
-                generation=subscription.generation,
-            )
+            raise _already_claimed(subscription)
         if subscription.wake_id is None:
             pending = self._pending(subscription)
             if not pending:
                 raise SubscriptionError("NO_PENDING_WORK", "subscription has no pending work")
             await self._begin_wake(subscription, pending[0])  # don't wait for the wake event
             if subscription.holder is not None:
-                raise SubscriptionError(
-                    "ALREADY_CLAIMED",
-                    "the wake is held by another worker",
-                    current_holder=subscription.holder,
-                    generation=subscription.generation,
-                )
+                raise _already_claimed(subscription)
         subscription.holder = worker
         self._extend_lease(subscription)
         return {
@@ -379,3 +369,12 @@ class SubscriptionManager:
 
     def describe(self, subscription: Subscription) -> dict[str, Any]:
         return describe(subscription, self.stream_infos(subscription), self.key.kid)
+
+
+def _already_claimed(subscription: Subscription) -> SubscriptionError:
+    return SubscriptionError(
+        "ALREADY_CLAIMED",
+        "the wake is held by another worker",
+        current_holder=subscription.holder,
+        generation=subscription.generation,
+    )
