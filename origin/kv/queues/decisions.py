@@ -39,6 +39,9 @@ MAX_ERROR_CHARS: Final = 4_096
 MIN_LEASE_MS: Final = 1_000
 MAX_LEASE_MS: Final = 600_000  # the subscription spec's lease range (§7.3): 1 s to 10 min
 MAX_REDRIVE: Final = 1_000
+#: Each group holds its own place for every message it is fed: a client naming groups at will must
+#: not multiply the queue's memory without bound.
+MAX_GROUPS: Final = 64
 
 
 def enqueue(state: QueueState, message: QueuedMessage) -> Enqueued:
@@ -53,6 +56,8 @@ def create_group(state: QueueState, group: str, replay_from: str | None) -> Grou
     _check_name("group", group)
     if group in state.groups:
         raise GroupExists(f"consumer group {group!r} already exists")
+    if len(state.groups) >= MAX_GROUPS:
+        raise QueueInputError(f"a queue has at most {MAX_GROUPS} consumer groups")
     if replay_from is not None:
         _check_replayable(state, replay_from)
     return GroupCreated(group, replay_from)

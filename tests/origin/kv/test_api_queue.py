@@ -288,3 +288,17 @@ async def test_null_options_mean_their_defaults(kv: KvApi) -> None:
     assert status == 200, body
     status, body = await answer(kv, "g", "nack", token=leased["token"], error=None, delayMs=None)
     assert status == 200, body
+
+
+async def test_a_queue_holds_at_most_64_groups_however_they_are_named(kv: KvApi) -> None:
+    """Each group keeps a place for every message: naming new groups must not grow memory without end."""
+    await kv.enqueue({"job": 1})
+    for n in range(64):
+        assert (await kv.call("PUT", f"/queue/groups/g{n}", body={"from": "-1"}))[0] == 201
+    tail = await kv.tail()
+    status, answer = await kv.call("PUT", "/queue/groups/one-more", body={"from": "-1"})
+    assert status == 400 and "64 consumer groups" in answer["error"]["message"]
+    status, answer = await kv.call("POST", "/queue/groups/by-lease/lease", body={"worker": "w", "leaseMs": 1000})
+    assert status == 400 and "64 consumer groups" in answer["error"]["message"]
+    assert await kv.tail() == tail
+    assert len((await kv.ok("GET", "/queue/stats"))["groups"]) == 64
