@@ -9,6 +9,8 @@ import asyncio
 import time
 from typing import Any
 
+import aiohttp
+
 from plugin_streams.shared.aio.tasks import spawn
 from tests.origin.kv.conftest import KvApi
 
@@ -302,3 +304,23 @@ async def test_a_queue_holds_at_most_64_groups_however_they_are_named(kv: KvApi)
     assert status == 400 and "64 consumer groups" in answer["error"]["message"]
     assert await kv.tail() == tail
     assert len((await kv.ok("GET", "/queue/stats"))["groups"]) == 64
+
+
+async def test_a_worker_that_leaves_a_waiting_lease_is_never_handed_a_message(kv: KvApi) -> None:
+    """A waiting lease ends with its client: a message enqueued after the worker left goes, on its
+    first attempt, to the next worker, instead of to the departed one (where it would lose an attempt)."""
+    await kv.ok("PUT", "/queue/groups/g", body={"from": "-1"})
+    async with aiohttp.ClientSession() as departing:
+        waiting = spawn(
+            departing.post(
+                f"{kv.base}/queue/groups/g/lease", json={"worker": "gone", "leaseMs": 1000, "waitMs": 20_000}
+            ),
+            name="departing-lease",
+        )
+        await asyncio.sleep(0.3)
+        waiting.cancel()
+    await asyncio.sleep(0.3)  # the origin sees the connection close
+    message = await kv.enqueue("for the living")
+    got = await kv.lease("g", worker="here", waitMs=2_000)
+    assert [(m["id"], m["attempt"]) for m in got] == [(message["id"], 1)]
+    assert (await kv.stats("g"))["inFlight"] == 1
