@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from plugin_streams.origin.commit import Committer
 from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.handlers import StreamHandlers
 from plugin_streams.origin.kv.databases import KvDatabases
@@ -29,6 +28,7 @@ from plugin_streams.origin.replication.routes import add_replication_routes
 from plugin_streams.origin.rest import add_rest_routes
 from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.storage import FileStore, MemoryStore, Store
+from plugin_streams.origin.storage.postgres.store import PostgresStore
 from plugin_streams.origin.storage.tail_cache import TailCachedStore
 from plugin_streams.origin.subscriptions.routes import add_subscription_routes
 from plugin_streams.origin.sweeper import sweep_forever
@@ -50,6 +50,11 @@ METRICS: web.AppKey[OriginMetrics] = web.AppKey("metrics", OriginMetrics)
 
 
 def make_store(config: OriginConfig) -> Store:
+    if config.engine == "postgres":
+        if not config.database_url:
+            raise ValueError("--engine postgres needs --database-url (or DS_ORIGIN_DATABASE_URL)")
+        # No tail cache: its records would be this origin's appends only, not the other origins'.
+        return PostgresStore(config.database_url, pool_size=config.pg_pool_size, read_timeout=config.pg_read_timeout)
     engine: Store = (
         MemoryStore() if config.engine == "memory" else FileStore(config.data_dir, fsync=config.fsync == "always")
     )
@@ -91,9 +96,7 @@ def build_app(
         )
     app = web.Application(client_max_size=config.max_body, middlewares=middlewares)
     store = store or make_store(config)
-    service = StreamService(
-        store, clock_ms, committer=Committer(store, metrics.on_batch), compact_min_bytes=config.compact_min_bytes
-    )
+    service = StreamService(store, clock_ms, on_batch=metrics.on_batch, compact_min_bytes=config.compact_min_bytes)
     app[SERVICE] = service
     app[METRICS] = metrics
     handlers = StreamHandlers(
@@ -123,6 +126,7 @@ def build_app(
         metrics.ready.set(0)
         await cancel_all([sweeper])
         await service.drain()
+        await service.stop()
         await service.store.close()
 
     async def on_shutdown(app: web.Application) -> None:

@@ -19,7 +19,16 @@ class OriginConfig:
     port: int = s.setting(4437, type=s.port_number, help="port to listen on (0: any free port)")
     data_dir: str = s.setting("./data", convert=os.path.abspath, help="directory of the embedded storage engine")
     # "file" (durable, default) or "memory" (nothing survives a restart)
-    engine: str = s.setting("file", choices=("file", "memory"), help="storage engine")
+    engine: str = s.setting("file", choices=("file", "memory", "postgres"), help="storage engine")
+    # postgres: several origins on one database serve every stream (README: Engines).
+    database_url: str | None = s.setting(
+        None,
+        help="PostgreSQL URL of the postgres engine (several hosts: postgresql://u@h1,h2/db?target_session_attrs=read-write)",
+    )
+    pg_pool_size: int = s.setting(16, type=s.positive_int, help="connections of the postgres engine's pool")
+    pg_read_timeout: float = s.setting(
+        10.0, type=s.positive_float, help="seconds a postgres read may take (appends never time out)"
+    )
     fsync: str = s.setting(
         "always",
         choices=("always", "never"),

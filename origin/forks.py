@@ -30,7 +30,7 @@ class ResolvedFork:
 
 
 async def resolve_fork(registry: Registry, spec: ForkSpec, content_type: str | None, now_ms: int) -> ResolvedFork:
-    source = registry.visible(spec.source, now_ms)
+    source = await registry.find(spec.source, now_ms)
     if source is None:
         raise NotFound("fork source stream not found")
     if source.soft_deleted:

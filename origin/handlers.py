@@ -103,7 +103,7 @@ class StreamHandlers:
         return web.Response(status=204, headers={h.SURROGATE_KEY: key, h.CACHE_TAG: key})
 
     async def head(self, request: web.Request, path: str) -> web.Response:
-        state = self.service.registry.live(path, self.service.clock_ms())
+        state = await self.service.live(path)
         out = stream_headers(state, state.tail)
         config = state.config
         if config.ttl_seconds is not None:
@@ -128,7 +128,7 @@ class StreamHandlers:
         query = request.query
         read_request = parse.parse_read(query, query.getall(h.QUERY_OFFSET, []))
         now = self.service.clock_ms()
-        state = self.service.registry.live(path, now)
+        state = await self.service.registry.find_live(path, now)
         self.service.touch(state, now)
         if read_request.live == h.LIVE_SSE:
             return await self.live.sse(request, state, read_request)

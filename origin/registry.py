@@ -27,6 +27,14 @@ def is_expired(state: StreamState, now_ms: int, *, sliding: bool = True) -> bool
     return sliding and config.ttl_seconds is not None and now_ms >= state.last_access_ms + config.ttl_seconds * 1000
 
 
+def require_live(state: StreamState | None) -> StreamState:
+    if state is None or state.removed:
+        raise NotFound("stream not found")
+    if state.soft_deleted:
+        raise Gone("stream was deleted; its data is kept only for its forks")
+    return state
+
+
 class Registry:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -83,12 +91,16 @@ class Registry:
 
     def live(self, path: str, now_ms: int) -> StreamState:
         """The live stream at `path`, or NotFound / Gone."""
-        state = self.visible(path, now_ms)
-        if state is None:
-            raise NotFound("stream not found")
-        if state.soft_deleted:
-            raise Gone("stream was deleted; its data is kept only for its forks")
-        return state
+        return require_live(self.visible(path, now_ms))
+
+    async def find(self, path: str, now_ms: int) -> StreamState | None:
+        """`visible` as every origin sees it now: with one origin, the one in memory (a shared
+        engine's registry asks the database)."""
+        return self.visible(path, now_ms)
+
+    async def find_live(self, path: str, now_ms: int) -> StreamState:
+        """`live` as every origin sees it now."""
+        return require_live(await self.find(path, now_ms))
 
     def add(self, state: StreamState) -> None:
         self.by_generation[state.generation] = state

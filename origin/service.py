@@ -12,12 +12,14 @@ import asyncio
 from bisect import bisect_left
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from plugin_streams.origin.commit import Committer
 from plugin_streams.origin.forks import resolve_fork
-from plugin_streams.origin.registry import Registry
-from plugin_streams.origin.storage.base import Record, StorageError, Store, StreamConfig
+from plugin_streams.origin.registry import Registry, require_live
+from plugin_streams.origin.shared_streams import SharedParts
+from plugin_streams.origin.storage.base import PathTaken, Record, StorageError, Store, StreamConfig
+from plugin_streams.origin.storage.postgres.store import PostgresStore
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared import content_types, jsonmode
 from plugin_streams.shared.errors import (
@@ -35,6 +37,7 @@ from plugin_streams.shared.headers import (
     PRODUCER_EPOCH,
     PRODUCER_EXPECTED_SEQ,
     PRODUCER_RECEIVED_SEQ,
+    RETRY_AFTER,
     STREAM_CLOSED,
     STREAM_EXPIRES_AT,
     STREAM_NEXT_OFFSET,
@@ -67,13 +70,20 @@ class StreamService:
         clock_ms: Callable[[], int],
         *,
         executor: Executor | None = None,
-        committer: Committer | None = None,
+        on_batch: Callable[[int, int, float], None] | None = None,
         compact_min_bytes: int = 1024 * 1024,
     ) -> None:
         self.store = store
         self.clock_ms = clock_ms
-        self.registry = Registry(store)
-        self.committer = committer or Committer(store)
+        self.committer = Committer(store, on_batch)
+        # A shared engine (postgres): other origins write the same streams, so lookups ask the
+        # database, appends are decided at commit time, and changes are announced (origin.wakeups).
+        self.shared: SharedParts | None = None
+        if isinstance(store, PostgresStore):
+            self.shared = SharedParts.build(store, clock_ms, on_batch)
+            self.registry: Registry = self.shared.registry
+        else:
+            self.registry = Registry(store)
         self._executor = executor
         self._creating: dict[str, asyncio.Future[None]] = {}
         self.compact_min_bytes = compact_min_bytes
@@ -92,7 +102,18 @@ class StreamService:
                 raise Forbidden(f"streams under {prefix} are written only through their own API")
 
     async def start(self) -> None:
-        self.registry.load(await self.store.open(), self.clock_ms())
+        if self.shared is not None:
+            await self.shared.start()
+        else:
+            self.registry.load(await self.store.open(), self.clock_ms())
+
+    async def stop(self) -> None:
+        if self.shared is not None:
+            await self.shared.stop()
+
+    async def live(self, path: str) -> StreamState:
+        """The live stream at `path` as every origin sees it now, or NotFound / Gone."""
+        return await self.registry.find_live(path, self.clock_ms())
 
     def touch(self, state: StreamState, now_ms: int) -> None:
         """A read or write resets the sliding TTL (PROTOCOL.md §5.1); HEAD does not."""
@@ -109,13 +130,18 @@ class StreamService:
         if request.expires is not None and request.expires.at_ms <= now:
             # It would be created already expired: 201 for a stream no request can ever see.
             raise BadRequest(f"{STREAM_EXPIRES_AT} is in the past")
-        existing = self.registry.visible(path, now)
-        if existing is not None:
-            return await self._recreate(existing, request)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._creating[path] = done
         try:
-            return CreateResult(await self._create_new(path, request, body, now), created=True)
+            for _ in range(3):
+                existing = await self.registry.find(path, now)
+                if existing is not None:
+                    return await self._recreate(existing, request)
+                try:
+                    return CreateResult(await self._create_new(path, request, body, now), created=True)
+                except PathTaken:
+                    continue  # another origin created it meanwhile: compare with theirs
+            raise Unavailable("the stream was created and removed again meanwhile; retry", {RETRY_AFTER: "1"})
         finally:
             del self._creating[path]
             done.set_result(None)
@@ -186,6 +212,8 @@ class StreamService:
                 max_size=request.max_size,
             )
             await self.store.create(config, records)
+        except PathTaken:
+            raise
         except StorageError as exc:
             raise Unavailable(f"could not create the stream: {exc}") from exc
         finally:
@@ -221,7 +249,7 @@ class StreamService:
         messages for a JSON stream), rendered by the owner of a reserved stream; it is not re-parsed."""
         self._check_owner(path, owner, stored=stored)
         now = self.clock_ms()
-        state = self.registry.live(path, now)
+        state = await self.registry.find_live(path, now)
         self.touch(state, now)
         self._check_closed_and_type(state, request, body)
         if state.config.max_size is not None and len(body) > state.config.max_size:
@@ -229,29 +257,51 @@ class StreamService:
         payload = b""
         if body:
             payload = body if stored else await self._payload(state.config.content_type, body, allow_empty_array=False)
+        if self.shared is not None:
+            result = await self.shared.committer.submit(
+                state, lambda current: self._decide(current, request, body, payload), len(payload)
+            )
+        else:
             # The stream may have changed while the body was validated: look again.
             state = self.registry.live(path, self.clock_ms())
-            self._check_closed_and_type(state, request, body)
+            record, result = self._decide(state, request, body, payload)
+            if record is None:
+                await self._durable(state)
+                return replace(result, next_position=state.tail)
+            await self.committer.submit(state, record)
+        if result.appended:
+            if payload:
+                self.registry.events.appended(result.state)
+            if request.closed:
+                self.registry.events.closed(result.state)
+            self.apply_retention(result.state, self.clock_ms())
+        return result
+
+    def _decide(
+        self, state: StreamState, request: AppendRequest, body: bytes, payload: bytes
+    ) -> tuple[Record | None, AppendResult]:
+        """Decide an append against the stream's validation view: the record to write (accepted
+        into the view), or None and the answer of an append that writes nothing."""
+        require_live(state)
+        self._check_closed_and_type(state, request, body)
+        producer = request.producer
         if state.v_closed:
             # Only idempotent repeats reach here (see _check_closed_and_type).
-            await self._durable(state)
-            return AppendResult(
+            return None, AppendResult(
                 state,
-                state.tail,
+                state.v_tail,
                 closed=True,
-                producer_epoch=request.producer.epoch if request.producer else None,
-                producer_seq=request.producer.seq if request.producer else None,
+                producer_epoch=producer.epoch if producer else None,
+                producer_seq=producer.seq if producer else None,
                 appended=False,
             )
-        producer = request.producer
         if producer is not None:
             duplicate_of = _judge_producer(state, producer)
             if duplicate_of is not None:
-                await self._durable(state)
-                return AppendResult(
+                return None, AppendResult(
                     state,
-                    state.tail,
-                    closed=state.closed,
+                    state.v_tail,
+                    closed=state.v_closed,
                     producer_epoch=producer.epoch,
                     producer_seq=duplicate_of,
                     appended=False,
@@ -259,18 +309,13 @@ class StreamService:
         if request.stream_seq is not None and state.v_stream_seq is not None:
             if request.stream_seq.encode() <= state.v_stream_seq.encode():
                 raise Conflict("Stream-Seq must increase")
+        now = self.clock_ms()
         written = max(now, state.times[-1] if state.times else 0)  # never backwards (retention by age)
         record = Record(
             payload, closed=request.closed, producer=producer, stream_seq=request.stream_seq, written_ms=written
         )
         end = state.accept(record)
-        await self.committer.submit(state, record)
-        if payload:
-            self.registry.events.appended(state)
-        if request.closed:
-            self.registry.events.closed(state)
-        self.apply_retention(state, self.clock_ms())
-        return AppendResult(
+        return record, AppendResult(
             state,
             end,
             closed=request.closed,
@@ -329,7 +374,7 @@ class StreamService:
 
     async def delete(self, path: str, *, owner: str | None = None) -> None:
         self._check_owner(path, owner)
-        state = self.registry.live(path, self.clock_ms())
+        state = await self.registry.find_live(path, self.clock_ms())
         await self.registry.delete(state)
 
     # -- shutdown ---------------------------------------------------------------------------

@@ -15,11 +15,15 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from plugin_streams.origin.boundaries import RecordBoundaries
 from plugin_streams.origin.storage.base import LoadedStream, Record, StreamConfig
 from plugin_streams.shared.offsets import Offset
 from plugin_streams.shared.producer import ProducerState, ProducerTable, ProducerTuple
+
+if TYPE_CHECKING:
+    from plugin_streams.origin.shared_commit import PendingAppend
 
 
 class StreamState:
@@ -50,6 +54,10 @@ class StreamState:
         self.removed = False  # no longer reachable by path; data may still serve forks
         self.changed: asyncio.Future[None] | None = None
         self.boundaries = RecordBoundaries()  # message boundaries inside big JSON records
+        # Shared engines (several origins): appends waiting to be decided against the database's
+        # state, and the lock that keeps a catch-up on other origins' appends and a commit apart.
+        self.pending: list[PendingAppend] = []
+        self.sync_lock = asyncio.Lock()
 
     @classmethod
     def from_loaded(cls, loaded: LoadedStream, source: StreamState | None) -> StreamState:
@@ -99,17 +107,25 @@ class StreamState:
 
     def commit(self, record: Record) -> None:
         """Apply a durable record to the committed view."""
-        self.starts.append(self.tail)
-        self.times.append(record.written_ms or 0)
-        self.tail += len(record.payload)
-        if record.producer is not None:
-            p = record.producer
-            self.producers.record(p.producer_id, ProducerState(p.epoch, p.seq))
+        self.commit_meta(len(record.payload), record.written_ms or 0, record.producer)
         if record.stream_seq is not None:
             self.stream_seq = record.stream_seq
         if record.closed:
             self.closed = True
             self.closed_by = record.producer
+
+    def commit_meta(self, size: int, written_ms: int, producer: ProducerTuple | None) -> None:
+        """Apply a durable record known by its size, accept time and producer (another origin's)."""
+        self.starts.append(self.tail)
+        self.times.append(written_ms)
+        self.tail += size
+        if producer is not None:
+            self.producers.record(producer.producer_id, ProducerState(producer.epoch, producer.seq))
+
+    @property
+    def record_count(self) -> int:
+        """Records ever appended (dropped ones included): the number the next record gets."""
+        return self.dropped + len(self.starts)
 
     def rollback(self) -> None:
         self.v_tail = self.tail

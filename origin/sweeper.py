@@ -16,6 +16,8 @@ logger = logging.getLogger(__name__)
 
 
 async def sweep_once(service: StreamService) -> int:
+    if service.shared is not None:
+        return await _sweep_shared(service)
     now = service.clock_ms()
     registry = service.registry
     expired = [state for state in registry.by_path.values() if is_expired(state, now, sliding=registry.sliding_expiry)]
@@ -26,6 +28,24 @@ async def sweep_once(service: StreamService) -> int:
             service.apply_retention(state, now)
     await service.store.flush_access_times()
     return len(expired)
+
+
+async def _sweep_shared(service: StreamService) -> int:
+    """With several origins: each persists its access times and applies retention to the streams
+    it holds; the one elected by the advisory lock (origin.wakeups) expires streams nobody asks
+    about, each only if the database agrees it is due."""
+    assert service.shared is not None
+    await service.store.flush_access_times()
+    now = service.clock_ms()
+    for state in list(service.registry.by_path.values()):
+        if state.config.retention is not None:
+            service.apply_retention(state, now)
+    if not service.shared.wakeups.leader:
+        return 0
+    expired = 0
+    for path in await service.shared.store.expired(now):
+        expired += await service.registry.find(path, now) is None
+    return expired
 
 
 async def sweep_forever(service: StreamService, interval: float) -> None:

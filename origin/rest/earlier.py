@@ -157,7 +157,7 @@ class EarlierReads:
         limit = parse_limit(request.query, DEFAULT_READ_LIMIT, MAX_READ_LIMIT)
         raw = wants_raw(request.query, request.headers.get(h.ACCEPT, ""))
         before = parse_read_offset(request.query[BEFORE].strip())
-        state = messages.live_state(name)
+        state = await messages.live_state(name)
         end = resolve_position(state, before)
         chunk_size = messages.config.chunk_size
         earlier = await earlier_page(messages.service.store, state, end, limit, chunk_size)

@@ -93,7 +93,7 @@ class MessageHandlers:
         if stream_seq is not None and not 0 < len(stream_seq) <= MAX_STREAM_SEQ_LENGTH:
             raise BadRequest(f"{h.STREAM_SEQ} must be 1 to {MAX_STREAM_SEQ_LENGTH} characters")
         producer = parse_producer(request.headers)
-        await check_batch_size(self.service.registry.live(name, self.service.clock_ms()), body)
+        await check_batch_size(await self.service.live(name), body)
         # The stream's own content type decides how the body is read, so none is checked here.
         append = AppendRequest(content_type=None, closed=closed, stream_seq=stream_seq, producer=producer)
         result = await self.service.append(name, append, body)
@@ -121,9 +121,9 @@ class MessageHandlers:
 
     # -- read -------------------------------------------------------------------------------
 
-    def live_state(self, name: str) -> StreamState:
+    async def live_state(self, name: str) -> StreamState:
         now = self.service.clock_ms()
-        state = self.service.registry.live(name, now)
+        state = await self.service.registry.find_live(name, now)
         self.service.touch(state, now)
         return state
 
@@ -132,7 +132,7 @@ class MessageHandlers:
         limit = parse_limit(request.query, DEFAULT_READ_LIMIT, MAX_READ_LIMIT)
         raw = wants_raw(request.query, request.headers.get(h.ACCEPT, ""))
         after = requested_after(request.query.get("after"))
-        state = self.live_state(name)
+        state = await self.live_state(name)
         position = resolve_position(state, after)
         result = await read(self.service.store, state, position, self.config.chunk_size)
         page = await page_of(state, result, limit)

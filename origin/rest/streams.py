@@ -84,7 +84,7 @@ class StreamResources:
 
     async def describe(self, request: web.Request, name: str) -> web.Response:
         check(request, self.policy, Right.READ, name)
-        state = self.service.registry.live(name, self.service.clock_ms())
+        state = await self.service.live(name)
         return json_response(describe(state))
 
     async def delete(self, request: web.Request, name: str) -> web.Response:

@@ -92,7 +92,7 @@ class TailHandlers:
             raise BadRequest("mode must be sse or long-poll")
         resume = request.headers.get(h.LAST_EVENT_ID)
         after = requested_after(resume if resume else request.query.get("after"))
-        state = self.messages.live_state(name)
+        state = await self.messages.live_state(name)
         position = resolve_position(state, after)
         if mode == "long-poll":
             return await self.long_poll(request, state, position)

@@ -3,6 +3,7 @@
 from plugin_streams.origin.storage.base import (
     ForkLink,
     LoadedStream,
+    PathTaken,
     Record,
     RecordsDropped,
     StorageError,
@@ -20,6 +21,7 @@ __all__ = [
     "ForkLink",
     "LoadedStream",
     "MemoryStore",
+    "PathTaken",
     "Record",
     "RecordsDropped",
     "StorageError",

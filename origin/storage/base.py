@@ -12,6 +12,7 @@ Errors (every method may raise them):
     StorageError
     ├── StreamMissing    the generation is unknown (deleted, never created)
     ├── RecordsDropped   retention removed the records asked for
+    ├── PathTaken        create: another incarnation holds the path (shared engines: another origin)
     └── StorageFailure   the disk refused (ENOSPC, EIO...); nothing was acknowledged
 """
 
@@ -39,6 +40,10 @@ class StorageFailure(StorageError):
 
 
 class RecordsDropped(StorageError):
+    pass
+
+
+class PathTaken(StorageError):
     pass
 
 

@@ -1,0 +1,411 @@
+"""PostgresStore: stream incarnations in PostgreSQL, shared by every origin on the database.
+
+Besides the Store interface (which the storage contract suite holds it to), it offers what
+several origins serving the same streams need: lookups of the current row of a path or a
+generation, the records another origin appended since a given one, and the conditional append,
+whose decisions the database accepts only if they were made against its current record count.
+
+Every append is one statement, hence one transaction and one round trip (ds_append). Its wait is
+never cancelled: no statement timeout, and the committer awaits it in its own task, so a client
+that disconnects cannot cut a synchronous-commit wait short (a cancelled wait leaves a commit the
+standby may not have, which a failover would then lose after a reader saw it). Reads may time out.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from plugin_streams.origin.storage.base import (
+    LoadedStream,
+    PathTaken,
+    Record,
+    RecordsDropped,
+    StorageFailure,
+    StreamConfig,
+    StreamMissing,
+)
+from plugin_streams.origin.storage.postgres.rows import (
+    STREAM_COLUMNS,
+    Batch,
+    RecordMeta,
+    StreamRow,
+    config_columns,
+    record_metas,
+    summary_of,
+)
+from plugin_streams.origin.storage.postgres.schema import migrate
+from plugin_streams.shared.producer import MAX_PRODUCERS_PER_STREAM
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+Connection = asyncpg.Connection | PoolConnectionProxy
+
+#: Errors meaning "the database did not do it, or we cannot know": the caller answers 503.
+DATABASE_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ConnectionError, TimeoutError)
+
+_CHUNK_COLUMNS: Final = "first_rec, rec_lens, rec_times, producer_ids, producer_epochs, producer_seqs"
+
+
+class AppendStatus(enum.IntEnum):
+    APPENDED = 0
+    CONFLICT = 1  # another origin appended first: decide again against the new records
+    MISSING = 2
+    NOT_LIVE = 3  # soft-deleted or detached
+
+
+@dataclass(frozen=True, slots=True)
+class AppendOutcome:
+    status: AppendStatus
+    next_record: int | None
+
+
+class PostgresStore:
+    shared = True  # several origins may write the same streams: decisions are checked here
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 16,
+        read_timeout: float | None = None,
+        pool_factory: Callable[..., Awaitable[asyncpg.Pool]] = asyncpg.create_pool,
+    ) -> None:
+        self.url = url
+        self._pool_size = pool_size
+        self._read_timeout = read_timeout
+        self._pool_factory = pool_factory
+        self._pool: asyncpg.Pool | None = None
+        self._access: dict[int, int] = {}
+        self._bytes = 0  # stored payload bytes, as this process last counted them
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StorageFailure("the postgres engine is not open")
+        return self._pool
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        try:
+            async with self.pool.acquire() as connection:
+                yield connection
+        except DATABASE_ERRORS as exc:
+            raise StorageFailure(f"database: {exc}") from exc
+
+    async def prepare(self) -> None:
+        """Connect and bring the schema up to date (every origin does it; the first one migrates)."""
+        if self._pool is None:
+            try:
+                # Every connection opened now: opening one stats a few files (shared.aio.loop_watch).
+                self._pool = await self._pool_factory(self.url, min_size=self._pool_size, max_size=self._pool_size)
+            except DATABASE_ERRORS as exc:
+                raise StorageFailure(f"cannot reach the database: {exc}") from exc
+        async with self._connection() as connection:
+            await migrate(connection)
+        await self._count_bytes()
+
+    async def _count_bytes(self) -> None:
+        async with self._connection() as connection:
+            self._bytes = int(await connection.fetchval("SELECT coalesce(sum(stored_bytes), 0) FROM ds_stream"))
+
+    # -- the Store interface ----------------------------------------------------------------
+
+    async def open(self) -> list[LoadedStream]:
+        """Every stream, loaded (the Store contract); origins load lazily with `load` instead."""
+        await self.prepare()
+        async with self._connection() as connection:
+            generations = await connection.fetch("SELECT gen FROM ds_stream ORDER BY gen")
+        loaded = [await self.load(row["gen"]) for row in generations]
+        return [item for item in loaded if item is not None]
+
+    async def allocate_generation(self) -> int:
+        async with self._connection() as connection:
+            return int(await connection.fetchval("SELECT nextval('ds_generation')"))
+
+    async def create(self, config: StreamConfig, records: Sequence[Record]) -> None:
+        """Raises PathTaken when another incarnation holds the path (another origin created it)."""
+        state, fields, fork_source, expires, ttl = config_columns(config)
+        batch = Batch.of(records)
+        try:
+            async with self._connection() as connection, connection.transaction():
+                await connection.execute(
+                    "INSERT INTO ds_stream (gen, path, state, config, fork_source, expires_at_ms, ttl_ms,"
+                    " created_ms, last_access_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                    config.generation,
+                    config.path,
+                    state,
+                    fields,
+                    fork_source,
+                    expires,
+                    ttl,
+                    config.created_ms,
+                )
+                if records:
+                    await connection.fetchrow(
+                        "SELECT * FROM ds_append($1, 0, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                        config.generation,
+                        *batch.arguments(),
+                    )
+        except StorageFailure as exc:
+            if isinstance(exc.__cause__, asyncpg.UniqueViolationError):
+                raise PathTaken(config.path) from exc
+            raise
+        self._bytes += len(batch.data)
+
+    async def append(self, generation: int, records: Sequence[Record]) -> None:
+        outcome = await self.append_if(generation, records, None)
+        if outcome.status is not AppendStatus.APPENDED:
+            raise StreamMissing(str(generation))
+
+    async def append_if(self, generation: int, records: Sequence[Record], expected: int | None) -> AppendOutcome:
+        """Append `records` if the stream still has exactly `expected` records and is live."""
+        batch = Batch.of(records)
+        async with self._connection() as connection:
+            row = await connection.fetchrow(
+                "SELECT * FROM ds_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                generation,
+                expected,
+                *batch.arguments(),
+            )
+        assert row is not None  # a function call returns its one row
+        status = AppendStatus(row["status"])
+        if status is AppendStatus.APPENDED:
+            self._bytes += len(batch.data)
+        return AppendOutcome(status, row["next_rec"])
+
+    async def read(self, generation: int, first: int, last: int) -> bytes:
+        if last <= first:
+            await self.row(generation, require=True)
+            return b""
+        async with self._connection() as connection:
+            kept_from = await connection.fetchval(
+                "SELECT first_rec FROM ds_stream WHERE gen = $1", generation, timeout=self._read_timeout
+            )
+            if kept_from is None:
+                raise StreamMissing(str(generation))
+            if first < kept_from:
+                raise RecordsDropped(f"records of stream {generation} were dropped by retention")
+            chunks = await connection.fetch(
+                "SELECT first_rec, rec_lens, data FROM ds_chunk WHERE gen = $1 AND first_rec < $3"
+                " AND first_rec >= coalesce((SELECT max(first_rec) FROM ds_chunk WHERE gen = $1"
+                " AND first_rec <= $2), 0) ORDER BY first_rec",
+                generation,
+                first,
+                last,
+                timeout=self._read_timeout,
+            )
+        return _slice(chunks, first, last)
+
+    async def drop_before(self, generation: int, record: int, position: int) -> None:
+        async with self._connection() as connection, connection.transaction():
+            updated = await connection.fetchval(
+                "UPDATE ds_stream SET first_rec = $2, first_pos = $3 WHERE gen = $1 AND first_rec < $2 RETURNING gen",
+                generation,
+                record,
+                position,
+            )
+            if updated is None:
+                if await connection.fetchval("SELECT gen FROM ds_stream WHERE gen = $1", generation) is None:
+                    raise StreamMissing(str(generation))
+                return
+            freed = await connection.fetchval(
+                "WITH gone AS (DELETE FROM ds_chunk WHERE gen = $1 AND first_rec + cardinality(rec_lens) <= $2"
+                " RETURNING octet_length(data) AS size) SELECT coalesce(sum(size), 0) FROM gone",
+                generation,
+                record,
+            )
+            await connection.execute(
+                "UPDATE ds_stream SET stored_bytes = stored_bytes - $2 WHERE gen = $1", generation, freed
+            )
+        self._bytes -= int(freed)
+
+    async def replace_config(self, config: StreamConfig) -> None:
+        state, fields, fork_source, expires, ttl = config_columns(config)
+        async with self._connection() as connection:
+            updated = await connection.fetchval(
+                "UPDATE ds_stream SET state = CASE WHEN state = 'detached' THEN state ELSE $2 END, config = $3,"
+                " fork_source = $4, expires_at_ms = $5, ttl_ms = $6 WHERE gen = $1 RETURNING gen",
+                config.generation,
+                state,
+                fields,
+                fork_source,
+                expires,
+                ttl,
+            )
+        if updated is None:
+            raise StreamMissing(str(config.generation))
+
+    async def remove(self, generation: int) -> None:
+        async with self._connection() as connection:
+            freed = await connection.fetchval("DELETE FROM ds_stream WHERE gen = $1 RETURNING stored_bytes", generation)
+        self._access.pop(generation, None)
+        if freed is not None:
+            self._bytes -= int(freed)
+
+    def disk_bytes(self) -> int:
+        return self._bytes
+
+    def touch(self, generation: int, at_ms: int) -> None:
+        self._access[generation] = at_ms
+
+    async def flush_access_times(self) -> None:
+        if not self._access:
+            return
+        noted, self._access = self._access, {}
+        try:
+            async with self._connection() as connection:
+                await connection.execute(
+                    "UPDATE ds_stream s SET last_access_ms = greatest(s.last_access_ms, u.at)"
+                    " FROM unnest($1::bigint[], $2::bigint[]) AS u(gen, at) WHERE s.gen = u.gen",
+                    list(noted),
+                    list(noted.values()),
+                )
+        except StorageFailure:
+            for generation, at in noted.items():  # kept for the next flush
+                self._access[generation] = max(at, self._access.get(generation, 0))
+            raise
+        await self._count_bytes()
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    # -- shared streams ---------------------------------------------------------------------
+
+    async def lookup(self, path: str) -> StreamRow | None:
+        """The incarnation holding `path` now (live or soft-deleted), or None."""
+        async with self._connection() as connection:
+            row = await connection.fetchrow(
+                f"SELECT {STREAM_COLUMNS} FROM ds_stream WHERE path = $1 AND state <> 'detached'", path
+            )
+        return None if row is None else StreamRow.decode(row)
+
+    async def row(self, generation: int, *, require: bool = False) -> StreamRow | None:
+        async with self._connection() as connection:
+            row = await connection.fetchrow(f"SELECT {STREAM_COLUMNS} FROM ds_stream WHERE gen = $1", generation)
+        if row is None and require:
+            raise StreamMissing(str(generation))
+        return None if row is None else StreamRow.decode(row)
+
+    async def records_since(self, generation: int, first: int) -> tuple[StreamRow | None, list[RecordMeta]]:
+        """The stream's row and the records numbered `first` and above (sizes, accept times,
+        producers), read together: the row describes exactly the log those records end."""
+        async with self._connection() as connection, connection.transaction(isolation="repeatable_read"):
+            raw = await connection.fetchrow(f"SELECT {STREAM_COLUMNS} FROM ds_stream WHERE gen = $1", generation)
+            if raw is None:
+                return None, []
+            row = StreamRow.decode(raw)
+            if row.next_record <= first:
+                return row, []
+            chunks = await connection.fetch(
+                f"SELECT {_CHUNK_COLUMNS} FROM ds_chunk WHERE gen = $1 AND first_rec >= coalesce("
+                "(SELECT max(first_rec) FROM ds_chunk WHERE gen = $1 AND first_rec <= $2), 0) ORDER BY first_rec",
+                generation,
+                first,
+            )
+        return row, record_metas(chunks, first)
+
+    async def load(self, generation: int) -> LoadedStream | None:
+        """One stream as recovery would have loaded it, or None if it is gone."""
+        async with self._connection() as connection, connection.transaction(isolation="repeatable_read"):
+            raw = await connection.fetchrow(f"SELECT {STREAM_COLUMNS} FROM ds_stream WHERE gen = $1", generation)
+            if raw is None:
+                return None
+            row = StreamRow.decode(raw)
+            chunks = await connection.fetch(
+                f"SELECT {_CHUNK_COLUMNS} FROM ds_chunk WHERE gen = $1 ORDER BY first_rec", generation
+            )
+            producers = await connection.fetch(
+                "SELECT producer_id, epoch, last_seq FROM (SELECT * FROM ds_producer WHERE gen = $1"
+                " ORDER BY last_rec DESC LIMIT $2) recent ORDER BY last_rec",
+                generation,
+                MAX_PRODUCERS_PER_STREAM,
+            )
+        metas = record_metas(chunks, row.first_record)
+        return LoadedStream(
+            row.config, summary_of(row, metas, producers), row.last_access_ms, row.first_record, row.first_position
+        )
+
+    async def remove_unreferenced(self, generation: int) -> bool:
+        """Remove the incarnation unless a fork reads its data; True if it is gone."""
+        try:
+            await self.remove(generation)
+        except StorageFailure as exc:
+            if isinstance(exc.__cause__, asyncpg.ForeignKeyViolationError):
+                return False
+            raise
+        return True
+
+    async def release_source(self, generation: int) -> tuple[bool, int | None]:
+        """Remove a deleted or expired incarnation no fork reads any more: (whether it went, the
+        generation of its own source, next in the cascade)."""
+        try:
+            async with self._connection() as connection:
+                row = await connection.fetchrow(
+                    "DELETE FROM ds_stream WHERE gen = $1 AND state <> 'live' RETURNING stored_bytes, fork_source",
+                    generation,
+                )
+        except StorageFailure as exc:
+            if isinstance(exc.__cause__, asyncpg.ForeignKeyViolationError):
+                return False, None
+            raise
+        if row is None:
+            return False, None
+        self._access.pop(generation, None)
+        self._bytes -= int(row["stored_bytes"])
+        return True, row["fork_source"]
+
+    async def expire_if_due(self, generation: int, now_ms: int) -> bool:
+        """Expire the incarnation if its time is up by the database's row (a sliding TTL renewed
+        through another origin is not); True if it expired. Its data goes, or, if forks read it,
+        stays with the path freed."""
+        async with self._connection() as connection:
+            due = await connection.fetchval(
+                "UPDATE ds_stream SET state = 'detached' WHERE gen = $1 AND state <> 'detached'"
+                " AND (expires_at_ms <= $2 OR last_access_ms + ttl_ms <= $2) RETURNING gen",
+                generation,
+                now_ms,
+            )
+        if due is None:
+            return False
+        await self.remove_unreferenced(generation)
+        return True
+
+    async def expired(self, now_ms: int, limit: int = 1000) -> list[str]:
+        """Paths whose incarnation's time is up (absolute expiry, or a sliding TTL not renewed)."""
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                "SELECT path FROM ds_stream WHERE state <> 'detached' AND (expires_at_ms <= $1"
+                " OR (ttl_ms IS NOT NULL AND last_access_ms + ttl_ms <= $1)) LIMIT $2",
+                now_ms,
+                limit,
+            )
+        return [row["path"] for row in rows]
+
+
+def _slice(chunks: Sequence[Any], first: int, last: int) -> bytes:
+    """Payloads of records [first, last) from the batches holding them."""
+    parts: list[bytes] = []
+    for chunk in chunks:
+        number = chunk["first_rec"]
+        lens = chunk["rec_lens"]
+        lo = max(first - number, 0)
+        hi = min(last - number, len(lens))
+        if lo >= hi:
+            continue
+        start = sum(lens[:lo])
+        end = start + sum(lens[lo:hi])
+        data = chunk["data"]
+        parts.append(data if start == 0 and end == len(data) else data[start:end])
+    return parts[0] if len(parts) == 1 else b"".join(parts)
