@@ -1,4 +1,4 @@
-"""Shared fixtures: data directories, real origin processes, and the in-process origin (memory_client)."""
+"""Shared fixtures: data directories, real origin processes, the in-process origin (memory_client), PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ import pytest
 
 from plugin_streams.shared.aio.loop_watch import ENV, loop_watch
 from tests.support.memory_origin import memory_client  # noqa: F401  (a fixture for every test)
+from tests.support.postgres_fixtures import (  # noqa: F401  (real PostgreSQL and Patroni, started lazily)
+    patroni_cluster,
+    postgres_dsn,
+    postgres_server,
+    postgres_with_standby,
+)
 from tests.support.processes import OriginProcess
 
 

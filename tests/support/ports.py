@@ -1,4 +1,4 @@
-"""A local TCP port where nothing listens: connecting to it is refused at once."""
+"""Local TCP ports: one where nothing listens (connecting is refused at once), free ones for servers."""
 
 from __future__ import annotations
 
@@ -11,3 +11,18 @@ def closed_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports for servers a test starts (all held at once, so none repeats).
+
+    Like closed_port(), a port is free when handed out; a server binding it moments later rarely loses it.
+    """
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
