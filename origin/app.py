@@ -28,6 +28,7 @@ from plugin_streams.origin.replication.routes import add_replication_routes
 from plugin_streams.origin.rest import add_rest_routes
 from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.storage import FileStore, MemoryStore, Store
+from plugin_streams.origin.storage.postgres.metrics import PostgresMetrics
 from plugin_streams.origin.storage.postgres.store import PostgresStore
 from plugin_streams.origin.storage.tail_cache import TailCachedStore
 from plugin_streams.origin.subscriptions.routes import add_subscription_routes
@@ -97,6 +98,8 @@ def build_app(
     app = web.Application(client_max_size=config.max_body, middlewares=middlewares)
     store = store or make_store(config)
     service = StreamService(store, clock_ms, on_batch=metrics.on_batch, compact_min_bytes=config.compact_min_bytes)
+    if isinstance(store, PostgresStore):
+        store.metrics = PostgresMetrics(registry)
     app[SERVICE] = service
     app[METRICS] = metrics
     handlers = StreamHandlers(

@@ -90,6 +90,7 @@ class SharedCommitter:
             state.flushing = False
 
     async def _commit(self, state: StreamState, batch: list[PendingAppend]) -> None:
+        metrics = self._store.metrics
         for _ in range(MAX_ATTEMPTS):
             answers = _decide_all(state, batch)
             records = [record for record, _ in answers if isinstance(record, Record)]
@@ -105,21 +106,29 @@ class SharedCommitter:
                 # finds out by its record count; an idempotent producer's retry finds out as a 204.
                 _fail(batch, Unavailable(f"the database did not confirm the append: {exc}", {RETRY_AFTER: "1"}))
                 return
+            elapsed = time.perf_counter() - started
+            if metrics is not None:
+                metrics.committed(elapsed)
             if outcome.status is AppendStatus.APPENDED:
-                for record in records:
-                    state.commit(record)
-                state.notify()
-                if self._on_batch is not None:
-                    self._on_batch(len(records), sum(len(r.payload) for r in records), time.perf_counter() - started)
-                if self._on_commit is not None:
-                    self._on_commit(state)
+                self._committed(state, records, elapsed)
                 _answer(state, batch, answers)
                 return
             state.rollback()
+            if metrics is not None:
+                metrics.conflict()
             await self._registry.catch_up_locked(state)  # then decide again
             if outcome.status is AppendStatus.MISSING:
                 state.removed = True
         _fail(batch, Unavailable("too many origins appended to this stream at once; retry", {RETRY_AFTER: "1"}))
+
+    def _committed(self, state: StreamState, records: list[Record], elapsed: float) -> None:
+        for record in records:
+            state.commit(record)
+        state.notify()
+        if self._on_batch is not None:
+            self._on_batch(len(records), sum(len(r.payload) for r in records), elapsed)
+        if self._on_commit is not None:
+            self._on_commit(state)
 
 
 def _decide_all(state: StreamState, batch: list[PendingAppend]) -> list[tuple[Record | ProtocolError | None, object]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 import asyncpg
@@ -93,7 +92,6 @@ class Wakeups:
         self._listening: asyncio.Task[None] | None = None
         self._catching_up: dict[int, bool] = {}  # generation -> heard again meanwhile
         self._lost = asyncio.Event()
-        self.lag_observer: Callable[[float], None] | None = None  # NOTIFY sent -> heard, seconds
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -136,6 +134,8 @@ class Wakeups:
                 connection.add_termination_listener(lambda _: self._lost.set())
                 await connection.add_listener(CHANNEL, self._heard)
                 self.connected = True
+                if self.store.metrics is not None:
+                    self.store.metrics.listener(True)
                 self.leader = bool(await connection.fetchval("SELECT pg_try_advisory_lock($1)", SWEEP_LOCK))
                 await self._catch_up_waiting()
                 while not self._lost.is_set():
@@ -147,7 +147,11 @@ class Wakeups:
                             self.leader = bool(await connection.fetchval("SELECT pg_try_advisory_lock($1)", SWEEP_LOCK))
             except DATABASE_ERRORS as exc:
                 logger.warning("listener: %s; reconnecting", exc)
+                if self.store.metrics is not None:
+                    self.store.metrics.error("listener")
             finally:
+                if self.store.metrics is not None:
+                    self.store.metrics.listener(False)
                 self.connected = False
                 self.leader = False
                 if connection is not None and not connection.is_closed():
@@ -162,8 +166,8 @@ class Wakeups:
 
     def _heard(self, connection: object, pid: int, channel: str, payload: object) -> None:
         sent, changes = decode(str(payload))
-        if sent and self.lag_observer is not None:
-            self.lag_observer(max(0.0, time.time() - sent / 1000))
+        if sent and self.store.metrics is not None:
+            self.store.metrics.notified(time.time() - sent / 1000)
         for generation, count in changes.items():
             state = self.registry.by_generation.get(generation)
             if state is not None and (count == GONE or count > state.record_count):

@@ -32,6 +32,7 @@ from plugin_streams.origin.storage.base import (
     StreamConfig,
     StreamMissing,
 )
+from plugin_streams.origin.storage.postgres.metrics import PostgresMetrics
 from plugin_streams.origin.storage.postgres.rows import (
     STREAM_COLUMNS,
     Batch,
@@ -85,6 +86,7 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
         self._access: dict[int, int] = {}
         self._bytes = 0  # stored payload bytes, as this process last counted them
+        self.metrics: PostgresMetrics | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -100,6 +102,8 @@ class PostgresStore:
             async with self.pool.acquire() as connection:
                 yield connection
         except DATABASE_ERRORS as exc:
+            if self.metrics is not None:
+                self.metrics.error("query")
             raise StorageFailure(f"database: {exc}") from exc
 
     async def prepare(self) -> None:
@@ -109,7 +113,11 @@ class PostgresStore:
                 # Every connection opened now: opening one stats a few files (shared.aio.loop_watch).
                 self._pool = await self._pool_factory(self.url, min_size=self._pool_size, max_size=self._pool_size)
             except DATABASE_ERRORS as exc:
+                if self.metrics is not None:
+                    self.metrics.error("connect")
                 raise StorageFailure(f"cannot reach the database: {exc}") from exc
+            if self.metrics is not None:
+                self.metrics.watch_pool(self._pool)
         async with self._connection() as connection:
             await migrate(connection)
         await self._count_bytes()
