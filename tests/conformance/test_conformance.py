@@ -1,4 +1,5 @@
-"""The upstream conformance suite (0.3.6) against real processes: origin (fresh and restarted), edge.
+"""The upstream conformance suite (0.3.6) against real processes: origin (fresh and restarted), edge,
+two postgres origins on one database behind a round-robin proxy.
 
 This is the judge of protocol behaviour. Against the origin the whole suite runs, including the 6
 reserved subscription API tests (338), on a fresh data directory and again after SIGTERM and a
@@ -11,6 +12,10 @@ edge in the `jwks_url` and `callback_url` it hands out.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -63,3 +68,41 @@ def test_conformance_through_an_edge(tmp_path: Path) -> None:
     finally:
         assert edge.stop() == 0
         assert origin.stop() == 0
+
+
+@contextmanager
+def round_robin_proxy(log: Path, *upstreams: str) -> Iterator[str]:
+    """tests/support/round_robin.py as a child process: consecutive requests go to the upstreams in turn.
+
+    Its stderr (clients that hang up mid-answer, which the suite does on purpose) goes to `log`."""
+    args = [sys.executable, "-m", "tests.support.round_robin"]
+    for upstream in upstreams:
+        args += ["--upstream", upstream]
+    root = Path(__file__).resolve().parents[2]
+    with log.open("ab") as errors:
+        proxy = subprocess.Popen(args, cwd=root, stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL)
+    try:
+        assert proxy.stdout is not None
+        line = proxy.stdout.readline().decode()  # the proxy prints PROXY_PORT= once it listens (or exits: "")
+        assert line.startswith("PROXY_PORT="), f"round-robin proxy did not start: {line!r}"
+        yield f"http://127.0.0.1:{int(line.split('=', 1)[1])}"
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
+        if proxy.stdout is not None:
+            proxy.stdout.close()
+
+
+def test_conformance_two_postgres_origins_in_turn(tmp_path: Path, postgres_dsn: str) -> None:
+    """Two origins on one database, consecutive requests alternating between them: the suite cannot
+    tell them from one server (a create on one, the append on the other, the read on the first)."""
+    ensure_installed()
+    engine = ("--engine", "postgres", "--database-url", postgres_dsn)
+    first = OriginProcess(tmp_path / "a", *engine, long_poll_timeout=0.5).start()
+    second = OriginProcess(tmp_path / "b", *engine, long_poll_timeout=0.5).start()
+    try:
+        with round_robin_proxy(tmp_path / "round_robin.log", first.url, second.url) as proxy:
+            _run_and_check(proxy, "two postgres origins through a round-robin proxy")
+    finally:
+        assert second.stop() == 0
+        assert first.stop() == 0
