@@ -98,6 +98,10 @@ class Registry:
         engine's registry asks the database)."""
         return self.visible(path, now_ms)
 
+    async def by_number(self, generation: int) -> StreamState | None:
+        """The incarnation numbered `generation` (also a fork source no path names any more)."""
+        return self.by_generation.get(generation)
+
     async def find_live(self, path: str, now_ms: int) -> StreamState:
         """`live` as every origin sees it now."""
         return require_live(await self.find(path, now_ms))

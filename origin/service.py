@@ -118,7 +118,10 @@ class StreamService:
     def touch(self, state: StreamState, now_ms: int) -> None:
         """A read or write resets the sliding TTL (PROTOCOL.md §5.1); HEAD does not."""
         state.last_access_ms = now_ms
-        self.store.touch(state.generation, now_ms)
+        if self.shared is not None:
+            self.shared.store.touch(state.generation, now_ms, soon=state.config.ttl_seconds is not None)
+        else:
+            self.store.touch(state.generation, now_ms)
 
     # -- create -----------------------------------------------------------------------------
 

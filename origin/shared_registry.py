@@ -66,6 +66,12 @@ class SharedRegistry(Registry):
             return None
         return state
 
+    async def by_number(self, generation: int) -> StreamState | None:
+        state = await self._attach(generation)
+        if state is not None:
+            await self.catch_up(state)
+        return state
+
     async def _attach(self, generation: int) -> StreamState | None:
         """The cached state of `generation`, loading it (and its fork sources) once."""
         state = self.by_generation.get(generation)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from plugin_streams.origin.replication.shared_changes import SharedChangeLog
 from plugin_streams.origin.shared_commit import SharedCommitter
 from plugin_streams.origin.shared_registry import SharedRegistry
 from plugin_streams.origin.storage.postgres.store import PostgresStore
@@ -23,6 +24,12 @@ class SharedParts:
     registry: SharedRegistry
     committer: SharedCommitter
     wakeups: Wakeups
+    changes: SharedChangeLog | None = None  # the replication change feed, once routes exist
+
+    def follow_changes(self, changes: SharedChangeLog) -> None:
+        self.changes = changes
+        changes.on_written = self.wakeups.feed_changed
+        self.wakeups.on_feed = changes.refresh
 
     @classmethod
     def build(
@@ -36,6 +43,8 @@ class SharedParts:
 
     async def start(self) -> None:
         await self.store.prepare()
+        if self.changes is not None:
+            await self.changes.start()
         self.wakeups.start()
 
     async def stop(self) -> None:

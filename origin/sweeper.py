@@ -35,13 +35,16 @@ async def _sweep_shared(service: StreamService) -> int:
     it holds; the one elected by the advisory lock (origin.wakeups) expires streams nobody asks
     about, each only if the database agrees it is due."""
     assert service.shared is not None
-    await service.store.flush_access_times()
+    await service.shared.store.flush_access_times()
+    await service.shared.store.refresh_disk_bytes()
     now = service.clock_ms()
     for state in list(service.registry.by_path.values()):
         if state.config.retention is not None:
             service.apply_retention(state, now)
     if not service.shared.wakeups.leader:
         return 0
+    if service.shared.changes is not None:
+        await service.shared.changes.feed.trim(service.shared.changes.window)
     expired = 0
     for path in await service.shared.store.expired(now):
         expired += await service.registry.find(path, now) is None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 import asyncpg
@@ -37,6 +38,8 @@ CHANNEL: Final = "ds_streams"
 SWEEP_LOCK: Final = 0x64732D7377656570
 MAX_PAYLOAD: Final = 7900
 GONE: Final = -1
+#: The "generation" that names the change feed (real generations start at 1).
+FEED: Final = 0
 
 
 def encode(sent_ms: int, changes: dict[int, int]) -> list[str]:
@@ -92,11 +95,18 @@ class Wakeups:
         self._listening: asyncio.Task[None] | None = None
         self._catching_up: dict[int, bool] = {}  # generation -> heard again meanwhile
         self._lost = asyncio.Event()
+        self.on_feed: Callable[[], None] = lambda: None  # the change feed moved (or may have)
 
     # -- sending ----------------------------------------------------------------------------
 
     def changed(self, state: StreamState, *, gone: bool = False) -> None:
-        self._changes[state.generation] = GONE if gone else state.record_count
+        self._announce(state.generation, GONE if gone else state.record_count)
+
+    def feed_changed(self) -> None:
+        self._announce(FEED, 1)
+
+    def _announce(self, generation: int, count: int) -> None:
+        self._changes[generation] = count
         if self._sending is None or self._sending.done():
             self._sending = spawn(self._send(), name="notify")
 
@@ -138,6 +148,7 @@ class Wakeups:
                     self.store.metrics.listener(True)
                 self.leader = bool(await connection.fetchval("SELECT pg_try_advisory_lock($1)", SWEEP_LOCK))
                 await self._catch_up_waiting()
+                self.on_feed()  # events may have been missed while disconnected
                 while not self._lost.is_set():
                     try:
                         async with asyncio.timeout(1.0):
@@ -169,6 +180,9 @@ class Wakeups:
         if sent and self.store.metrics is not None:
             self.store.metrics.notified(time.time() - sent / 1000)
         for generation, count in changes.items():
+            if generation == FEED:
+                self.on_feed()
+                continue
             state = self.registry.by_generation.get(generation)
             if state is not None and (count == GONE or count > state.record_count):
                 self._catch_up(state)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
@@ -17,11 +18,14 @@ from aiohttp import web
 from plugin_streams.origin.replication.changes import ChangeLog
 from plugin_streams.origin.replication.configs import describe
 from plugin_streams.origin.replication.log_feed import serve_log
+from plugin_streams.origin.replication.shared_changes import SharedChangeLog
 from plugin_streams.origin.service import StreamService
+from plugin_streams.origin.storage.base import StorageError
+from plugin_streams.origin.storage.postgres.store import ChangeFeed
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared import replication as r
 from plugin_streams.shared.auth import AccessPolicy, Right, authorize
-from plugin_streams.shared.errors import BadRequest, NotFound, PayloadTooLarge
+from plugin_streams.shared.errors import BadRequest, NotFound, PayloadTooLarge, Unavailable
 from plugin_streams.shared.headers import AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, X_ACCEL_BUFFERING
 from plugin_streams.shared.paths import MAX_PATH_BYTES, validate_path
 
@@ -107,7 +111,7 @@ class ReplicationRoutes:
         # The registry keeps paths sorted: a page costs its own size, never a sort of every path.
         # Expired paths are skipped, but at most MAX_PAGE of them a page, so the cost stays bounded.
         budget = limit + MAX_PAGE
-        for path in self.service.registry.by_path.names_from(after):
+        for path in await self._paths_after(after, budget + 1):
             if path == after:
                 continue
             if len(page) >= limit or budget == 0:
@@ -115,23 +119,32 @@ class ReplicationRoutes:
                 break
             budget -= 1
             last_seen = path
-            state = self.service.registry.visible(path, now)
+            state = await self.service.registry.find(path, now)
             if state is not None:
                 page.append(describe(state))
         body = {"streams": page, "next": last_seen if more else None}
         return web.json_response(body, headers={CACHE_CONTROL: "no-store"})
 
+    async def _paths_after(self, after: str, limit: int) -> Iterable[str]:
+        """Paths in order after `after`: from memory, or from the database when origins share it."""
+        if self.service.shared is None:
+            return self.service.registry.by_path.names_from(after)
+        try:
+            return await self.service.shared.store.paths_after(after, limit)
+        except StorageError as exc:
+            raise Unavailable("the database is unavailable") from exc
+
     async def describe_one(self, request: web.Request) -> web.Response:
         """One incarnation by path (the one holding it), or by `generation` (also fork sources)."""
         self._authorize(request)
         path = validate_path(request.match_info["path"])
-        state = self._incarnation(request, path)
+        state = await self._incarnation(request, path)
         return web.json_response(describe(state), headers={CACHE_CONTROL: "no-store"})
 
     async def log(self, request: web.Request) -> web.StreamResponse:
         self._authorize(request)
         path = validate_path(request.match_info["path"])
-        state = self._incarnation(request, path)
+        state = await self._incarnation(request, path)
         start = int(_number(request, "from", state.base, 0, 2**62))
         heartbeat = _number(request, "heartbeat", 5.0, 0.05, 60.0)
         return await serve_log(request, self.service, state, start, heartbeat)
@@ -151,20 +164,21 @@ class ReplicationRoutes:
             raise BadRequest("paths must be strings")
         now = self.service.clock_ms()
         for path in paths:
-            state = self.service.registry.visible(path, now)
+            state = await self.service.registry.find(path, now)
             if state is not None and not state.soft_deleted:
                 self.service.touch(state, now)
         return web.Response(status=204)
 
-    def _incarnation(self, request: web.Request, path: str) -> StreamState:
+    async def _incarnation(self, request: web.Request, path: str) -> StreamState:
         text = request.query.get("generation")
+        registry = self.service.registry
         if text is None:
-            state = self.service.registry.visible(path, self.service.clock_ms())
+            state = await registry.find(path, self.service.clock_ms())
         else:
             # ASCII digits only (str.isdigit accepts "²", which int() refuses), and few of them.
             if not (text.isascii() and text.isdigit() and len(text) <= MAX_GENERATION_DIGITS):
                 raise BadRequest("generation must be a number")
-            state = self.service.registry.by_generation.get(int(text))
+            state = await registry.by_number(int(text))
             if state is not None and state.config.path != path:
                 state = None
         if state is None:
@@ -186,6 +200,10 @@ async def _bounded_body(request: web.Request, limit: int) -> bytes:
 
 def add_replication_routes(app: web.Application, service: StreamService, policy: AccessPolicy) -> ChangeLog:
     changes = ChangeLog()
+    if service.shared is not None:  # one feed for every origin on the database
+        shared_changes = SharedChangeLog(ChangeFeed(service.shared.store))
+        service.shared.follow_changes(shared_changes)
+        changes = shared_changes
     service.registry.events = changes
     routes = ReplicationRoutes(service, changes, policy)
     app.router.add_get(r.CHANGES_PATH, routes.changes_feed, allow_head=False)

@@ -131,6 +131,13 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         next_rec := v_next + v_count;
     END $$;
     """,
+    # 2: the change feed of every origin (creates, closures, deletions, expiries), numbered by the
+    # database, and the feed's epoch: one feed, so a replica can follow any origin.
+    """
+    CREATE TABLE ds_change (seq bigserial PRIMARY KEY, event jsonb NOT NULL);
+    CREATE TABLE ds_meta (key text PRIMARY KEY, value text NOT NULL);
+    INSERT INTO ds_meta VALUES ('feed_epoch', md5(random()::text || clock_timestamp()::text));
+    """,
 )
 
 

@@ -13,6 +13,7 @@ standby may not have, which a failover would then lose after a reader saw it). R
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -43,6 +44,7 @@ from plugin_streams.origin.storage.postgres.rows import (
     summary_of,
 )
 from plugin_streams.origin.storage.postgres.schema import migrate
+from plugin_streams.shared.aio.tasks import spawn
 from plugin_streams.shared.producer import MAX_PRODUCERS_PER_STREAM
 
 logger = logging.getLogger(__name__)
@@ -50,7 +52,18 @@ T = TypeVar("T")
 Connection = asyncpg.Connection | PoolConnectionProxy
 
 #: Errors meaning "the database did not do it, or we cannot know": the caller answers 503.
-DATABASE_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ConnectionError, TimeoutError)
+#: InternalClientError: a pooled connection whose server died mid-reply ("another operation is in progress").
+DATABASE_ERRORS: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    ConnectionError,
+    TimeoutError,
+)
+
+#: Seconds a sliding-TTL access waits to be written, so that a burst of reads is one UPDATE.
+ACCESS_FLUSH_DELAY: Final = 0.01
 
 _CHUNK_COLUMNS: Final = "first_rec, rec_lens, rec_times, producer_ids, producer_epochs, producer_seqs"
 
@@ -87,6 +100,7 @@ class PostgresStore:
         self._access: dict[int, int] = {}
         self._bytes = 0  # stored payload bytes, as this process last counted them
         self.metrics: PostgresMetrics | None = None
+        self._flushing: asyncio.Task[None] | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -263,8 +277,19 @@ class PostgresStore:
     def disk_bytes(self) -> int:
         return self._bytes
 
-    def touch(self, generation: int, at_ms: int) -> None:
+    def touch(self, generation: int, at_ms: int, *, soon: bool = False) -> None:
+        """Note an access; `soon`: the stream has a sliding TTL that another origin may be about
+        to judge, so the access is written within milliseconds rather than at the next sweep."""
         self._access[generation] = at_ms
+        if soon and (self._flushing is None or self._flushing.done()):
+            self._flushing = spawn(self._flush_soon(), name="flush-access-times")
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(ACCESS_FLUSH_DELAY)  # touches arriving meanwhile go in the same UPDATE
+        try:
+            await self.flush_access_times()
+        except StorageFailure as exc:
+            logger.warning("could not record access times: %s", exc)
 
     async def flush_access_times(self) -> None:
         if not self._access:
@@ -282,9 +307,14 @@ class PostgresStore:
             for generation, at in noted.items():  # kept for the next flush
                 self._access[generation] = max(at, self._access.get(generation, 0))
             raise
+
+    async def refresh_disk_bytes(self) -> None:
+        """Count the stored bytes again (other origins' appends and removals change them too)."""
         await self._count_bytes()
 
     async def close(self) -> None:
+        if self._flushing is not None and not self._flushing.done():
+            await self._flushing
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -400,6 +430,50 @@ class PostgresStore:
                 limit,
             )
         return [row["path"] for row in rows]
+
+    async def paths_after(self, after: str, limit: int) -> list[str]:
+        """Paths held by an incarnation, in order, after `after` (replicas' listing)."""
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                "SELECT path FROM ds_stream WHERE state <> 'detached' AND path > $1 ORDER BY path LIMIT $2",
+                after,
+                limit,
+            )
+        return [row["path"] for row in rows]
+
+
+class ChangeFeed:
+    """The database's change feed: events appended by any origin, read back in order."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+
+    async def epoch(self) -> str:
+        async with self.store._connection() as connection:
+            return str(await connection.fetchval("SELECT value FROM ds_meta WHERE key = 'feed_epoch'"))
+
+    async def add(self, events: Sequence[str]) -> None:
+        async with self.store._connection() as connection:
+            await connection.executemany("INSERT INTO ds_change (event) VALUES ($1)", [(e,) for e in events])
+
+    async def after(self, seq: int, limit: int) -> list[tuple[int, str]]:
+        """Events after `seq` (at most `limit`, the oldest first)."""
+        async with self.store._connection() as connection:
+            rows = await connection.fetch(
+                "SELECT seq, event::text AS event FROM ds_change WHERE seq > $1 ORDER BY seq LIMIT $2", seq, limit
+            )
+        return [(row["seq"], row["event"]) for row in rows]
+
+    async def last(self, count: int) -> tuple[int, list[tuple[int, str]]]:
+        """(the seq before the `count` newest events, those events)."""
+        async with self.store._connection() as connection:
+            newest = int(await connection.fetchval("SELECT coalesce(max(seq), 0) FROM ds_change"))
+        floor = max(0, newest - count)
+        return floor, await self.after(floor, count)
+
+    async def trim(self, keep: int) -> None:
+        async with self.store._connection() as connection:
+            await connection.execute("DELETE FROM ds_change WHERE seq <= (SELECT max(seq) FROM ds_change) - $1", keep)
 
 
 def _slice(chunks: Sequence[Any], first: int, last: int) -> bytes:
