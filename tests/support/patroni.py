@@ -55,7 +55,18 @@ def missing_patroni() -> str | None:
     for tool, package in (("patroni", "patroni"), ("etcd", "etcd-server")):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (apt-get install {package} python3-etcd)"
+    if not patroni_reaches_etcd():
+        return "Patroni's etcd client is not installed (apt-get install python3-etcd)"
     return missing_postgres()
+
+
+def patroni_reaches_etcd() -> bool:
+    """Whether Patroni's own interpreter has python-etcd: Debian lets another DCS client stand in for it."""
+    patroni = Path(shutil.which("patroni") or "patroni")
+    shebang = patroni.read_text(errors="replace").split("\n", 1)[0]
+    interpreter = shebang[2:].strip().split() if shebang.startswith("#!") else ["python3"]
+    probe = subprocess.run([*interpreter, "-c", "import etcd"], capture_output=True, timeout=30, check=False)
+    return probe.returncode == 0
 
 
 class PatroniNode:

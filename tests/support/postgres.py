@@ -12,7 +12,8 @@ adds a streaming standby the primary waits for at each commit. `create_database(
 each test an empty database of its own on one shared server.
 
 Every wait that fails raises `PgError` with the tail of the server's log: a failure in CI can be
-read from the test report alone. Nothing is printed.
+read from the test report alone. Nothing is printed. The binaries are Debian's PostgreSQL 15
+(/usr/lib/postgresql/15/bin; DS_TEST_PG_BIN names another directory).
 """
 
 from __future__ import annotations
