@@ -2,7 +2,8 @@
 
 A renamed metric (or a counter's `_total`, a histogram's `_bucket` forgotten) would leave a panel
 empty and an alert silent for ever, with no error anywhere. The names are taken from the servers'
-own registries (origin, edge, region, and the process collectors), not from a list kept by hand.
+own registries (origin, edge, region, the postgres engine's, and the process collectors), not from
+a list kept by hand.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from plugin_streams.edge.metrics import EdgeMetrics
 from plugin_streams.edge.region.metrics import RegionMetrics
 from plugin_streams.origin.metrics import OriginMetrics
+from plugin_streams.origin.storage.postgres.metrics import PostgresMetrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "plugin-streams.json"
@@ -37,6 +39,8 @@ async def exported_names() -> set[str]:
         metrics = make(registry)
         if make is EdgeMetrics:
             RegionMetrics(registry, "eu")  # a regional replica's, in the edge's registry
+        else:
+            PostgresMetrics(registry)  # the postgres engine's, in the origin's registry
         await metrics.process.refresh()
         for family in registry.collect():
             names.update(family.name + suffix for suffix in SUFFIXES.get(family.type, ("",)))
@@ -51,10 +55,12 @@ def referenced(path: Path) -> set[str]:
 async def test_the_dashboard_reads_only_exported_metrics() -> None:
     names = referenced(DASHBOARD)
     assert {"ds_edge_upstream_errors_total", "process_resident_memory_bytes", "ds_build_info"} <= names
+    assert {"ds_pg_pool_in_use", "ds_pg_notify_lag_seconds_bucket", "ds_pg_errors_total"} <= names
     assert names - await exported_names() == set()
 
 
 async def test_the_rules_and_their_tests_read_only_exported_metrics() -> None:
     names = referenced(RULES) | referenced(RULES_TESTS)
     assert {"ds_region_replication_lag_bytes", "process_open_fds", "ds_edge_origin_reachable"} <= names
+    assert {"ds_pg_listener_connected", "ds_pg_pool_size", "ds_pg_append_conflicts_total"} <= names
     assert names - await exported_names() == set()
