@@ -23,7 +23,7 @@ from plugin_streams.edge.freshness import Freshness
 from plugin_streams.edge.handlers import EdgeHandlers
 from plugin_streams.edge.kv_proxy import add_kv_routes
 from plugin_streams.edge.metrics import EdgeMetrics
-from plugin_streams.edge.origin_health import OriginHealth
+from plugin_streams.edge.origins import Origins
 from plugin_streams.edge.readiness import Readiness
 from plugin_streams.edge.reads import EdgeReads
 from plugin_streams.edge.region.setup import open_region
@@ -58,8 +58,8 @@ def build_app(
     cache = ChunkCache(config.cache_memory, config.cache_dir, config.cache_disk, freshness)
     metrics.watch(lambda: cache.memory_bytes, lambda: cache.disk.bytes if cache.disk else 0)
     holder: dict[str, EdgeHandlers] = {}
-    health = OriginHealth(config.origin)  # logs when the origin goes away and comes back
-    metrics.origin_reachable.set_function(lambda: 0 if health.reachable is False else 1)
+    origins = Origins.of(config.origin, on_failover=metrics.origin_failovers.inc)  # which one is asked, and health
+    metrics.watch_origins(origins)
     readiness = Readiness(lambda: holder["handlers"].upstream if "handlers" in holder else None)
     lane = EdgeLane()
     if config.fast_lane:  # plain cached reads, answered under aiohttp's request machinery
@@ -69,9 +69,7 @@ def build_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, keepalive_timeout=30)
         session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
-        upstream = Upstream(
-            config.origin, session, timeout=config.upstream_timeout, health=health, errors=metrics.upstream_errors
-        )
+        upstream = Upstream(origins, session, timeout=config.upstream_timeout, errors=metrics.upstream_errors)
         await cache.open()
         reads = EdgeReads(upstream, cache, metrics, config.long_poll_timeout)
         fanout = SSEFanout(upstream, reads, metrics, config)
@@ -82,14 +80,16 @@ def build_app(
             reads.wrote(path)  # its recent long-poll answers are no longer shared
             cache.drop_stream(path)  # (its SSE hubs end with the origin's SSE responses)
 
-        upkeep = start_upkeep(config, session, cache, metrics, forget)
-        region = await open_region(config, session, registry, policy) if config.region is not None else None
+        upkeep = start_upkeep(config, origins, session, cache, metrics, forget)
+        region = await open_region(config, origins, session, registry, policy) if config.region is not None else None
         if region is not None:
             handlers.region = region.router
             handlers.region_rest = region.rest
         else:  # a regional replica answers reads its own way
             lane.reads = FastReads(reads, cache, metrics, policy)
-        logger.info("edge ready: origin %s, cache %d bytes in memory", config.origin, config.cache_memory)
+        logger.info(
+            "edge ready: origin %s, cache %d bytes in memory", " then ".join(config.origin), config.cache_memory
+        )
         yield
         lane.reads = None
         await cancel_all(upkeep)

@@ -27,12 +27,30 @@ def origin_url(text: str) -> str:
     return text.strip().rstrip("/")
 
 
+def origin_urls(texts: tuple[str, ...]) -> tuple[str, ...]:
+    """The origins' base URLs in the order given (the first is asked first), each checked, none twice."""
+    checked: list[str] = []
+    for text in texts:
+        try:
+            checked.append(origin_url(text))
+        except ValueError as exc:  # with several, say which one
+            raise ValueError(str(exc) if len(texts) == 1 else f"{text!r}: {exc}") from None
+    urls = tuple(dict.fromkeys(checked))
+    if not urls:
+        raise ValueError("expected at least one origin URL")
+    return urls
+
+
 @dataclass(frozen=True, slots=True)
 class EdgeConfig:
     host: str = s.setting("127.0.0.1", help="address to listen on")
     port: int = s.setting(4438, type=s.port_number, help="port to listen on (0: any free port)")
-    origin: str = s.setting(
-        "http://127.0.0.1:4437", convert=origin_url, help="base URL of the origin (or of a nearer edge)"
+    origin: tuple[str, ...] = s.setting(
+        ("http://127.0.0.1:4437",),
+        repeatable=True,
+        convert=origin_urls,
+        help="base URL of the origin (or of a nearer edge); repeatable: origins serving the same streams, "
+        "the first asked first, the next when it fails",
     )
     workers: int = s.setting(1, type=s.positive_int, help="processes sharing the port (SO_REUSEPORT)")
     cache_memory: int = s.setting(256 * 1024 * 1024, type=int, help="bytes of immutable chunks kept in memory")

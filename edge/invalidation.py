@@ -24,6 +24,8 @@ from collections.abc import Callable
 import aiohttp
 
 from plugin_streams.edge.freshness import Freshness
+from plugin_streams.edge.origin_health import OriginHealth
+from plugin_streams.edge.origins import Origins, failure_reason
 from plugin_streams.shared import replication as r
 
 logger = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ class Invalidation:
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        origin: str,
+        origin: str | Origins,
         headers: dict[str, str],
         freshness: Freshness,
         forget: Callable[[str], None],
@@ -52,7 +54,7 @@ class Invalidation:
     ) -> None:
         self.failed = failed  # counts a break of the feed (ds_edge_upstream_errors{kind="change_feed"})
         self.session = session
-        self.url = origin.rstrip("/") + r.CHANGES_PATH
+        self.origins = origin if isinstance(origin, Origins) else Origins.of([origin])
         self.headers = headers
         self.freshness = freshness
         self.forget = forget
@@ -100,7 +102,21 @@ class Invalidation:
             params["epoch"] = self.epoch
         silence = self.heartbeat * 3  # three missed heartbeats: a dead feed (a partition sends no FIN)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=silence, sock_read=silence)
-        async with self.session.get(self.url, params=params, headers=self.headers, timeout=timeout) as response:
+        # The current origin; when it fails, the next attempt asks the next one (whose epoch
+        # differs unless they share a database: then it answers `resync`, as after a restart).
+        origin = self.origins.current
+        try:
+            await self._follow(origin, params, timeout)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if not isinstance(exc, aiohttp.ClientResponseError):  # (an answer: reported already)
+                # A feed that breaks breaks now, however long ago it began: never a stale failure.
+                self.origins.no_answer(origin, origin.began(), failure_reason(exc))
+            raise
+
+    async def _follow(self, origin: OriginHealth, params: dict[str, str], timeout: aiohttp.ClientTimeout) -> None:
+        url = origin.origin + r.CHANGES_PATH
+        async with self.session.get(url, params=params, headers=self.headers, timeout=timeout) as response:
+            self.origins.answered(origin, response.status)
             if response.status != 200:
                 if response.status in REFUSED:
                     raise FeedRefused(response.status)

@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from plugin_streams.edge.origin_health import OriginHealth
+from plugin_streams.edge.origins import Origins
 from plugin_streams.shared.aio.request_metrics import LATENCY_BUCKETS, RequestMetrics
 
 
@@ -29,6 +31,18 @@ class EdgeMetrics(RequestMetrics):
         self.origin_reachable = Gauge(
             "ds_edge_origin_reachable",
             "0 since a request to the origin (or a /readyz probe) got no answer, until one does; else 1",
+            registry=registry,
+        )
+        # One child per configured --origin (edge.origins), none for anything else: bounded.
+        self.origin_up = Gauge(
+            "ds_edge_origin_up",
+            "0 while this origin is marked down (no answer, or a 502/503/504) until it answers again; else 1",
+            ["origin"],
+            registry=registry,
+        )
+        self.origin_failovers = Counter(
+            "ds_edge_origin_failovers",
+            "Times the edge moved to another origin because its own failed",
             registry=registry,
         )
         self.long_poll_waiters = Gauge(
@@ -64,3 +78,13 @@ class EdgeMetrics(RequestMetrics):
     def watch(self, memory_bytes: Callable[[], int], disk_bytes: Callable[[], int]) -> None:
         self._cache_bytes.labels("memory").set_function(memory_bytes)
         self._cache_bytes.labels("disk").set_function(disk_bytes)
+
+    def watch_origins(self, origins: Origins) -> None:
+        """ds_edge_origin_up per configured origin, ds_edge_origin_reachable for them all (read at scrape time)."""
+        self.origin_reachable.set_function(lambda: 1 if origins.any_reachable() else 0)
+        for origin in origins.all:
+            self.origin_up.labels(origin.origin).set_function(_up(origins, origin))
+
+
+def _up(origins: Origins, origin: OriginHealth) -> Callable[[], float]:
+    return lambda: 0 if origins.is_down(origin) else 1

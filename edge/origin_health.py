@@ -1,4 +1,7 @@
-"""Whether the origin answers, as this edge last saw it: a two-state machine that logs its transitions.
+"""Whether an origin answers, as this edge last saw it: a two-state machine that logs its transitions.
+
+An edge given several origins (edge.origins) keeps one of these per origin, so the log names
+each origin that goes away and comes back.
 
 Every upstream request reports its outcome here (edge.upstream), and so does the readiness probe
 (edge.readiness). The edge logs once when the origin becomes unreachable (WARNING) and once when
@@ -45,14 +48,18 @@ class OriginHealth:
         self.reason = "answering"
         self._down_since = None
 
-    def failed(self, began: float, reason: str) -> None:
-        """A request begun at `began` got no answer (refused, reset, timed out): `reason` says how."""
+    def failed(self, began: float, reason: str) -> bool:
+        """A request begun at `began` got no answer (refused, reset, timed out): `reason` says how.
+
+        Whether it counted (False: stale, the origin answered another request since it began).
+        """
         if began < self._last_answer:
-            return  # stale: the origin answered another request since this one began
+            return False
         if self.reachable is False:
             self.reason = reason  # the latest cause, shown by /readyz; logged once already
-            return
+            return True
         self.reachable = False
         self.reason = reason
         self._down_since = self._clock()
         logger.warning("origin %s unreachable: %s", self.origin, reason)
+        return True

@@ -1,4 +1,5 @@
-"""The edge's `/readyz`: ready once its origin answers, asked at most once a second.
+"""The edge's `/readyz`: ready once its origin answers (one of them, when it has several), asked
+at most once a second.
 
 Load balancers and orchestrators probe every edge often, and an edge fleet is large: each probe
 must not become a request to the origin. The answer to one upstream `GET /readyz` (the origin's,
@@ -68,16 +69,17 @@ class Readiness:
         upstream = self._upstream()
         if upstream is None:
             return Verdict(False, "starting", at)
-        began = upstream.health.began()
+        origin = upstream.health  # the one asked first (with several, the others are asked after it fails)
+        began = origin.began()
         try:
             async with asyncio.timeout(self._timeout):
                 reply = await upstream.request("GET", _PATH, {}, kind="readiness")
         except Unavailable:
-            verdict = Verdict(False, f"origin unreachable ({upstream.health.reason})", at)
+            verdict = Verdict(False, f"origin unreachable ({upstream.origins.unreachable_reason()})", at)
         except TimeoutError:
             reason = f"no answer to {_PATH} within {self._timeout:g} s"
             upstream.failed("readiness")
-            upstream.health.failed(began, reason)
+            upstream.origins.no_answer(origin, began, reason)
             verdict = Verdict(False, f"origin unreachable ({reason})", at)
         else:
             ok = reply.status == 200

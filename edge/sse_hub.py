@@ -132,6 +132,8 @@ class Hub(abc.ABC):
                 if self.closed:
                     return
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            if not isinstance(exc, ValueError):  # its origin went away: the next attempt asks another
+                self._upstream.stream_broke(response, f"SSE response broke: {type(exc).__name__}")
             raise Unavailable(f"upstream SSE broke: {type(exc).__name__}") from exc
         finally:
             response.release()

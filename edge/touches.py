@@ -25,6 +25,7 @@ import aiohttp
 
 from plugin_streams.edge.freshness import Freshness
 from plugin_streams.edge.invalidation import REFUSED, REFUSED_RETRY
+from plugin_streams.edge.origins import Origins, failure_reason
 from plugin_streams.shared import replication as r
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class TouchReporter:
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        origin: str,
+        origin: str | Origins,
         headers: dict[str, str],
         freshness: Freshness,
         reported: Callable[[int], None],
@@ -43,7 +44,7 @@ class TouchReporter:
     ) -> None:
         self.failed = failed  # counts a report the origin did not take (ds_edge_upstream_errors{kind="touch"})
         self.session = session
-        self.url = origin.rstrip("/") + r.TOUCH_PATH
+        self.origins = origin if isinstance(origin, Origins) else Origins.of([origin])  # the current one is told
         self.headers = headers
         self.freshness = freshness
         self.interval = interval
@@ -64,12 +65,17 @@ class TouchReporter:
 
     async def _report(self, paths: list[str]) -> None:
         timeout = aiohttp.ClientTimeout(total=max(5.0, self.interval * 4))
+        origin = self.origins.current
+        url = origin.origin + r.TOUCH_PATH
+        began = origin.began()
         try:
-            async with self.session.post(self.url, json={"paths": paths}, headers=self.headers, timeout=timeout) as rsp:
+            async with self.session.post(url, json={"paths": paths}, headers=self.headers, timeout=timeout) as rsp:
                 await rsp.read()
                 status = rsp.status
+            self.origins.answered(origin, status)
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
             logger.debug("touch report failed: %s", exc)
+            self.origins.no_answer(origin, began, failure_reason(exc))
             status = 0
         if status < 300 and status != 0:
             self.reported(len(paths))

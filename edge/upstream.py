@@ -1,8 +1,15 @@
-"""The only origin client: timeouts, hop-by-hop header filtering, error translation.
+"""The only origin client: timeouts, hop-by-hop header filtering, error translation, failover.
 
 Requests are forwarded with their end-to-end headers (credentials and producer headers
 included) and bodies streamed; responses come back as values. An unreachable origin becomes a
-503 with a jittered Retry-After that a client may retry; the edge never retries a write itself.
+503 with a jittered Retry-After that a client may retry.
+
+With several origins (edge.origins) a request goes to the current one; when that one fails it
+is marked down and the request is tried on the next, within the same client request, if that
+cannot do harm: nothing was sent (the connection was never made), or the request is idempotent
+(GET, HEAD, OPTIONS, or an append carrying Producer-Id/Epoch/Seq, which the origin deduplicates)
+and its body is in memory to send again. A write whose fate is unknown (sent, no answer) is
+never repeated: its client gets the 503 (or the origin's 502/503/504) and decides.
 
 Every outcome is reported: to the origin's health (edge.origin_health: any answer means it is
 reachable, no answer that it may not be) and, for a failure, to `ds_edge_upstream_errors_total`
@@ -24,6 +31,7 @@ from prometheus_client import Counter
 from yarl import URL
 
 from plugin_streams.edge.origin_health import OriginHealth
+from plugin_streams.edge.origins import GATEWAY_FAILURES, Origins, failure_reason
 from plugin_streams.shared import headers as h
 from plugin_streams.shared.errors import Unavailable
 from plugin_streams.shared.rest_routes import QUERY_MODE, rest_resource
@@ -84,6 +92,17 @@ def unavailable(reason: str) -> Unavailable:
 
 
 _WRITES: Final = frozenset({"PUT", "POST", "DELETE", "PATCH"})
+_SAFE: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+_PRODUCER: Final = (h.PRODUCER_ID, h.PRODUCER_EPOCH, h.PRODUCER_SEQ)
+
+
+def repeatable(method: str, headers: CIMultiDict[str], body: bytes | AsyncIterator[bytes] | None) -> bool:
+    """Whether sending this request a second time (to another origin) can do no harm: a safe
+    method, or an idempotent producer's append (the protocol deduplicates its (epoch, seq)),
+    with a body still in memory."""
+    if body is not None and not isinstance(body, bytes):
+        return False  # a streamed body was (partly) consumed by the first attempt
+    return method in _SAFE or (method == "POST" and all(name in headers for name in _PRODUCER))
 
 
 def upstream_kind(method: str, path_qs: str) -> str:
@@ -110,22 +129,43 @@ def upstream_kind(method: str, path_qs: str) -> str:
     return "catch_up"
 
 
+class _NoAnswer(Exception):
+    """One attempt got no answer; `unsent`: the connection was never made, so nothing was sent."""
+
+    def __init__(self, cause: aiohttp.ClientError | TimeoutError) -> None:
+        super().__init__(failure_reason(cause))
+        self.cause = cause
+        self.unsent = isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+
+
 class Upstream:
     def __init__(
         self,
-        origin: str,
+        origin: str | Origins,
         session: aiohttp.ClientSession,
         *,
         timeout: float,
         health: OriginHealth | None = None,
         errors: Counter | None = None,
     ) -> None:
-        self.origin = origin.rstrip("/")
+        if isinstance(origin, Origins):
+            self.origins = origin
+        else:  # one origin (as before several were possible)
+            self.origins = Origins([health if health is not None else OriginHealth(origin.rstrip("/"))])
         self.session = session
         self.timeout = timeout
-        self.health = health if health is not None else OriginHealth(self.origin)
         self._errors = errors  # ds_edge_upstream_errors, labelled by kind
         self._error_children: dict[str, Counter] = {}
+
+    @property
+    def origin(self) -> str:
+        """The current origin's base URL."""
+        return self.origins.url
+
+    @property
+    def health(self) -> OriginHealth:
+        """The current origin's health."""
+        return self.origins.current
 
     def failed(self, kind: str) -> None:
         """Count one failed upstream request of `kind` (also for readers of a streamed response)."""
@@ -140,11 +180,18 @@ class Upstream:
         """What to raise when a client waited `waited` s for an answer a shared upstream request
         (an SSE hub's first event) has not brought: counted and reported like any failure."""
         self.failed(kind)
-        self.health.failed(self.health.began() - waited, f"no answer within {waited:g} s")
+        origin = self.origins.current
+        self.origins.no_answer(origin, origin.began() - waited, f"no answer within {waited:g} s")
         return Unavailable("origin did not answer", {h.RETRY_AFTER: "2"})
 
-    def url(self, path_qs: str) -> str:
-        return self.origin + origin_form(path_qs)
+    def stream_broke(self, response: aiohttp.ClientResponse, reason: str) -> None:
+        """A streamed response (open_stream) broke while being read: its origin is down."""
+        origin = self.origins.owner(str(response.url))
+        if origin is not None:
+            self.origins.no_answer(origin, origin.began(), reason)
+
+    def url(self, path_qs: str, origin: OriginHealth | None = None) -> str:
+        return (origin or self.origins.current).origin + origin_form(path_qs)
 
     async def request(
         self,
@@ -157,13 +204,48 @@ class Upstream:
         kind: str | None = None,
     ) -> Reply:
         """`kind` labels a failure (default: upstream_kind of the method and target)."""
+        kind = kind or upstream_kind(method, path_qs)
+        forwarded = end_to_end(headers)
+        again = repeatable(method, forwarded, body)
+        tried: list[OriginHealth] = []
+        while True:
+            origin = self._next(tried)
+            try:
+                reply = await self._send(origin, method, path_qs, forwarded, body, timeout)
+            except _NoAnswer as exc:
+                self.failed(kind)
+                if (exc.unsent or again) and self.origins.next_untried(tried) is not None:
+                    continue
+                raise unavailable(f"origin unavailable: {type(exc.cause).__name__}") from exc.cause
+            if reply.status >= 500:
+                self.failed(kind)
+            if reply.status in GATEWAY_FAILURES and again and self.origins.next_untried(tried) is not None:
+                continue
+            return reply
+
+    def _next(self, tried: list[OriginHealth]) -> OriginHealth:
+        origin = self.origins.next_untried(tried)
+        assert origin is not None  # callers ask again only while one is left
+        tried.append(origin)
+        return origin
+
+    async def _send(
+        self,
+        origin: OriginHealth,
+        method: str,
+        path_qs: str,
+        headers: CIMultiDict[str],
+        body: bytes | AsyncIterator[bytes] | None,
+        timeout: float | None,
+    ) -> Reply:
+        """One attempt at `origin`; its outcome goes to the origins' health and choice."""
         limit = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=timeout or self.timeout)
-        began = self.health.began()
+        began = origin.began()
         try:
             async with self.session.request(
                 method,
-                self.url(path_qs),
-                headers=end_to_end(headers),
+                self.url(path_qs, origin),
+                headers=headers,
                 data=body,
                 timeout=limit,
                 allow_redirects=False,
@@ -173,30 +255,30 @@ class Upstream:
             ) as response:
                 reply = Reply(response.status, response.headers, await response.read())
         except (aiohttp.ClientError, TimeoutError) as exc:
-            self.failed(kind or upstream_kind(method, path_qs))
-            self.health.failed(began, _reason(exc))
-            raise unavailable(f"origin unavailable: {type(exc).__name__}") from exc
-        self.health.answered()
-        if reply.status >= 500:
-            self.failed(kind or upstream_kind(method, path_qs))
+            self.origins.no_answer(origin, began, failure_reason(exc))
+            raise _NoAnswer(exc) from exc
+        self.origins.answered(origin, reply.status)
         return reply
 
     async def open_stream(self, path_qs: str, headers: Mapping[str, str]) -> aiohttp.ClientResponse:
-        """A streaming GET (SSE); the caller reads and releases it."""
+        """A streaming GET (SSE); the caller reads and releases it (and reports a break: stream_broke)."""
         limit = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None)
-        began = self.health.began()
-        try:
-            response = await self.session.get(
-                self.url(path_qs), headers=end_to_end(headers), timeout=limit, auto_decompress=False
-            )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.health.failed(began, _reason(exc))
-            raise unavailable(f"origin unavailable: {type(exc).__name__}") from exc
-        self.health.answered()
-        return response
-
-
-def _reason(exc: BaseException) -> str:
-    """One line on why a request got no answer, e.g. `ClientConnectorError: Cannot connect to host ...`."""
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        forwarded = end_to_end(headers)
+        tried: list[OriginHealth] = []
+        while True:
+            origin = self._next(tried)
+            began = origin.began()
+            try:
+                response = await self.session.get(
+                    self.url(path_qs, origin), headers=forwarded, timeout=limit, auto_decompress=False
+                )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self.origins.no_answer(origin, began, failure_reason(exc))
+                if self.origins.next_untried(tried) is not None:
+                    continue
+                raise unavailable(f"origin unavailable: {type(exc).__name__}") from exc
+            self.origins.answered(origin, response.status)
+            if response.status in GATEWAY_FAILURES and self.origins.next_untried(tried) is not None:
+                response.release()
+                continue
+            return response

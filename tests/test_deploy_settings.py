@@ -66,6 +66,8 @@ def written(default: object) -> str:
         return "none"
     if isinstance(default, bool):
         return f"`{str(default).lower()}`"
+    if isinstance(default, tuple):  # a repeatable setting's values, e.g. the edge's one --origin
+        return ", ".join(f"`{item}`" for item in default)
     if isinstance(default, float) and default.is_integer():
         return f"`{int(default)}`"
     return f"`{default}`"

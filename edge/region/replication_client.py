@@ -8,6 +8,11 @@ its followers.
 Unary calls time out after three heartbeats and report any failure as Unavailable; the two
 feeds are long-lived responses that fail when silent for three of their heartbeats (a network
 partition drops no FIN).
+
+Every call asks the edge's current origin (edge.origins) and reports how it went, so when that
+origin fails the next call (a follower's retry) asks the next one: the replica's followers resume
+from their positions there (a change feed whose epoch that origin does not know answers
+`resync`, as after an origin restart).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from plugin_streams.edge.origins import Origins, failure_reason
 from plugin_streams.origin.embed import StreamConfig, config_from_fields
 from plugin_streams.shared import replication as r
 from plugin_streams.shared.errors import Unavailable
@@ -80,9 +86,14 @@ class ChangeFeed:
 
 class ReplicationClient:
     def __init__(
-        self, origin: str, session: aiohttp.ClientSession, headers: Mapping[str, str], *, heartbeat: float = 5.0
+        self,
+        origin: str | Origins,
+        session: aiohttp.ClientSession,
+        headers: Mapping[str, str],
+        *,
+        heartbeat: float = 5.0,
     ) -> None:
-        self._origin = origin.rstrip("/")
+        self._origins = origin if isinstance(origin, Origins) else Origins.of([origin])
         self._session = session
         self._headers = dict(headers)
         self.heartbeat = heartbeat  # of each log feed while idle; three of them bound a unary call
@@ -132,11 +143,8 @@ class ReplicationClient:
         Raises aiohttp errors when the origin cannot be reached or answers anything but 200, 404, 410.
         """
         params = {"generation": str(generation), "from": str(start), "heartbeat": str(self.heartbeat)}
-        async with self._session.get(
-            f"{self._origin}{r.LOG_PREFIX}{quote(path, safe='/')}",
-            params=params,
-            headers=self._headers,
-            timeout=_silence_timeout(self.heartbeat),
+        async with self._get(
+            f"{r.LOG_PREFIX}{quote(path, safe='/')}", params, _silence_timeout(self.heartbeat)
         ) as response:
             if response.status not in (200, 404, 410):
                 raise aiohttp.ClientResponseError(
@@ -150,21 +158,35 @@ class ReplicationClient:
         params = {"after": str(after), "heartbeat": str(heartbeat)}
         if epoch is not None:
             params["epoch"] = epoch
-        async with self._session.get(
-            self._origin + r.CHANGES_PATH, params=params, headers=self._headers, timeout=_silence_timeout(heartbeat)
-        ) as response:
+        async with self._get(r.CHANGES_PATH, params, _silence_timeout(heartbeat)) as response:
             if response.status != 200:
                 raise Unavailable(f"change feed answered {response.status}")
             yield ChangeFeed(response)
 
     # -- plumbing ---------------------------------------------------------------------------
 
+    @asynccontextmanager
+    async def _get(
+        self, path: str, params: dict[str, str] | None, timeout: aiohttp.ClientTimeout
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A GET of the current origin; no answer, a break while reading, or a 502/503/504 marks it down."""
+        origin = self._origins.current
+        try:
+            async with self._session.get(
+                origin.origin + path, params=params, headers=self._headers, timeout=timeout
+            ) as response:
+                self._origins.answered(origin, response.status)
+                yield response
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if not isinstance(exc, aiohttp.ClientResponseError):  # (an answer: reported already)
+                # A feed that breaks breaks now, however long ago it began: never a stale failure.
+                self._origins.no_answer(origin, origin.began(), failure_reason(exc))
+            raise
+
     async def _get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
         timeout = aiohttp.ClientTimeout(total=self.heartbeat * 3)
         try:
-            async with self._session.get(
-                self._origin + path, params=params, headers=self._headers, timeout=timeout
-            ) as response:
+            async with self._get(path, params, timeout) as response:
                 if response.status == 404:
                     return None
                 if response.status != 200:
@@ -175,12 +197,15 @@ class ReplicationClient:
 
     async def _post_json(self, path: str, body: object) -> None:
         timeout = aiohttp.ClientTimeout(total=self.heartbeat * 3)
+        origin = self._origins.current
         try:
             async with self._session.post(
-                self._origin + path, json=body, headers=self._headers, timeout=timeout
+                origin.origin + path, json=body, headers=self._headers, timeout=timeout
             ) as response:
                 await response.read()
+            self._origins.answered(origin, response.status)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            self._origins.no_answer(origin, origin.began(), failure_reason(exc))
             raise Unavailable(f"origin unavailable: {type(exc).__name__}") from exc
 
 

@@ -12,6 +12,7 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 
 from plugin_streams.edge.config import EdgeConfig
+from plugin_streams.edge.origins import Origins
 from plugin_streams.edge.region.changes import ChangeFollower
 from plugin_streams.edge.region.gate import ReadGate
 from plugin_streams.edge.region.interest import ReadInterest
@@ -45,6 +46,7 @@ class Region:
 
 async def open_region(
     config: EdgeConfig,
+    origins: Origins,
     session: aiohttp.ClientSession,
     registry: CollectorRegistry,
     policy: AccessPolicy,
@@ -56,7 +58,7 @@ async def open_region(
     link = Link(metrics.link_up)
     headers = {"Authorization": f"Bearer {config.origin_token}"} if config.origin_token else {}
     local = EmbeddedOrigin.on_disk(config.replica_dir, clock_ms)
-    client = ReplicationClient(config.origin, session, headers, heartbeat=config.replica_heartbeat)
+    client = ReplicationClient(origins, session, headers, heartbeat=config.replica_heartbeat)
     interest = ReadInterest(PathPatterns(config.replicate), config.replica_idle)
     replica = Replica(local, client, interest, metrics, link, clock_ms=clock_ms)
     await replica.start()

@@ -196,7 +196,8 @@ def config_from(config: type[C], args: argparse.Namespace) -> C:
             try:
                 value = spec.convert(value)
             except (argparse.ArgumentTypeError, ValueError) as exc:
-                refuse(f"invalid {flag_of(field.name)} {value!r}: {exc}")
+                shown = value[0] if spec.repeatable and len(value) == 1 else value  # as it was given
+                refuse(f"invalid {flag_of(field.name)} {shown!r}: {exc}")
         values[field.name] = value
     return config(**values)
 
