@@ -46,6 +46,10 @@ from plugin_streams.shared.parse import AppendRequest, CreateRequest
 from plugin_streams.shared.producer import Outcome, ProducerTuple, decide
 
 
+class TailMoved(Conflict):
+    """An owner's append rendered for a position the stream no longer ends at."""
+
+
 @dataclass(frozen=True, slots=True)
 class CreateResult:
     state: StreamState
@@ -246,10 +250,20 @@ class StreamService:
     # -- append and close -------------------------------------------------------------------
 
     async def append(
-        self, path: str, request: AppendRequest, body: bytes, *, owner: str | None = None, stored: bool = False
+        self,
+        path: str,
+        request: AppendRequest,
+        body: bytes,
+        *,
+        owner: str | None = None,
+        stored: bool = False,
+        expected_position: int | None = None,
     ) -> AppendResult:
         """`stored`: `body` is already in the stream's stored form (comma-terminated compact JSON
-        messages for a JSON stream), rendered by the owner of a reserved stream; it is not re-parsed."""
+        messages for a JSON stream), rendered by the owner of a reserved stream; it is not re-parsed.
+        `expected_position`: append only if the stream ends there (else TailMoved, nothing written):
+        an owner that rendered `body` for that position (a KV database) learns that another origin
+        wrote first."""
         self._check_owner(path, owner, stored=stored)
         now = self.clock_ms()
         state = await self.registry.find_live(path, now)
@@ -262,12 +276,12 @@ class StreamService:
             payload = body if stored else await self._payload(state.config.content_type, body, allow_empty_array=False)
         if self.shared is not None:
             result = await self.shared.committer.submit(
-                state, lambda current: self._decide(current, request, body, payload), len(payload)
+                state, lambda current: self._decide(current, request, body, payload, expected_position), len(payload)
             )
         else:
             # The stream may have changed while the body was validated: look again.
             state = self.registry.live(path, self.clock_ms())
-            record, result = self._decide(state, request, body, payload)
+            record, result = self._decide(state, request, body, payload, expected_position)
             if record is None:
                 await self._durable(state)
                 return replace(result, next_position=state.tail)
@@ -281,11 +295,13 @@ class StreamService:
         return result
 
     def _decide(
-        self, state: StreamState, request: AppendRequest, body: bytes, payload: bytes
+        self, state: StreamState, request: AppendRequest, body: bytes, payload: bytes, expected: int | None = None
     ) -> tuple[Record | None, AppendResult]:
         """Decide an append against the stream's validation view: the record to write (accepted
         into the view), or None and the answer of an append that writes nothing."""
         require_live(state)
+        if expected is not None and state.v_tail != expected:
+            raise TailMoved(f"the stream ends at {state.v_tail}, not at {expected}")
         self._check_closed_and_type(state, request, body)
         producer = request.producer
         if state.v_closed:

@@ -32,7 +32,7 @@ from typing import Generic, Protocol, TypeVar
 
 from plugin_streams.origin.kv.events import Draft, Event, render
 from plugin_streams.origin.kv.index import KvIndex
-from plugin_streams.origin.kv.log import ChangeLog
+from plugin_streams.origin.kv.log import ChangeLog, LogMoved
 from plugin_streams.origin.kv.queues import QueueState
 from plugin_streams.origin.kv.queues.records import Enqueued
 from plugin_streams.shared.aio.tasks import spawn
@@ -46,6 +46,9 @@ T = TypeVar("T")
 Decision = Callable[[int], tuple[Draft, R]]
 #: Told, once a batch is durable, each logged decision's seconds since its write() (metrics).
 DurableHook = Callable[[Sequence[float]], None]
+#: Times a write batch is decided before its decisions get 503: each new attempt means another
+#: origin wrote the same database first (postgres engine); with one origin there is one attempt.
+WRITE_ATTEMPTS = 5
 
 
 class Restorable(Protocol):
@@ -98,6 +101,7 @@ class KvDatabase:
         """Rebuild the state: from `snapshot` and the events after its offset, or from the whole log.
 
         The caller has checked the snapshot against the log (`ChangeLog.why_not_after`)."""
+        await self.log.refresh()
         if snapshot is None:
             self.index, self.queue, self.offset = KvIndex(), QueueState(), None
         else:
@@ -126,7 +130,10 @@ class KvDatabase:
     # ---- reads ---------------------------------------------------------------------------------
 
     async def readable(self) -> None:
-        """Return once the state holds nothing that is not durable; read synchronously after it."""
+        """Return once the state holds nothing that is not durable, and everything other origins
+        logged before this call (postgres engine); read synchronously after it."""
+        if self.log.shared:
+            await self.catch_up()
         while self._dirty:
             waiter = asyncio.get_running_loop().create_future()
             self._readers.append(waiter)
@@ -167,45 +174,88 @@ class KvDatabase:
             self._writer = None
 
     async def _write_batch(self, batch: list[_Pending[object]]) -> None:
-        now = self.clock_ms()
-        try:
-            position = await self.log.ensure()
-        except Exception as exc:
-            self._fail(batch, exc)
+        for _ in range(WRITE_ATTEMPTS):
+            try:
+                await self._catch_up_locked()
+                # Events are rendered for the end of what the state has applied: if the log moved on
+                # since (another origin wrote it), the append is refused and the batch decided again.
+                start = self.offset if self.offset is not None else await self.log.ensure()
+            except Exception as exc:
+                self._fail(batch, exc)
+                return
+            position, messages, outcomes = self._decide(batch, start)
+            if messages:
+                try:
+                    await self.log.append(messages, start, position)
+                except LogMoved:
+                    # Another origin wrote first (postgres engine): what this batch applied was decided
+                    # against a state that is not the log's. Rebuild from the log and decide again.
+                    logger.info("KV database %s: another origin wrote first; deciding the batch again", self.name)
+                    await self._rebuild()
+                    continue
+                except Exception as exc:
+                    logger.exception("KV database %s: an append failed; rebuilding its state from the log", self.name)
+                    await self._rebuild()
+                    self._fail(batch, exc)
+                    return
+                finally:
+                    self._dirty = False
+                    self._wake(self._readers)
+            self._settle_all(outcomes)
             return
+        self._fail(batch, Unavailable("other origins kept writing this KV database first; retry"))
+
+    def _decide(
+        self, batch: list[_Pending[object]], start: Offset
+    ) -> tuple[Offset, list[bytes], list[tuple[_Pending[object], Written[object] | Exception]]]:
+        """Run the batch's decisions in order, applying each event at once so the next one sees it:
+        the end offset, the rendered events, and each decision's outcome (settled once durable)."""
+        now = self.clock_ms()
+        position = start
         messages: list[bytes] = []
-        logged: list[tuple[_Pending[object], Written[object]]] = []
+        outcomes: list[tuple[_Pending[object], Written[object] | Exception]] = []
         for pending in batch:
             try:
                 draft, value = pending.decide(now)
             except Exception as exc:
-                _settle(pending.answer, exc)
+                outcomes.append((pending, exc))
                 continue
             if not draft:
-                _settle(pending.answer, Written(None, value))
+                outcomes.append((pending, Written(None, value)))
                 continue
             self._dirty = True
             event, message = render(position, now, draft)
             self._apply(event)
             position = event.offset
             messages.append(message)
-            logged.append((pending, Written(event, value)))
-        if messages:
-            try:
-                await self.log.append(messages, position)
-            except Exception as exc:
-                logger.exception("KV database %s: an append failed; rebuilding its state from the log", self.name)
-                await self._rebuild()
-                self._fail([pending for pending, _ in logged], exc)
-                return
-            finally:
-                self._dirty = False
-                self._wake(self._readers)
+            outcomes.append((pending, Written(event, value)))
+        return position, messages, outcomes
+
+    def _settle_all(self, outcomes: list[tuple[_Pending[object], Written[object] | Exception]]) -> None:
+        logged = [pending for pending, outcome in outcomes if isinstance(outcome, Written) and outcome.event]
         if logged and self.on_durable is not None:
             durable = time.perf_counter()
-            self.on_durable([durable - pending.started for pending, _ in logged])
-        for pending, written in logged:
-            _settle(pending.answer, written)
+            self.on_durable([durable - pending.started for pending in logged])
+        for pending, outcome in outcomes:
+            _settle(pending.answer, outcome)
+
+    # ---- other origins (postgres engine) -------------------------------------------------------
+
+    async def catch_up(self) -> None:
+        """Apply the events other origins logged since this state was last current."""
+        async with self._still:
+            await self._catch_up_locked()
+
+    async def _catch_up_locked(self) -> None:
+        await self.log.refresh()
+        if self.offset is not None and self.log.generation() not in (None, self.offset.generation):
+            await self.load()  # a new incarnation of the change stream: start again from it
+            return
+        if not self.log.has_after(self.offset):
+            return
+        async for events in self.log.events(after=self.offset):
+            for event in events:
+                self._apply(event)
 
     async def _rebuild(self) -> None:
         try:

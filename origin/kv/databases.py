@@ -22,7 +22,9 @@ from plugin_streams.origin.kv.events import Draft
 from plugin_streams.origin.kv.log import KV_ROOT, ChangeLog, is_kv_path
 from plugin_streams.origin.kv.queues import trim
 from plugin_streams.origin.kv.snapshotter import Snapshotter
+from plugin_streams.origin.reads import wait_for_data
 from plugin_streams.origin.service import StreamService
+from plugin_streams.shared.aio.tasks import cancel_all, spawn
 from plugin_streams.shared.errors import BadRequest
 
 logger = logging.getLogger(__name__)
@@ -31,6 +33,8 @@ _NAME: Final = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 SWEEP_INTERVAL_S: Final = 0.25
 #: How often the sweeper trims a queue: a trim is an event in the log, so not at every sweep.
 TRIM_INTERVAL_S: Final = 10.0
+#: Seconds a database waits for its change stream to move before looking again anyway (postgres).
+FOLLOW_WAIT_S: Final = 30.0
 
 
 def check_name(name: str) -> str:
@@ -60,6 +64,7 @@ class KvDatabases:
         self._open: dict[str, KvDatabase] = {}
         self._loading: dict[str, asyncio.Future[KvDatabase]] = {}
         self._trimmed_at: dict[str, float] = {}
+        self._followers: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Rebuild every database whose change stream the origin recovered."""
@@ -72,8 +77,11 @@ class KvDatabases:
     async def find(self, name: str) -> KvDatabase | None:
         """The database, or None if it was never written (nothing is allocated for it)."""
         check_name(name)
-        if name not in self._open and ChangeLog(self.service, name).tail() is None:
-            return None
+        if name not in self._open:
+            log = ChangeLog(self.service, name)
+            await log.refresh()  # another origin may have written it (postgres engine)
+            if log.tail() is None:
+                return None
         return await self.open(name)
 
     async def open(self, name: str) -> KvDatabase:
@@ -90,6 +98,8 @@ class KvDatabases:
         try:
             db = await self._load(name)
             self._open[name] = db
+            if self.service.shared is not None:
+                self._followers.append(spawn(follow_other_origins(db), name=f"kv-follow:{name}"))
             future.set_result(db)
             return db
         except BaseException as exc:
@@ -102,6 +112,7 @@ class KvDatabases:
     async def _load(self, name: str) -> KvDatabase:
         db = KvDatabase(name, ChangeLog(self.service, name), self.service.clock_ms, self.on_durable)
         started = time.monotonic()
+        await db.log.refresh()  # with several origins: the change stream as the database holds it
         snapshot = None if self.snapshots is None else await self.snapshots.restore(db)
         await db.load(snapshot)
         if self.snapshots is not None:
@@ -117,12 +128,20 @@ class KvDatabases:
 
     async def close(self) -> None:
         """At a clean shutdown (after the sweeper stopped): snapshot what changed since the last one."""
+        await cancel_all(self._followers)
         if self.snapshots is not None:
             await self.snapshots.close(self.all())
 
     async def sweep_forever(self, interval_s: float = SWEEP_INTERVAL_S) -> None:
         while True:
             await asyncio.sleep(interval_s)
+            shared = self.service.shared
+            if shared is not None:
+                # Several origins: one sweeps (the one elected for the stream sweeps), having opened
+                # every database, so that no two origins log the same expiry.
+                if not shared.wakeups.leader:
+                    continue
+                await self._open_every_database()
             for db in self.all():
                 try:
                     await self.sweep(db)
@@ -140,12 +159,44 @@ class KvDatabases:
         if self.snapshots is not None:
             self.snapshots.poll(db)
 
+    async def _open_every_database(self) -> None:
+        shared = self.service.shared
+        assert shared is not None
+        after = KV_ROOT
+        try:
+            while paths := [p for p in await shared.store.paths_after(after, 1000) if is_kv_path(p)]:
+                for path in paths:
+                    if path[len(KV_ROOT) :] not in self._open:
+                        await self.open(path[len(KV_ROOT) :])
+                after = paths[-1]
+        except Exception:
+            logger.exception("could not list the KV databases")
+
     def _trim_due(self, db: KvDatabase) -> bool:
         now = self.monotonic_s()
         if now - self._trimmed_at.setdefault(db.name, now) < self.trim_interval_s:
             return False
         self._trimmed_at[db.name] = now
         return bool(db.queue.groups) and db.queue.trimmable_through() is not None
+
+
+async def follow_other_origins(db: KvDatabase) -> None:
+    """Catch the database up whenever its change stream moves (postgres engine: another origin
+    wrote it, and this origin's wakeups caught the stream up): queue waiters here learn of
+    messages enqueued there."""
+    while True:
+        try:
+            state = db.log.state()
+            if state is None:
+                await asyncio.sleep(1.0)
+            elif not db.log.has_after(db.offset):
+                await wait_for_data(state, state.tail, FOLLOW_WAIT_S)
+            await db.catch_up()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("KV database %s: catching up on other origins failed", db.name)
+            await asyncio.sleep(1.0)
 
 
 def trim_queue(db: KvDatabase) -> Decision[str | None]:

@@ -13,7 +13,8 @@ from typing import Final
 
 from plugin_streams.origin import reads
 from plugin_streams.origin.kv.events import Event, parse_messages
-from plugin_streams.origin.service import StreamService
+from plugin_streams.origin.service import StreamService, TailMoved
+from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared.errors import Unavailable
 from plugin_streams.shared.kv.routes import KV_STREAM_ROOT, change_stream_path
 from plugin_streams.shared.offsets import Offset
@@ -29,6 +30,10 @@ _REPLAY_CHUNK: Final = 1024 * 1024
 def is_kv_path(path: str) -> bool:
     """Whether a stream path is a KV database's change stream (written only by the KV API)."""
     return path.startswith(KV_ROOT)
+
+
+class LogMoved(Exception):
+    """The change stream was written by another origin since this database last caught up."""
 
 
 class ChangeLog:
@@ -52,11 +57,43 @@ class ChangeLog:
             assert tail is not None
         return tail
 
-    async def append(self, messages: list[bytes], expected_end: Offset) -> None:
-        """Append rendered events as one record; returns once durable. A tail other than the one the
-        events were rendered for means the stream was written by someone else: refuse loudly."""
+    @property
+    def shared(self) -> bool:
+        """Whether other origins write this log too (postgres engine)."""
+        return self.service.shared is not None
+
+    def generation(self) -> int | None:
+        state = self.service.registry.visible(self.path, self.service.clock_ms())
+        return None if state is None or state.soft_deleted else state.generation
+
+    def has_after(self, offset: Offset | None) -> bool:
+        """Whether the stream holds events after `offset` (of its generation; all when None)."""
+        state = self.service.registry.visible(self.path, self.service.clock_ms())
+        if state is None or state.soft_deleted:
+            return False
+        return state.tail > (state.retained_from if offset is None else offset.position)
+
+    def state(self) -> StreamState | None:
+        """The change stream's state in memory (for waiting on its changes), or None."""
+        return self.service.registry.visible(self.path, self.service.clock_ms())
+
+    async def refresh(self) -> None:
+        """Look at the change stream as the database holds it now: with several origins (postgres
+        engine) another one may have written it; with one, memory is already the truth."""
+        if self.service.shared is not None:
+            await self.service.registry.find(self.path, self.service.clock_ms())
+
+    async def append(self, messages: list[bytes], start: Offset, expected_end: Offset) -> None:
+        """Append events rendered for `start` as one record; returns once durable. Raises LogMoved,
+        having written nothing, if the stream no longer ends at `start` (another origin's database
+        wrote first: catch up and decide again)."""
         stored = b"".join(message + b"," for message in messages)  # a JSON stream's stored form
-        result = await self.service.append(self.path, _APPEND, stored, owner=KV_ROOT, stored=True)
+        try:
+            result = await self.service.append(
+                self.path, _APPEND, stored, owner=KV_ROOT, stored=True, expected_position=start.position
+            )
+        except TailMoved as exc:
+            raise LogMoved(str(exc)) from exc
         if Offset(result.state.generation, result.next_position) != expected_end:
             raise Unavailable(f"change stream {self.path} moved under the KV database: its log is not its own")
 

@@ -26,6 +26,7 @@ from plugin_streams.origin.storage import (
     StreamConfig,
     StreamMissing,
 )
+from plugin_streams.origin.storage.postgres.store import PostgresStore
 from plugin_streams.origin.storage.tail_cache import TailCachedStore
 from plugin_streams.shared.parse import Expiry
 from plugin_streams.shared.producer import ProducerState, ProducerTuple
@@ -81,8 +82,26 @@ class TailCachedFileEngine(FileEngine):
         return TailCachedStore(FileStore(str(self.directory), io_threads=2), total_bytes=4096, per_stream_bytes=1024)
 
 
-@pytest.fixture(params=["memory", "file", "tail-cached-file"])
+class PostgresEngine(Engine):
+    """A fresh database of the session's PostgreSQL server; a restart is a new store (and pool)."""
+
+    name = "postgres"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def make(self) -> Store:
+        return PostgresStore(self.url, pool_size=4)
+
+    async def restart(self, store: Store) -> Store:
+        await store.close()
+        return self.make()
+
+
+@pytest.fixture(params=["memory", "file", "tail-cached-file", "postgres"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
+    if request.param == "postgres":
+        return PostgresEngine(request.getfixturevalue("postgres_dsn"))
     if request.param == "memory":
         return MemoryEngine()
     if request.param == "tail-cached-file":
