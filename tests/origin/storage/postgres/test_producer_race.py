@@ -42,6 +42,7 @@ PLAIN_WRITERS = 2
 PLAIN_APPENDS = 30
 #: Chance that a producer, after a seq is acknowledged, repeats one of its older seqs (a late retry).
 LATE_RETRY = 0.3
+CONFLICTS = "ds_pg_append_conflicts_total"
 TOKEN = re.compile(r"\[([a-z]\d*):(\d+)\]")
 #: A stream's content type and how a writer (who, seq) turns into one append's body.
 Format = tuple[str, Callable[[str, int], bytes]]
@@ -115,6 +116,16 @@ async def _plain_writer(
         if reply.status == 204:
             offsets.append(reply.headers[STREAM_NEXT_OFFSET])
             out.written_offsets.append(reply.headers[STREAM_NEXT_OFFSET])
+
+
+async def _conflicts(session: aiohttp.ClientSession, origins: TwoOrigins) -> float:
+    """ds_pg_append_conflicts_total summed over both origins: how often the re-decision really ran."""
+    total = 0.0
+    for origin in origins.both:
+        async with session.get(origin.url + "/metrics") as response:
+            text = await response.text()
+        total += sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(CONFLICTS))
+    return total
 
 
 async def _read_all(session: aiohttp.ClientSession, url: str, *, json_messages: bool) -> tuple[list[object], str]:
@@ -200,7 +211,14 @@ async def test_racing_retries_through_two_origins_write_each_seq_exactly_once(tw
                 rest = await response.read()
             expected = b"".join(_text_body(who, seq) for who, seq in order[i + 1 :])
             assert rest == expected, f"reading from {offset} (after append #{i}) gave {rest[:80]!r}"
-    print(f"\nrace: {len(out.pairs)} racing pairs (200+204 each), late retries {dict(out.late)}, {len(order)} appends")
+        conflicts = await _conflicts(session, two_origins)
+    # The losing half of a pair is refused by the database (ds_append) and decided again as a duplicate:
+    # without conflicts the race never happened and the test proved nothing.
+    assert conflicts > 0
+    print(
+        f"\nrace: {len(out.pairs)} racing pairs (200+204 each), late retries {dict(out.late)}, "
+        f"{len(order)} appends, {conflicts:.0f} conflicts decided again"
+    )
 
 
 async def test_racing_retries_on_a_json_stream_keep_messages_whole_and_once(two_origins: TwoOrigins) -> None:
