@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
@@ -114,6 +114,16 @@ class StreamService:
     async def stop(self) -> None:
         if self.shared is not None:
             await self.shared.stop()
+
+    async def paths_from(self, start: str, limit: int) -> Iterable[str]:
+        """Paths held by a stream, in order, from `start` (included), at least `limit` of them if
+        there are: from memory, or from the database when other origins share the streams."""
+        if self.shared is None:
+            return self.registry.by_path.names_from(start)
+        try:
+            return await self.shared.store.paths_from(start, limit)
+        except StorageError as exc:
+            raise Unavailable("the database is unavailable") from exc
 
     async def live(self, path: str) -> StreamState:
         """The live stream at `path` as every origin sees it now, or NotFound / Gone."""

@@ -11,6 +11,8 @@ import logging
 
 from plugin_streams.origin.registry import is_expired
 from plugin_streams.origin.service import StreamService
+from plugin_streams.origin.storage.base import StorageError
+from plugin_streams.shared.errors import Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -56,5 +58,7 @@ async def sweep_forever(service: StreamService, interval: float) -> None:
         await asyncio.sleep(interval)
         try:
             await sweep_once(service)
+        except (StorageError, Unavailable) as exc:
+            logger.warning("expiry sweep skipped: %s", exc)  # the storage is away; said once a sweep
         except Exception:
             logger.exception("expiry sweep failed")

@@ -162,13 +162,13 @@ class KvDatabases:
     async def _open_every_database(self) -> None:
         shared = self.service.shared
         assert shared is not None
-        after = KV_ROOT
+        start = KV_ROOT
         try:
-            while paths := [p for p in await shared.store.paths_after(after, 1000) if is_kv_path(p)]:
+            while paths := [p for p in await shared.store.paths_from(start, 1000) if is_kv_path(p)]:
                 for path in paths:
                     if path[len(KV_ROOT) :] not in self._open:
                         await self.open(path[len(KV_ROOT) :])
-                after = paths[-1]
+                start = paths[-1] + "\x00"  # the first path after the last one
         except Exception:
             logger.exception("could not list the KV databases")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
@@ -20,12 +19,11 @@ from plugin_streams.origin.replication.configs import describe
 from plugin_streams.origin.replication.log_feed import serve_log
 from plugin_streams.origin.replication.shared_changes import SharedChangeLog
 from plugin_streams.origin.service import StreamService
-from plugin_streams.origin.storage.base import StorageError
 from plugin_streams.origin.storage.postgres.store import ChangeFeed
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared import replication as r
 from plugin_streams.shared.auth import AccessPolicy, Right, authorize
-from plugin_streams.shared.errors import BadRequest, NotFound, PayloadTooLarge, Unavailable
+from plugin_streams.shared.errors import BadRequest, NotFound, PayloadTooLarge
 from plugin_streams.shared.headers import AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, X_ACCEL_BUFFERING
 from plugin_streams.shared.paths import MAX_PATH_BYTES, validate_path
 
@@ -111,7 +109,7 @@ class ReplicationRoutes:
         # The registry keeps paths sorted: a page costs its own size, never a sort of every path.
         # Expired paths are skipped, but at most MAX_PAGE of them a page, so the cost stays bounded.
         budget = limit + MAX_PAGE
-        for path in await self._paths_after(after, budget + 1):
+        for path in await self.service.paths_from(after, budget + 1):
             if path == after:
                 continue
             if len(page) >= limit or budget == 0:
@@ -124,15 +122,6 @@ class ReplicationRoutes:
                 page.append(describe(state))
         body = {"streams": page, "next": last_seen if more else None}
         return web.json_response(body, headers={CACHE_CONTROL: "no-store"})
-
-    async def _paths_after(self, after: str, limit: int) -> Iterable[str]:
-        """Paths in order after `after`: from memory, or from the database when origins share it."""
-        if self.service.shared is None:
-            return self.service.registry.by_path.names_from(after)
-        try:
-            return await self.service.shared.store.paths_after(after, limit)
-        except StorageError as exc:
-            raise Unavailable("the database is unavailable") from exc
 
     async def describe_one(self, request: web.Request) -> web.Response:
         """One incarnation by path (the one holding it), or by `generation` (also fork sources)."""

@@ -109,7 +109,7 @@ class StreamResources:
         examined: str | None = None
         budget = limit + LIST_SCAN_EXTRA
         more = False
-        for name in registry.by_path.names_from(prefix if after is None else max(prefix, after)):
+        for name in await self.service.paths_from(prefix if after is None else max(prefix, after), budget + 1):
             if not name.startswith(prefix):
                 break
             if after is not None and name <= after:
@@ -120,7 +120,7 @@ class StreamResources:
             budget -= 1
             examined = name
             try:
-                state = registry.live(name, now)
+                state = await registry.find_live(name, now)
             except (NotFound, Gone):
                 continue
             if may_read(request, self.policy, name):

@@ -431,12 +431,12 @@ class PostgresStore:
             )
         return [row["path"] for row in rows]
 
-    async def paths_after(self, after: str, limit: int) -> list[str]:
-        """Paths held by an incarnation, in order, after `after` (replicas' listing)."""
+    async def paths_from(self, start: str, limit: int) -> list[str]:
+        """Paths held by an incarnation, in order, from `start` (included): listings."""
         async with self._connection() as connection:
             rows = await connection.fetch(
-                "SELECT path FROM ds_stream WHERE state <> 'detached' AND path > $1 ORDER BY path LIMIT $2",
-                after,
+                "SELECT path FROM ds_stream WHERE state <> 'detached' AND path >= $1 ORDER BY path LIMIT $2",
+                start,
                 limit,
             )
         return [row["path"] for row in rows]
