@@ -177,7 +177,7 @@ async def _run_outage(server: PgServer, url: str) -> tuple[dict[str, str], Count
     total = len(load.acknowledged_at)
     figures = {
         "acknowledged": f"{total} ({acknowledged_before} before the kill)",
-        "503s seen (appends and one read)": f"{load.unavailable} ({load.without_retry_after.total()} lacked Retry-After)",
+        "503s (appends, one read)": f"{load.unavailable} ({load.without_retry_after.total()} lacked Retry-After)",
         "slowest answer": f"{load.slowest:.2f} s",
         "recovery (pg_ctl start returned -> first append acknowledged)": f"{recovery:.2f} s",
         "pg_ctl start called -> first append acknowledged": f"{since_start:.2f} s",
