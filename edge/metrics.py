@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from yarl import URL
 
 from plugin_streams.edge.origin_health import OriginHealth
 from plugin_streams.edge.origins import Origins
@@ -82,8 +83,8 @@ class EdgeMetrics(RequestMetrics):
     def watch_origins(self, origins: Origins) -> None:
         """ds_edge_origin_up per configured origin, ds_edge_origin_reachable for them all (read at scrape time)."""
         self.origin_reachable.set_function(lambda: 1 if origins.any_reachable() else 0)
-        for origin in origins.all:
-            self.origin_up.labels(origin.origin).set_function(_up(origins, origin))
+        for origin in origins.all:  # (a password in an --origin URL is no label's business)
+            self.origin_up.labels(str(URL(origin.origin).with_password(None))).set_function(_up(origins, origin))
 
 
 def _up(origins: Origins, origin: OriginHealth) -> Callable[[], float]:

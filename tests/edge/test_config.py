@@ -1,7 +1,9 @@
-"""EdgeConfig: an --origin that is not a URL with its scheme stops the edge at start-up, in one line."""
+"""EdgeConfig: an --origin that is not a URL with its scheme stops the edge at start-up, in one line;
+--origin may be given several times (DS_EDGE_ORIGIN: comma-separated)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -9,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from plugin_streams.edge.config import origin_url
+from plugin_streams.edge import cli as edge_cli
+from plugin_streams.edge.config import origin_url, origin_urls
 
 CLI = str(Path(sys.executable).with_name("plugin-streams"))
 
@@ -42,3 +45,33 @@ def test_the_edge_refuses_to_start_with_one_line_and_status_2(how: str) -> None:
         "plugin-streams: invalid --origin '127.0.0.1:4437': "
         "expected the origin's URL with its scheme, such as http://127.0.0.1:4437"
     ]
+
+
+def parsed(argv: list[str]) -> tuple[str, ...]:
+    parser = argparse.ArgumentParser()
+    edge_cli.configure(parser)
+    return edge_cli.config_from_args(parser.parse_args(argv)).origin
+
+
+def test_origin_is_repeatable_in_order_and_each_is_named_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DS_EDGE_ORIGIN", raising=False)
+    assert parsed([]) == ("http://127.0.0.1:4437",)
+    assert parsed(["--origin", "http://b:1/", "--origin", "http://a:1", "--origin", "http://b:1"]) == (
+        "http://b:1",
+        "http://a:1",
+    )
+
+
+def test_the_environment_lists_origins_comma_separated_and_a_flag_replaces_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DS_EDGE_ORIGIN", "http://a:1, http://b:2")
+    assert parsed([]) == ("http://a:1", "http://b:2")
+    assert parsed(["--origin", "http://c:3"]) == ("http://c:3",)
+
+
+def test_a_bad_origin_among_several_is_named() -> None:
+    with pytest.raises(ValueError, match="'b:2': expected the origin's URL with its scheme"):
+        origin_urls(("http://a:1", "b:2"))
+    with pytest.raises(ValueError, match="at least one origin"):
+        origin_urls(())

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from plugin_streams.edge.metrics import EdgeMetrics
 from plugin_streams.edge.origins import Origins
@@ -219,6 +219,17 @@ async def test_a_streamed_body_is_never_sent_twice(
 
     reply = await upstream.request("POST", "/v1/stream/a", PRODUCER, body())
     assert reply.status == 503 and second.got == []
+
+
+def test_origin_up_is_labelled_by_each_configured_origin_without_its_password() -> None:
+    registry = CollectorRegistry()
+    metrics = EdgeMetrics(registry)
+    origins = Origins.of(["http://edge:secret@a.example:4437", "http://b.example:4437/base"])
+    metrics.watch_origins(origins)
+    origins.no_answer(origins.current, origins.current.began(), "refused")
+    assert up(registry, "http://edge@a.example:4437") == 0
+    assert up(registry, "http://b.example:4437/base") == 1
+    assert "secret" not in generate_latest(registry).decode()
 
 
 async def test_an_sse_stream_opens_on_the_next_origin_and_a_break_marks_its_origin_down(
