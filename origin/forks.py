@@ -17,6 +17,7 @@ from plugin_streams.origin.storage.base import ForkLink, StorageError
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared import content_types, jsonmode
 from plugin_streams.shared.errors import BadRequest, Conflict, NotFound, Unavailable
+from plugin_streams.shared.headers import RETRY_AFTER
 from plugin_streams.shared.offsets import NOW
 from plugin_streams.shared.parse import ForkSpec
 
@@ -62,7 +63,7 @@ async def _sub_offset_prefix(registry: Registry, source: StreamState, position: 
             try:
                 stored = await registry.store.read(member.generation, index, index + 1)
             except StorageError as exc:
-                raise Unavailable("could not read the fork source") from exc
+                raise Unavailable("could not read the fork source", {RETRY_AFTER: "1"}) from exc
             if content_types.is_json(source.config.content_type):
                 if len(stored) > jsonmode.INLINE_BYTES:  # a scan of a big append runs off the loop
                     prefix = await asyncio.get_running_loop().run_in_executor(

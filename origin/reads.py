@@ -17,7 +17,7 @@ from plugin_streams.origin.storage.base import RecordsDropped, StorageError, Sto
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared import content_types, jsonmode
 from plugin_streams.shared.errors import BadRequest, Gone, NotFound, Unavailable
-from plugin_streams.shared.headers import STREAM_EARLIEST_OFFSET
+from plugin_streams.shared.headers import RETRY_AFTER, STREAM_EARLIEST_OFFSET
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +104,7 @@ async def read(store: Store, state: StreamState, start: int, chunk_size: int) ->
         earliest = state.offset_at(state.chain()[-1][0].retained_from)
         raise Gone("data at this offset is no longer retained", {STREAM_EARLIEST_OFFSET: str(earliest)}) from None
     except StorageError as exc:
-        raise Unavailable("could not read the stream") from exc
+        raise Unavailable("could not read the stream", {RETRY_AFTER: "1"}) from exc
     body = parts[0] if len(parts) == 1 else b"".join(parts)
     if json_stream:
         body = jsonmode.frame(body)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from plugin_streams.origin.commit import Committer
 from plugin_streams.origin.forks import resolve_fork
 from plugin_streams.origin.registry import Registry, require_live
+from plugin_streams.origin.shared_registry import database_unavailable
 from plugin_streams.origin.shared_streams import SharedParts
 from plugin_streams.origin.storage.base import PathTaken, Record, StorageError, Store, StreamConfig
 from plugin_streams.origin.storage.postgres.store import PostgresStore
@@ -123,7 +124,7 @@ class StreamService:
         try:
             return await self.shared.store.paths_from(start, limit)
         except StorageError as exc:
-            raise Unavailable("the database is unavailable") from exc
+            raise database_unavailable() from exc
 
     async def live(self, path: str) -> StreamState:
         """The live stream at `path` as every origin sees it now, or NotFound / Gone."""
@@ -232,7 +233,7 @@ class StreamService:
         except PathTaken:
             raise
         except StorageError as exc:
-            raise Unavailable(f"could not create the stream: {exc}") from exc
+            raise Unavailable(f"could not create the stream: {exc}", {RETRY_AFTER: "1"}) from exc
         finally:
             if source is not None:
                 source.refcount -= 1
@@ -375,7 +376,7 @@ class StreamService:
         except Unavailable:
             raise
         except Exception as exc:
-            raise Unavailable("storage failure") from exc
+            raise Unavailable("storage failure", {RETRY_AFTER: "1"}) from exc
 
     # -- retention --------------------------------------------------------------------------
 

@@ -85,7 +85,7 @@ class SharedCommitter:
                         await self._commit(state, batch)
                 except Exception as exc:  # never leave an append unanswered
                     logger.exception("append batch to %r failed", state.config.path)
-                    _fail(batch, Unavailable(f"the append was not saved: {exc}"))
+                    _fail(batch, Unavailable(f"the append was not saved: {exc}", {RETRY_AFTER: "1"}))
         finally:
             state.flushing = False
 

@@ -27,11 +27,18 @@ from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared.aio.tasks import spawn
 from plugin_streams.shared.clock import WallClock
 from plugin_streams.shared.errors import Unavailable
+from plugin_streams.shared.headers import RETRY_AFTER
 
 logger = logging.getLogger(__name__)
 
 #: Incarnations kept in memory; beyond it, idle ones (no reader waiting, no write queued) go.
 DEFAULT_CAPACITY: Final = 10_000
+
+
+def database_unavailable() -> Unavailable:
+    """The 503 of a request the database could not answer: come back in a second (a failover takes
+    Patroni's ttl; a producer retrying the same (epoch, seq) meanwhile loses nothing)."""
+    return Unavailable("the database is unavailable", {RETRY_AFTER: "1"})
 
 
 class SharedRegistry(Registry):
@@ -49,7 +56,7 @@ class SharedRegistry(Registry):
         try:
             row = await self.shared.lookup(path)
         except StorageError as exc:
-            raise Unavailable("the database is unavailable") from exc
+            raise database_unavailable() from exc
         cached = self.by_path.get(path)
         if row is None:
             if cached is not None:
@@ -98,7 +105,7 @@ class SharedRegistry(Registry):
         try:
             loaded = await self.shared.load(generation)
         except StorageError as exc:
-            raise Unavailable("the database is unavailable") from exc
+            raise database_unavailable() from exc
         if loaded is None:
             return None
         fork = loaded.config.fork
@@ -150,7 +157,7 @@ class SharedRegistry(Registry):
         try:
             row, metas = await self.shared.records_since(state.generation, state.record_count)
         except StorageError as exc:
-            raise Unavailable("the database is unavailable") from exc
+            raise database_unavailable() from exc
         if row is None:
             self._forget(state)
             return
@@ -178,7 +185,7 @@ class SharedRegistry(Registry):
             if not await self.shared.expire_if_due(state.generation, now_ms):
                 return False
         except StorageError as exc:
-            raise Unavailable("the database is unavailable") from exc
+            raise database_unavailable() from exc
         self._forget(state)
         self.events.gone(state, "expired")
         self.on_gone(state)
@@ -204,7 +211,7 @@ class SharedRegistry(Registry):
             if not removed:
                 await self.store.replace_config(state.mark_soft_deleted())
         except StorageError as exc:
-            raise Unavailable("the database is unavailable") from exc
+            raise database_unavailable() from exc
         if removed:
             self._forget(state)
         else:

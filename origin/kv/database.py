@@ -38,6 +38,7 @@ from plugin_streams.origin.kv.queues.records import Enqueued
 from plugin_streams.shared.aio.tasks import spawn
 from plugin_streams.shared.clock import WallClock
 from plugin_streams.shared.errors import Unavailable
+from plugin_streams.shared.headers import RETRY_AFTER
 from plugin_streams.shared.offsets import Offset
 
 logger = logging.getLogger(__name__)
@@ -203,7 +204,7 @@ class KvDatabase:
                     self._wake(self._readers)
             self._settle_all(outcomes)
             return
-        self._fail(batch, Unavailable("other origins kept writing this KV database first; retry"))
+        self._fail(batch, Unavailable("other origins kept writing this KV database first; retry", {RETRY_AFTER: "1"}))
 
     def _decide(
         self, batch: list[_Pending[object]], start: Offset

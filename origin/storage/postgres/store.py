@@ -210,23 +210,22 @@ class PostgresStore:
             await self.row(generation, require=True)
             return b""
         async with self._connection() as connection:
-            kept_from = await connection.fetchval(
-                "SELECT first_rec FROM ds_stream WHERE gen = $1", generation, timeout=self._read_timeout
-            )
-            if kept_from is None:
-                raise StreamMissing(str(generation))
-            if first < kept_from:
-                raise RecordsDropped(f"records of stream {generation} were dropped by retention")
-            chunks = await connection.fetch(
-                "SELECT first_rec, rec_lens, data FROM ds_chunk WHERE gen = $1 AND first_rec < $3"
-                " AND first_rec >= coalesce((SELECT max(first_rec) FROM ds_chunk WHERE gen = $1"
-                " AND first_rec <= $2), 0) ORDER BY first_rec",
+            # One round trip: the stream's first kept record (for RecordsDropped) with the batches.
+            rows = await connection.fetch(
+                "SELECT s.first_rec AS kept_from, c.first_rec, c.rec_lens, c.data FROM ds_stream s"
+                " LEFT JOIN LATERAL (SELECT first_rec, rec_lens, data FROM ds_chunk WHERE gen = $1"
+                " AND first_rec < $3 AND first_rec >= coalesce((SELECT max(first_rec) FROM ds_chunk"
+                " WHERE gen = $1 AND first_rec <= $2), 0) ORDER BY first_rec) c ON true WHERE s.gen = $1",
                 generation,
                 first,
                 last,
                 timeout=self._read_timeout,
             )
-        return _slice(chunks, first, last)
+        if not rows:
+            raise StreamMissing(str(generation))
+        if first < rows[0]["kept_from"]:
+            raise RecordsDropped(f"records of stream {generation} were dropped by retention")
+        return _slice([row for row in rows if row["first_rec"] is not None], first, last)
 
     async def drop_before(self, generation: int, record: int, position: int) -> None:
         async with self._connection() as connection, connection.transaction():
