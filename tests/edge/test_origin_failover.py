@@ -16,6 +16,7 @@ import aiohttp
 from plugin_streams.shared import headers as h
 from tests.edge.conftest import Servers
 from tests.edge.support import append, create, metric, scrape, until
+from tests.support.delay_proxy import ThreadedDelayProxy
 from tests.support.ports import closed_port, free_ports
 from tests.support.sse_reader import SSEReader
 
@@ -141,3 +142,34 @@ async def test_sigkill_of_the_current_origin_moves_everything_to_the_next_and_it
         assert await body(http, a.stream_url + "w") == b"x1,x4,"
         assert await edge_metric(http, edge.url, "ds_edge_origin_failovers_total") == 2
     print(f"\nlive readers resumed on the next origin {moved:.2f} s after SIGKILL of theirs")
+
+
+async def test_appends_in_flight_when_the_origin_goes_silent_are_sent_again_only_when_idempotent(
+    servers: Servers, tmp_path: Path
+) -> None:
+    a = servers.origin(data_dir=tmp_path / "a")
+    b = servers.origin(data_dir=tmp_path / "b")
+    with ThreadedDelayProxy("127.0.0.1", int(a.url.rsplit(":", 1)[1]), 0.01) as link:
+        edge = servers.edge(link.url, "--origin", b.url, "--upstream-timeout", "1")
+        write = edge.stream_url + "w"
+        async with aiohttp.ClientSession() as http:
+            for origin in (a, b):
+                await create(http, origin.stream_url + "w", TEXT)
+            await append(http, write, TEXT, b"x0,")  # through the link, to A
+            link.cut()  # A hears nothing more and says nothing more: what was sent has an unknown fate
+
+            async def post(data: bytes, headers: dict[str, str]) -> tuple[int, str | None]:
+                async with http.post(write, data=data, headers={"Content-Type": TEXT, **headers}) as r:
+                    return r.status, r.headers.get(h.RETRY_AFTER)
+
+            plain, idempotent = await asyncio.gather(post(b"plain,", {}), post(b"p0,", producer(0)))
+            assert plain[0] == 503 and plain[1] is not None  # never sent again: its client decides
+            assert idempotent == (200, None)  # sent again to B within the same request
+            assert await body(http, b.stream_url + "w") == b"p0,"
+            link.heal()  # what A was sent may arrive now: at most once, and only there
+            await asyncio.sleep(0.5)
+            assert (await body(http, a.stream_url + "w")).count(b"plain,") <= 1
+            assert b"plain," not in await body(http, b.stream_url + "w")
+            text = await scrape(http, edge.url)
+    assert metric(text, "ds_edge_origin_failovers_total") == 1
+    assert metric(text, "ds_edge_origin_up", origin=link.url) == 0
