@@ -8,13 +8,14 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from multidict import CIMultiDict
 
+from plugin_streams.origin.append_decision import AppendResult
 from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.limits import LiveLimiter
 from plugin_streams.origin.live import LiveReads
 from plugin_streams.origin.metrics import OriginMetrics
 from plugin_streams.origin.positions import resolve_position
 from plugin_streams.origin.reads import read
-from plugin_streams.origin.service import AppendResult, StreamService
+from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared import caching, content_types, parse
 from plugin_streams.shared import headers as h

@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
+from plugin_streams.origin.append_decision import AppendResult, check_closed_and_type, decide_append
 from plugin_streams.origin.commit import Committer
 from plugin_streams.origin.forks import resolve_fork
-from plugin_streams.origin.registry import Registry, require_live
+from plugin_streams.origin.registry import Registry
 from plugin_streams.origin.shared_registry import database_unavailable
 from plugin_streams.origin.shared_streams import SharedParts
 from plugin_streams.origin.storage.base import PathTaken, Record, StorageError, Store, StreamConfig
@@ -28,44 +29,20 @@ from plugin_streams.shared.errors import (
     Conflict,
     Forbidden,
     PayloadTooLarge,
-    SequenceGap,
-    StaleEpoch,
-    StreamClosedConflict,
     Unavailable,
 )
 from plugin_streams.shared.headers import (
     DEFAULT_CONTENT_TYPE,
-    PRODUCER_EPOCH,
-    PRODUCER_EXPECTED_SEQ,
-    PRODUCER_RECEIVED_SEQ,
     RETRY_AFTER,
-    STREAM_CLOSED,
     STREAM_EXPIRES_AT,
-    STREAM_NEXT_OFFSET,
 )
 from plugin_streams.shared.parse import AppendRequest, CreateRequest
-from plugin_streams.shared.producer import Outcome, ProducerTuple, decide
-
-
-class TailMoved(Conflict):
-    """An owner's append rendered for a position the stream no longer ends at."""
 
 
 @dataclass(frozen=True, slots=True)
 class CreateResult:
     state: StreamState
     created: bool
-
-
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    state: StreamState
-    next_position: int
-    closed: bool
-    producer_epoch: int | None = None
-    producer_seq: int | None = None
-    appended: bool = True  # False: a duplicate or an idempotent close (204)
-    stored: bytes = b""  # the payload as stored (JSON streams: comma-terminated messages)
 
 
 class StreamService:
@@ -279,7 +256,7 @@ class StreamService:
         now = self.clock_ms()
         state = await self.registry.find_live(path, now)
         self.touch(state, now)
-        self._check_closed_and_type(state, request, body)
+        check_closed_and_type(state, request, body)
         if state.config.max_size is not None and len(body) > state.config.max_size:
             raise PayloadTooLarge(f"this stream accepts appends of at most {state.config.max_size} bytes")
         payload = b""
@@ -287,12 +264,14 @@ class StreamService:
             payload = body if stored else await self._payload(state.config.content_type, body, allow_empty_array=False)
         if self.shared is not None:
             result = await self.shared.committer.submit(
-                state, lambda current: self._decide(current, request, body, payload, expected_position), len(payload)
+                state,
+                lambda current: decide_append(current, request, body, payload, self.clock_ms(), expected_position),
+                len(payload),
             )
         else:
             # The stream may have changed while the body was validated: look again.
             state = self.registry.live(path, self.clock_ms())
-            record, result = self._decide(state, request, body, payload, expected_position)
+            record, result = decide_append(state, request, body, payload, self.clock_ms(), expected_position)
             if record is None:
                 await self._durable(state)
                 return replace(result, next_position=state.tail)
@@ -304,70 +283,6 @@ class StreamService:
                 self.registry.events.closed(result.state)
             self.apply_retention(result.state, self.clock_ms())
         return result
-
-    def _decide(
-        self, state: StreamState, request: AppendRequest, body: bytes, payload: bytes, expected: int | None = None
-    ) -> tuple[Record | None, AppendResult]:
-        """Decide an append against the stream's validation view: the record to write (accepted
-        into the view), or None and the answer of an append that writes nothing."""
-        require_live(state)
-        if expected is not None and state.v_tail != expected:
-            raise TailMoved(f"the stream ends at {state.v_tail}, not at {expected}")
-        self._check_closed_and_type(state, request, body)
-        producer = request.producer
-        if state.v_closed:
-            # Only idempotent repeats reach here (see _check_closed_and_type).
-            return None, AppendResult(
-                state,
-                state.v_tail,
-                closed=True,
-                producer_epoch=producer.epoch if producer else None,
-                producer_seq=producer.seq if producer else None,
-                appended=False,
-            )
-        if producer is not None:
-            duplicate_of = _judge_producer(state, producer)
-            if duplicate_of is not None:
-                return None, AppendResult(
-                    state,
-                    state.v_tail,
-                    closed=state.v_closed,
-                    producer_epoch=producer.epoch,
-                    producer_seq=duplicate_of,
-                    appended=False,
-                )
-        if request.stream_seq is not None and state.v_stream_seq is not None:
-            if request.stream_seq.encode() <= state.v_stream_seq.encode():
-                raise Conflict("Stream-Seq must increase")
-        now = self.clock_ms()
-        written = max(now, state.times[-1] if state.times else 0)  # never backwards (retention by age)
-        record = Record(
-            payload, closed=request.closed, producer=producer, stream_seq=request.stream_seq, written_ms=written
-        )
-        end = state.accept(record)
-        return record, AppendResult(
-            state,
-            end,
-            closed=request.closed,
-            producer_epoch=producer.epoch if producer else None,
-            producer_seq=producer.seq if producer else None,
-            stored=payload,
-        )
-
-    def _check_closed_and_type(self, state: StreamState, request: AppendRequest, body: bytes) -> None:
-        """Error precedence of PROTOCOL.md §5.2: closed first, then content type."""
-        if state.v_closed:
-            producer = request.producer
-            repeat = producer == state.v_closed_by if producer is not None else (not body and request.closed)
-            if not repeat:
-                raise StreamClosedConflict(
-                    "stream is closed",
-                    {STREAM_CLOSED: "true", STREAM_NEXT_OFFSET: str(state.offset_at(state.v_tail))},
-                )
-            return
-        if body and request.content_type is not None:
-            if not content_types.same(request.content_type, state.config.content_type):
-                raise Conflict("Content-Type does not match the stream's")
 
     @staticmethod
     async def _durable(state: StreamState) -> None:
@@ -425,22 +340,3 @@ class StreamService:
                 await state.durable()
             except Exception:
                 pass
-
-
-def _judge_producer(state: StreamState, producer: ProducerTuple) -> int | None:
-    """The last sequence number of an append this one repeats, None for a new one; else the refusal."""
-    decision = decide(state.v_producers.get(producer.producer_id), producer.epoch, producer.seq)
-    if decision.outcome is Outcome.DUPLICATE:
-        assert decision.state is not None
-        return decision.state.last_seq
-    if decision.outcome is Outcome.STALE_EPOCH:
-        assert decision.state is not None
-        raise StaleEpoch("stale producer epoch", {PRODUCER_EPOCH: str(decision.state.epoch)})
-    if decision.outcome is Outcome.BAD_EPOCH_SEQ:
-        raise BadRequest("a new producer epoch must start at Producer-Seq 0")
-    if decision.outcome is Outcome.SEQUENCE_GAP:
-        raise SequenceGap(
-            "producer sequence gap",
-            {PRODUCER_EXPECTED_SEQ: str(decision.expected_seq), PRODUCER_RECEIVED_SEQ: str(producer.seq)},
-        )
-    return None

@@ -30,7 +30,7 @@ from plugin_streams.shared.errors import ProtocolError, Unavailable
 from plugin_streams.shared.headers import RETRY_AFTER
 
 if TYPE_CHECKING:
-    from plugin_streams.origin.service import AppendResult
+    from plugin_streams.origin.append_decision import AppendResult
     from plugin_streams.origin.shared_registry import SharedRegistry
 
 logger = logging.getLogger(__name__)

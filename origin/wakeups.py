@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Final
 import asyncpg
 
 from plugin_streams.origin.storage.base import StorageFailure
-from plugin_streams.origin.storage.postgres.store import DATABASE_ERRORS, PostgresStore
+from plugin_streams.origin.storage.postgres.database import DATABASE_ERRORS
+from plugin_streams.origin.storage.postgres.store import PostgresStore
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared.aio.tasks import spawn
 from plugin_streams.shared.errors import Unavailable

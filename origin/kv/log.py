@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 from plugin_streams.origin import reads
+from plugin_streams.origin.append_decision import TailMoved
 from plugin_streams.origin.kv.events import Event, parse_messages
-from plugin_streams.origin.service import StreamService, TailMoved
+from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared.errors import Unavailable
 from plugin_streams.shared.kv.routes import KV_STREAM_ROOT, change_stream_path

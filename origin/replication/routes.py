@@ -19,7 +19,7 @@ from plugin_streams.origin.replication.configs import describe
 from plugin_streams.origin.replication.log_feed import serve_log
 from plugin_streams.origin.replication.shared_changes import SharedChangeLog
 from plugin_streams.origin.service import StreamService
-from plugin_streams.origin.storage.postgres.store import ChangeFeed
+from plugin_streams.origin.storage.postgres.change_feed import ChangeFeed
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared import replication as r
 from plugin_streams.shared.auth import AccessPolicy, Right, authorize

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from plugin_streams.origin.replication.changes import WINDOW, ChangeLog
 from plugin_streams.origin.storage.base import StorageError
-from plugin_streams.origin.storage.postgres.store import ChangeFeed
+from plugin_streams.origin.storage.postgres.change_feed import ChangeFeed
 from plugin_streams.shared.aio.tasks import spawn
 
 logger = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from aiohttp import web
 
+from plugin_streams.origin.append_decision import AppendResult
 from plugin_streams.origin.boundaries import INLINE_BYTES
 from plugin_streams.origin.config import OriginConfig
 from plugin_streams.origin.handlers import cache_scope
@@ -25,7 +26,7 @@ from plugin_streams.origin.rest.bodies import MAX_APPEND_MESSAGES
 from plugin_streams.origin.rest.pages import Page, page_of, page_response
 from plugin_streams.origin.rest.receipts import Receipt, Receipts
 from plugin_streams.origin.rest.streams import json_response
-from plugin_streams.origin.service import AppendResult, StreamService
+from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared import caching, content_types, jsonmode
 from plugin_streams.shared import headers as h

@@ -1,9 +1,9 @@
 """PostgresStore: stream incarnations in PostgreSQL, shared by every origin on the database.
 
 Besides the Store interface (which the storage contract suite holds it to), it offers what
-several origins serving the same streams need: lookups of the current row of a path or a
-generation, the records another origin appended since a given one, and the conditional append,
-whose decisions the database accepts only if they were made against its current record count.
+several origins serving the same streams need: the lookups of StreamLookups, the conditional
+append, whose decisions the database accepts only if they were made against its current record
+count, and removals and expiries decided by the database.
 
 Every append is one statement, hence one transaction and one round trip (ds_append). Its wait is
 never cancelled: no statement timeout, and the committer awaits it in its own task, so a client
@@ -16,13 +16,11 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from plugin_streams.origin.storage.base import (
     LoadedStream,
@@ -33,39 +31,14 @@ from plugin_streams.origin.storage.base import (
     StreamConfig,
     StreamMissing,
 )
-from plugin_streams.origin.storage.postgres.metrics import PostgresMetrics
-from plugin_streams.origin.storage.postgres.rows import (
-    STREAM_COLUMNS,
-    Batch,
-    RecordMeta,
-    StreamRow,
-    config_columns,
-    record_metas,
-    summary_of,
-)
-from plugin_streams.origin.storage.postgres.schema import migrate
+from plugin_streams.origin.storage.postgres.lookups import StreamLookups
+from plugin_streams.origin.storage.postgres.rows import Batch, config_columns
 from plugin_streams.shared.aio.tasks import spawn
-from plugin_streams.shared.producer import MAX_PRODUCERS_PER_STREAM
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-Connection = asyncpg.Connection | PoolConnectionProxy
-
-#: Errors meaning "the database did not do it, or we cannot know": the caller answers 503.
-#: InternalClientError: a pooled connection whose server died mid-reply ("another operation is in progress").
-DATABASE_ERRORS: Final = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,
-    ConnectionError,
-    TimeoutError,
-)
 
 #: Seconds a sliding-TTL access waits to be written, so that a burst of reads is one UPDATE.
 ACCESS_FLUSH_DELAY: Final = 0.01
-
-_CHUNK_COLUMNS: Final = "first_rec, rec_lens, rec_times, producer_ids, producer_epochs, producer_seqs"
 
 
 class AppendStatus(enum.IntEnum):
@@ -81,7 +54,7 @@ class AppendOutcome:
     next_record: int | None
 
 
-class PostgresStore:
+class PostgresStore(StreamLookups):
     shared = True  # several origins may write the same streams: decisions are checked here
 
     def __init__(
@@ -92,52 +65,19 @@ class PostgresStore:
         read_timeout: float | None = None,
         pool_factory: Callable[..., Awaitable[asyncpg.Pool]] = asyncpg.create_pool,
     ) -> None:
-        self.url = url
-        self._pool_size = pool_size
+        super().__init__(url, pool_size=pool_size, pool_factory=pool_factory)
         self._read_timeout = read_timeout
-        self._pool_factory = pool_factory
-        self._pool: asyncpg.Pool | None = None
         self._access: dict[int, int] = {}
         self._bytes = 0  # stored payload bytes, as this process last counted them
-        self.metrics: PostgresMetrics | None = None
         self._flushing: asyncio.Task[None] | None = None
 
-    # -- plumbing ---------------------------------------------------------------------------
-
-    @property
-    def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            raise StorageFailure("the postgres engine is not open")
-        return self._pool
-
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Connection]:
-        try:
-            async with self.pool.acquire() as connection:
-                yield connection
-        except DATABASE_ERRORS as exc:
-            if self.metrics is not None:
-                self.metrics.error("query")
-            raise StorageFailure(f"database: {exc}") from exc
-
     async def prepare(self) -> None:
-        """Connect and bring the schema up to date (every origin does it; the first one migrates)."""
-        if self._pool is None:
-            try:
-                # Every connection opened now: opening one stats a few files (shared.aio.loop_watch).
-                self._pool = await self._pool_factory(self.url, min_size=self._pool_size, max_size=self._pool_size)
-            except DATABASE_ERRORS as exc:
-                if self.metrics is not None:
-                    self.metrics.error("connect")
-                raise StorageFailure(f"cannot reach the database: {exc}") from exc
-            if self.metrics is not None:
-                self.metrics.watch_pool(self._pool)
-        async with self._connection() as connection:
-            await migrate(connection)
+        """Connect, bring the schema up to date, count the stored bytes."""
+        await self.connect()
         await self._count_bytes()
 
     async def _count_bytes(self) -> None:
-        async with self._connection() as connection:
+        async with self.connection() as connection:
             self._bytes = int(await connection.fetchval("SELECT coalesce(sum(stored_bytes), 0) FROM ds_stream"))
 
     # -- the Store interface ----------------------------------------------------------------
@@ -145,13 +85,13 @@ class PostgresStore:
     async def open(self) -> list[LoadedStream]:
         """Every stream, loaded (the Store contract); origins load lazily with `load` instead."""
         await self.prepare()
-        async with self._connection() as connection:
+        async with self.connection() as connection:
             generations = await connection.fetch("SELECT gen FROM ds_stream ORDER BY gen")
         loaded = [await self.load(row["gen"]) for row in generations]
         return [item for item in loaded if item is not None]
 
     async def allocate_generation(self) -> int:
-        async with self._connection() as connection:
+        async with self.connection() as connection:
             return int(await connection.fetchval("SELECT nextval('ds_generation')"))
 
     async def create(self, config: StreamConfig, records: Sequence[Record]) -> None:
@@ -159,7 +99,7 @@ class PostgresStore:
         state, fields, fork_source, expires, ttl = config_columns(config)
         batch = Batch.of(records)
         try:
-            async with self._connection() as connection, connection.transaction():
+            async with self.connection() as connection, connection.transaction():
                 await connection.execute(
                     "INSERT INTO ds_stream (gen, path, state, config, fork_source, expires_at_ms, ttl_ms,"
                     " created_ms, last_access_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
@@ -192,7 +132,7 @@ class PostgresStore:
     async def append_if(self, generation: int, records: Sequence[Record], expected: int | None) -> AppendOutcome:
         """Append `records` if the stream still has exactly `expected` records and is live."""
         batch = Batch.of(records)
-        async with self._connection() as connection:
+        async with self.connection() as connection:
             row = await connection.fetchrow(
                 "SELECT * FROM ds_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 generation,
@@ -209,7 +149,7 @@ class PostgresStore:
         if last <= first:
             await self.row(generation, require=True)
             return b""
-        async with self._connection() as connection:
+        async with self.connection() as connection:
             # One round trip: the stream's first kept record (for RecordsDropped) with the batches.
             rows = await connection.fetch(
                 "SELECT s.first_rec AS kept_from, c.first_rec, c.rec_lens, c.data FROM ds_stream s"
@@ -228,7 +168,7 @@ class PostgresStore:
         return _slice([row for row in rows if row["first_rec"] is not None], first, last)
 
     async def drop_before(self, generation: int, record: int, position: int) -> None:
-        async with self._connection() as connection, connection.transaction():
+        async with self.connection() as connection, connection.transaction():
             updated = await connection.fetchval(
                 "UPDATE ds_stream SET first_rec = $2, first_pos = $3 WHERE gen = $1 AND first_rec < $2 RETURNING gen",
                 generation,
@@ -252,7 +192,7 @@ class PostgresStore:
 
     async def replace_config(self, config: StreamConfig) -> None:
         state, fields, fork_source, expires, ttl = config_columns(config)
-        async with self._connection() as connection:
+        async with self.connection() as connection:
             updated = await connection.fetchval(
                 "UPDATE ds_stream SET state = CASE WHEN state = 'detached' THEN state ELSE $2 END, config = $3,"
                 " fork_source = $4, expires_at_ms = $5, ttl_ms = $6 WHERE gen = $1 RETURNING gen",
@@ -267,7 +207,7 @@ class PostgresStore:
             raise StreamMissing(str(config.generation))
 
     async def remove(self, generation: int) -> None:
-        async with self._connection() as connection:
+        async with self.connection() as connection:
             freed = await connection.fetchval("DELETE FROM ds_stream WHERE gen = $1 RETURNING stored_bytes", generation)
         self._access.pop(generation, None)
         if freed is not None:
@@ -295,7 +235,7 @@ class PostgresStore:
             return
         noted, self._access = self._access, {}
         try:
-            async with self._connection() as connection:
+            async with self.connection() as connection:
                 await connection.execute(
                     "UPDATE ds_stream s SET last_access_ms = greatest(s.last_access_ms, u.at)"
                     " FROM unnest($1::bigint[], $2::bigint[]) AS u(gen, at) WHERE s.gen = u.gen",
@@ -314,65 +254,9 @@ class PostgresStore:
     async def close(self) -> None:
         if self._flushing is not None and not self._flushing.done():
             await self._flushing
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        await self.disconnect()
 
-    # -- shared streams ---------------------------------------------------------------------
-
-    async def lookup(self, path: str) -> StreamRow | None:
-        """The incarnation holding `path` now (live or soft-deleted), or None."""
-        async with self._connection() as connection:
-            row = await connection.fetchrow(
-                f"SELECT {STREAM_COLUMNS} FROM ds_stream WHERE path = $1 AND state <> 'detached'", path
-            )
-        return None if row is None else StreamRow.decode(row)
-
-    async def row(self, generation: int, *, require: bool = False) -> StreamRow | None:
-        async with self._connection() as connection:
-            row = await connection.fetchrow(f"SELECT {STREAM_COLUMNS} FROM ds_stream WHERE gen = $1", generation)
-        if row is None and require:
-            raise StreamMissing(str(generation))
-        return None if row is None else StreamRow.decode(row)
-
-    async def records_since(self, generation: int, first: int) -> tuple[StreamRow | None, list[RecordMeta]]:
-        """The stream's row and the records numbered `first` and above (sizes, accept times,
-        producers), read together: the row describes exactly the log those records end."""
-        async with self._connection() as connection, connection.transaction(isolation="repeatable_read"):
-            raw = await connection.fetchrow(f"SELECT {STREAM_COLUMNS} FROM ds_stream WHERE gen = $1", generation)
-            if raw is None:
-                return None, []
-            row = StreamRow.decode(raw)
-            if row.next_record <= first:
-                return row, []
-            chunks = await connection.fetch(
-                f"SELECT {_CHUNK_COLUMNS} FROM ds_chunk WHERE gen = $1 AND first_rec >= coalesce("
-                "(SELECT max(first_rec) FROM ds_chunk WHERE gen = $1 AND first_rec <= $2), 0) ORDER BY first_rec",
-                generation,
-                first,
-            )
-        return row, record_metas(chunks, first)
-
-    async def load(self, generation: int) -> LoadedStream | None:
-        """One stream as recovery would have loaded it, or None if it is gone."""
-        async with self._connection() as connection, connection.transaction(isolation="repeatable_read"):
-            raw = await connection.fetchrow(f"SELECT {STREAM_COLUMNS} FROM ds_stream WHERE gen = $1", generation)
-            if raw is None:
-                return None
-            row = StreamRow.decode(raw)
-            chunks = await connection.fetch(
-                f"SELECT {_CHUNK_COLUMNS} FROM ds_chunk WHERE gen = $1 ORDER BY first_rec", generation
-            )
-            producers = await connection.fetch(
-                "SELECT producer_id, epoch, last_seq FROM (SELECT * FROM ds_producer WHERE gen = $1"
-                " ORDER BY last_rec DESC LIMIT $2) recent ORDER BY last_rec",
-                generation,
-                MAX_PRODUCERS_PER_STREAM,
-            )
-        metas = record_metas(chunks, row.first_record)
-        return LoadedStream(
-            row.config, summary_of(row, metas, producers), row.last_access_ms, row.first_record, row.first_position
-        )
+    # -- removals decided by the database (several origins) ---------------------------------
 
     async def remove_unreferenced(self, generation: int) -> bool:
         """Remove the incarnation unless a fork reads its data; True if it is gone."""
@@ -388,7 +272,7 @@ class PostgresStore:
         """Remove a deleted or expired incarnation no fork reads any more: (whether it went, the
         generation of its own source, next in the cascade)."""
         try:
-            async with self._connection() as connection:
+            async with self.connection() as connection:
                 row = await connection.fetchrow(
                     "DELETE FROM ds_stream WHERE gen = $1 AND state <> 'live' RETURNING stored_bytes, fork_source",
                     generation,
@@ -407,7 +291,7 @@ class PostgresStore:
         """Expire the incarnation if its time is up by the database's row (a sliding TTL renewed
         through another origin is not); True if it expired. Its data goes, or, if forks read it,
         stays with the path freed."""
-        async with self._connection() as connection:
+        async with self.connection() as connection:
             due = await connection.fetchval(
                 "UPDATE ds_stream SET state = 'detached' WHERE gen = $1 AND state <> 'detached'"
                 " AND (expires_at_ms <= $2 OR last_access_ms + ttl_ms <= $2) RETURNING gen",
@@ -418,61 +302,6 @@ class PostgresStore:
             return False
         await self.remove_unreferenced(generation)
         return True
-
-    async def expired(self, now_ms: int, limit: int = 1000) -> list[str]:
-        """Paths whose incarnation's time is up (absolute expiry, or a sliding TTL not renewed)."""
-        async with self._connection() as connection:
-            rows = await connection.fetch(
-                "SELECT path FROM ds_stream WHERE state <> 'detached' AND (expires_at_ms <= $1"
-                " OR (ttl_ms IS NOT NULL AND last_access_ms + ttl_ms <= $1)) LIMIT $2",
-                now_ms,
-                limit,
-            )
-        return [row["path"] for row in rows]
-
-    async def paths_from(self, start: str, limit: int) -> list[str]:
-        """Paths held by an incarnation, in order, from `start` (included): listings."""
-        async with self._connection() as connection:
-            rows = await connection.fetch(
-                "SELECT path FROM ds_stream WHERE state <> 'detached' AND path >= $1 ORDER BY path LIMIT $2",
-                start,
-                limit,
-            )
-        return [row["path"] for row in rows]
-
-
-class ChangeFeed:
-    """The database's change feed: events appended by any origin, read back in order."""
-
-    def __init__(self, store: PostgresStore) -> None:
-        self.store = store
-
-    async def epoch(self) -> str:
-        async with self.store._connection() as connection:
-            return str(await connection.fetchval("SELECT value FROM ds_meta WHERE key = 'feed_epoch'"))
-
-    async def add(self, events: Sequence[str]) -> None:
-        async with self.store._connection() as connection:
-            await connection.executemany("INSERT INTO ds_change (event) VALUES ($1)", [(e,) for e in events])
-
-    async def after(self, seq: int, limit: int) -> list[tuple[int, str]]:
-        """Events after `seq` (at most `limit`, the oldest first)."""
-        async with self.store._connection() as connection:
-            rows = await connection.fetch(
-                "SELECT seq, event::text AS event FROM ds_change WHERE seq > $1 ORDER BY seq LIMIT $2", seq, limit
-            )
-        return [(row["seq"], row["event"]) for row in rows]
-
-    async def last(self, count: int) -> tuple[int, list[tuple[int, str]]]:
-        """(the seq before the `count` newest events, those events)."""
-        async with self.store._connection() as connection:
-            newest = int(await connection.fetchval("SELECT coalesce(max(seq), 0) FROM ds_change"))
-        floor = max(0, newest - count)
-        return floor, await self.after(floor, count)
-
-    async def trim(self, keep: int) -> None:
-        async with self.store._connection() as connection:
-            await connection.execute("DELETE FROM ds_change WHERE seq <= (SELECT max(seq) FROM ds_change) - $1", keep)
 
 
 def _slice(chunks: Sequence[Any], first: int, last: int) -> bytes:

@@ -1,0 +1,100 @@
+"""StreamLookups: what several origins serving the same streams read of them in the database.
+
+The current row of a path or a generation (every origin agrees on it: it is the database's),
+the records another origin appended since a given one (with the row they end, read together),
+one stream loaded as recovery would have loaded it, and listings (expired streams, paths).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from plugin_streams.origin.storage.base import LoadedStream, StreamMissing
+from plugin_streams.origin.storage.postgres.database import Database
+from plugin_streams.origin.storage.postgres.rows import (
+    STREAM_COLUMNS,
+    RecordMeta,
+    StreamRow,
+    record_metas,
+    summary_of,
+)
+from plugin_streams.shared.producer import MAX_PRODUCERS_PER_STREAM
+
+_CHUNK_COLUMNS: Final = "first_rec, rec_lens, rec_times, producer_ids, producer_epochs, producer_seqs"
+
+
+class StreamLookups(Database):
+    async def lookup(self, path: str) -> StreamRow | None:
+        """The incarnation holding `path` now (live or soft-deleted), or None."""
+        async with self.connection() as connection:
+            row = await connection.fetchrow(
+                f"SELECT {STREAM_COLUMNS} FROM ds_stream WHERE path = $1 AND state <> 'detached'", path
+            )
+        return None if row is None else StreamRow.decode(row)
+
+    async def row(self, generation: int, *, require: bool = False) -> StreamRow | None:
+        async with self.connection() as connection:
+            row = await connection.fetchrow(f"SELECT {STREAM_COLUMNS} FROM ds_stream WHERE gen = $1", generation)
+        if row is None and require:
+            raise StreamMissing(str(generation))
+        return None if row is None else StreamRow.decode(row)
+
+    async def records_since(self, generation: int, first: int) -> tuple[StreamRow | None, list[RecordMeta]]:
+        """The stream's row and the records numbered `first` and above (sizes, accept times,
+        producers), read together: the row describes exactly the log those records end."""
+        async with self.connection() as connection, connection.transaction(isolation="repeatable_read"):
+            raw = await connection.fetchrow(f"SELECT {STREAM_COLUMNS} FROM ds_stream WHERE gen = $1", generation)
+            if raw is None:
+                return None, []
+            row = StreamRow.decode(raw)
+            if row.next_record <= first:
+                return row, []
+            chunks = await connection.fetch(
+                f"SELECT {_CHUNK_COLUMNS} FROM ds_chunk WHERE gen = $1 AND first_rec >= coalesce("
+                "(SELECT max(first_rec) FROM ds_chunk WHERE gen = $1 AND first_rec <= $2), 0) ORDER BY first_rec",
+                generation,
+                first,
+            )
+        return row, record_metas(chunks, first)
+
+    async def load(self, generation: int) -> LoadedStream | None:
+        """One stream as recovery would have loaded it, or None if it is gone."""
+        async with self.connection() as connection, connection.transaction(isolation="repeatable_read"):
+            raw = await connection.fetchrow(f"SELECT {STREAM_COLUMNS} FROM ds_stream WHERE gen = $1", generation)
+            if raw is None:
+                return None
+            row = StreamRow.decode(raw)
+            chunks = await connection.fetch(
+                f"SELECT {_CHUNK_COLUMNS} FROM ds_chunk WHERE gen = $1 ORDER BY first_rec", generation
+            )
+            producers = await connection.fetch(
+                "SELECT producer_id, epoch, last_seq FROM (SELECT * FROM ds_producer WHERE gen = $1"
+                " ORDER BY last_rec DESC LIMIT $2) recent ORDER BY last_rec",
+                generation,
+                MAX_PRODUCERS_PER_STREAM,
+            )
+        metas = record_metas(chunks, row.first_record)
+        return LoadedStream(
+            row.config, summary_of(row, metas, producers), row.last_access_ms, row.first_record, row.first_position
+        )
+
+    async def expired(self, now_ms: int, limit: int = 1000) -> list[str]:
+        """Paths whose incarnation's time is up (absolute expiry, or a sliding TTL not renewed)."""
+        async with self.connection() as connection:
+            rows = await connection.fetch(
+                "SELECT path FROM ds_stream WHERE state <> 'detached' AND (expires_at_ms <= $1"
+                " OR (ttl_ms IS NOT NULL AND last_access_ms + ttl_ms <= $1)) LIMIT $2",
+                now_ms,
+                limit,
+            )
+        return [row["path"] for row in rows]
+
+    async def paths_from(self, start: str, limit: int) -> list[str]:
+        """Paths held by an incarnation, in order, from `start` (included): listings."""
+        async with self.connection() as connection:
+            rows = await connection.fetch(
+                "SELECT path FROM ds_stream WHERE state <> 'detached' AND path >= $1 ORDER BY path LIMIT $2",
+                start,
+                limit,
+            )
+        return [row["path"] for row in rows]
