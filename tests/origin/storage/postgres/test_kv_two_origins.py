@@ -14,8 +14,6 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,7 +21,7 @@ import pytest
 
 from plugin_streams import KvU64, Streams
 from plugin_streams.shared.aio.tasks import spawn
-from tests.origin.storage.postgres.test_two_origins import TwoOrigins, started_two_origins
+from tests.support.two_origins import TwoOrigins
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -32,12 +30,6 @@ INCREMENTS = 25  # per worker
 MESSAGES = 200
 #: A lease waiting on one origin must get a message enqueued through the other within this bound.
 WAKE_BOUND = 2.0
-
-
-@pytest.fixture
-def two_origins(tmp_path: Path, postgres_dsn: str) -> Iterator[TwoOrigins]:
-    with started_two_origins(tmp_path, postgres_dsn) as origins:
-        yield origins
 
 
 def _db() -> str:

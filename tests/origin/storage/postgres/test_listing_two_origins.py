@@ -9,24 +9,16 @@ feed tells of them (one feed for every origin, under one epoch).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from plugin_streams.shared import replication as r
-from tests.origin.storage.postgres.test_two_origins import TwoOrigins, started_two_origins
+from tests.support.two_origins import TwoOrigins
 
 pytestmark = pytest.mark.timeout(60)
 
 NAMES = [f"list/{i:03d}" for i in range(25)]
-
-
-@pytest.fixture
-def two_origins(tmp_path: Path, postgres_dsn: str) -> Iterator[TwoOrigins]:
-    with started_two_origins(tmp_path, postgres_dsn) as origins:
-        yield origins
 
 
 async def test_b_lists_and_announces_the_streams_created_through_a(two_origins: TwoOrigins) -> None:

@@ -15,9 +15,8 @@ import json
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -32,7 +31,7 @@ from plugin_streams.shared.headers import (
     STREAM_NEXT_OFFSET,
     STREAM_UP_TO_DATE,
 )
-from tests.origin.storage.postgres.test_two_origins import TwoOrigins, started_two_origins
+from tests.support.two_origins import TwoOrigins
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -46,12 +45,6 @@ CONFLICTS = "ds_pg_append_conflicts_total"
 TOKEN = re.compile(r"\[([a-z]\d*):(\d+)\]")
 #: A stream's content type and how a writer (who, seq) turns into one append's body.
 Format = tuple[str, Callable[[str, int], bytes]]
-
-
-@pytest.fixture
-def two_origins(tmp_path: Path, postgres_dsn: str) -> Iterator[TwoOrigins]:
-    with started_two_origins(tmp_path, postgres_dsn) as origins:
-        yield origins
 
 
 @dataclass

@@ -12,18 +12,16 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from plugin_streams.shared.aio.tasks import cancel_all, spawn
 from plugin_streams.shared.headers import CONTENT_TYPE, STREAM_NEXT_OFFSET
-from tests.support.processes import OriginProcess, process_group
 from tests.support.sse_reader import SSEReader
+from tests.support.two_origins import TwoOrigins
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -35,30 +33,6 @@ DELIVERY_BOUND = 2.0
 #: A deletion through B must end A's readers within this many seconds.
 DELETE_BOUND = 10.0
 TOKEN = re.compile(rb"\[m:(\d+)\]")
-
-
-@dataclass
-class TwoOrigins:
-    a: OriginProcess
-    b: OriginProcess
-
-    @property
-    def both(self) -> tuple[OriginProcess, OriginProcess]:
-        return (self.a, self.b)
-
-
-@contextmanager
-def started_two_origins(tmp_path: Path, dsn: str) -> Iterator[TwoOrigins]:
-    """Two origin processes on the database `dsn` (each with its own, unused, data directory)."""
-    engine = ("--engine", "postgres", "--database-url", dsn)
-    with process_group(tmp_path, long_poll_timeout=0.5) as group:
-        yield TwoOrigins(group.origin(*engine, data_dir=tmp_path / "a"), group.origin(*engine, data_dir=tmp_path / "b"))
-
-
-@pytest.fixture
-def two_origins(tmp_path: Path, postgres_dsn: str) -> Iterator[TwoOrigins]:
-    with started_two_origins(tmp_path, postgres_dsn) as origins:
-        yield origins
 
 
 @dataclass
