@@ -9,6 +9,7 @@ reported only once what it reports is durable.
 from __future__ import annotations
 
 import asyncio
+import logging
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
@@ -24,6 +25,7 @@ from plugin_streams.origin.storage.base import PathTaken, Record, StorageError, 
 from plugin_streams.origin.storage.postgres.store import PostgresStore
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared import content_types, jsonmode
+from plugin_streams.shared.aio.tasks import spawn
 from plugin_streams.shared.errors import (
     BadRequest,
     Conflict,
@@ -37,6 +39,8 @@ from plugin_streams.shared.headers import (
     STREAM_EXPIRES_AT,
 )
 from plugin_streams.shared.parse import AppendRequest, CreateRequest
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +309,22 @@ class StreamService:
         state.retained_from = point
         first_kept = state.starts[0] if state.starts else state.tail
         if point - first_kept >= self.compact_min_bytes and state.maintenance is None:
-            self.committer.run_between_writes(state, lambda: self._compact(state))
+            if self.shared is not None:
+                # Between this origin's commits (the sync lock), whichever origin gets there first:
+                # a drop below what another origin already dropped changes nothing.
+                state.maintenance = lambda: self._compact_shared(state)  # marks a compaction under way
+                spawn(state.maintenance(), name=f"compact-{state.generation}")
+            else:
+                self.committer.run_between_writes(state, lambda: self._compact(state))
+
+    async def _compact_shared(self, state: StreamState) -> None:
+        try:
+            async with state.sync_lock:
+                await self._compact(state)
+        except StorageError:
+            logger.warning("could not reclaim the retained-out data of %r", state.config.path)
+        finally:
+            state.maintenance = None
 
     async def _compact(self, state: StreamState) -> None:
         count = bisect_left(state.starts, state.retained_from)

@@ -167,6 +167,8 @@ class SharedRegistry(Registry):
             state.retained_from = max(state.retained_from, state.starts[0] if state.starts else state.tail)
         for meta in metas:
             state.commit_meta(meta.size, meta.written_ms, meta.producer)
+        if metas and state.config.retention is not None:  # the same earliest offset on every origin
+            state.retained_from = max(state.retained_from, state.retention_point(self.clock_ms()))
         state.closed, state.closed_by, state.stream_seq = row.closed, row.closed_by, row.stream_seq
         state.last_access_ms = max(state.last_access_ms, row.last_access_ms)
         if row.config.soft_deleted and not state.soft_deleted:
