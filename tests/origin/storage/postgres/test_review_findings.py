@@ -20,11 +20,13 @@ from multidict import CIMultiDict
 
 from plugin_streams.origin.replication.shared_changes import SharedChangeLog
 from plugin_streams.origin.service import StreamService
+from plugin_streams.origin.storage.base import StorageFailure
 from plugin_streams.origin.storage.postgres.change_feed import ChangeFeed
 from plugin_streams.origin.storage.postgres.store import PostgresStore
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.origin.wakeups import Wakeups, decode
 from plugin_streams.shared import parse
+from plugin_streams.shared.errors import Unavailable
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -198,3 +200,33 @@ async def test_change_feed_serves_an_event_committed_after_a_later_numbered_one(
     finally:
         await slow.close()
         await store.close()
+
+
+# -- 5: a soft delete the database did not record ---------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SharedRegistry.delete marks the cached state soft-deleted before the database confirms "
+    "(state.mark_soft_deleted() is the argument of replace_config): if that write fails the client "
+    "gets 503, yet this origin answers 410 for the stream from then on while the others serve it",
+)
+async def test_a_failed_soft_delete_leaves_the_stream_live_on_the_origin_that_tried(
+    origins: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = await origins()
+    b = await origins()
+    await _create(a, "source", TEXT)
+    await _append(a, "source", b"kept for the fork")
+    await _create(a, "fork", TEXT | {"Stream-Forked-From": "source"})  # so DELETE soft-deletes
+    assert a.shared is not None
+
+    async def unreachable(config: object) -> None:
+        raise StorageFailure("database: connection lost")  # as during a failover
+
+    monkeypatch.setattr(a.shared.store, "replace_config", unreachable)
+    with pytest.raises(Unavailable):
+        await a.delete("source")
+    monkeypatch.undo()  # the database is back
+    assert (await b.live("source")).tail > 0  # the database holds it live: B serves it
+    assert (await a.live("source")).tail > 0  # and so should A
