@@ -21,7 +21,7 @@ from plugin_streams.origin.forks import resolve_fork
 from plugin_streams.origin.registry import Registry
 from plugin_streams.origin.shared_registry import database_unavailable
 from plugin_streams.origin.shared_streams import SharedParts
-from plugin_streams.origin.storage.base import PathTaken, Record, StorageError, Store, StreamConfig
+from plugin_streams.origin.storage.base import PathTaken, Record, StorageError, Store, StreamConfig, StreamMissing
 from plugin_streams.origin.storage.postgres.store import PostgresStore
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.shared import content_types, jsonmode
@@ -30,6 +30,7 @@ from plugin_streams.shared.errors import (
     BadRequest,
     Conflict,
     Forbidden,
+    NotFound,
     PayloadTooLarge,
     Unavailable,
 )
@@ -199,22 +200,20 @@ class StreamService:
         if source is not None:
             source.refcount += 1  # held across the awaits below, so the source cannot vanish
         try:
-            config = StreamConfig(
-                generation=await self.store.allocate_generation(),
-                path=path,
-                content_type=content_type,
-                ttl_seconds=ttl,
-                expires=expires,
-                created_ms=now,
-                fork=fork_link,
-                retention=request.retention,
-                max_size=request.max_size,
+            config = await self._store_new(
+                lambda generation: StreamConfig(
+                    generation=generation,
+                    path=path,
+                    content_type=content_type,
+                    ttl_seconds=ttl,
+                    expires=expires,
+                    created_ms=now,
+                    fork=fork_link,
+                    retention=request.retention,
+                    max_size=request.max_size,
+                ),
+                records,
             )
-            await self.store.create(config, records)
-        except PathTaken:
-            raise
-        except StorageError as exc:
-            raise Unavailable(f"could not create the stream: {exc}", {RETRY_AFTER: "1"}) from exc
         finally:
             if source is not None:
                 source.refcount -= 1
@@ -226,6 +225,20 @@ class StreamService:
         self.registry.events.created(state)
         self.apply_retention(state, now)
         return state
+
+    async def _store_new(self, config_of: Callable[[int], StreamConfig], records: list[Record]) -> StreamConfig:
+        """A new generation's stream created durably with its first records; storage errors as answers
+        (PathTaken goes up: another origin created the path meanwhile, the caller compares)."""
+        try:
+            config = config_of(await self.store.allocate_generation())
+            await self.store.create(config, records)
+        except PathTaken:
+            raise
+        except StreamMissing:
+            raise NotFound("fork source stream not found") from None  # removed (by another origin) meanwhile
+        except StorageError as exc:
+            raise Unavailable(f"could not create the stream: {exc}", {RETRY_AFTER: "1"}) from exc
+        return config
 
     async def _payload(self, content_type: str, body: bytes, *, allow_empty_array: bool) -> bytes:
         """The stored form of a request body: raw bytes, or validated comma-terminated JSON."""

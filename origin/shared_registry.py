@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Final
 
 from plugin_streams.origin.registry import Registry, is_expired
@@ -131,11 +132,18 @@ class SharedRegistry(Registry):
             if excess <= 0:
                 return
             if state.changed is None and not state.pending and not state.flushing and state.refcount == 0:
-                self._forget(state)
+                self._uncache(state)  # not removed: a request still holding it stays correct
                 excess -= 1
 
     def _forget(self, state: StreamState) -> None:
+        """The incarnation is gone: readers waiting on it are told (removed, woken)."""
         self._detach(state)
+        self._uncache(state)
+
+    def _uncache(self, state: StreamState) -> None:
+        """Drop the incarnation from memory only (the next lookup loads it again)."""
+        if self.by_path.get(state.config.path) is state:
+            del self.by_path[state.config.path]
         if self.by_generation.get(state.generation) is state:
             del self.by_generation[state.generation]
             if state.source is not None:
@@ -162,8 +170,14 @@ class SharedRegistry(Registry):
             self._forget(state)
             return
         before = (state.tail, state.closed, state.soft_deleted)
-        if row.first_record > state.dropped:
-            state.forget_records(min(row.first_record - state.dropped, len(state.starts)))
+        if row.first_record > state.record_count:
+            # Retention dropped records this origin never saw: start again where the kept ones begin.
+            state.forget_records(len(state.starts))
+            state.dropped = row.first_record
+            state.tail = row.first_position if row.first_position is not None else state.tail
+            state.retained_from = max(state.retained_from, state.tail)
+        elif row.first_record > state.dropped:
+            state.forget_records(row.first_record - state.dropped)
             state.retained_from = max(state.retained_from, state.starts[0] if state.starts else state.tail)
         for meta in metas:
             state.commit_meta(meta.size, meta.written_ms, meta.producer)
@@ -171,8 +185,8 @@ class SharedRegistry(Registry):
             state.retained_from = max(state.retained_from, state.retention_point(self.clock_ms()))
         state.closed, state.closed_by, state.stream_seq = row.closed, row.closed_by, row.stream_seq
         state.last_access_ms = max(state.last_access_ms, row.last_access_ms)
-        if row.config.soft_deleted and not state.soft_deleted:
-            state.mark_soft_deleted()
+        if row.config.soft_deleted != state.soft_deleted:  # the database's word, both ways
+            state.config = row.config
         if row.state == "detached":
             self._detach(state)
         state.rollback()  # the validation view starts again from what the database holds
@@ -210,8 +224,9 @@ class SharedRegistry(Registry):
         await state.durable()
         try:
             removed = await self.shared.remove_unreferenced(state.generation)
-            if not removed:
-                await self.store.replace_config(state.mark_soft_deleted())
+            if not removed:  # the database first: a failed write leaves this origin's state live
+                await self.store.replace_config(replace(state.config, soft_deleted=True))
+                state.mark_soft_deleted()
         except StorageError as exc:
             raise database_unavailable() from exc
         if removed:

@@ -89,6 +89,7 @@ class Wakeups:
         self.store = store
         self.interval = interval
         self.reconnect_delay = reconnect_delay
+        self.keepalive_timeout = 5.0  # seconds the LISTEN connection's keepalive query may take
         self.leader = False  # holds the sweeper lock
         self.connected = False
         self._changes: dict[int, int] = {}
@@ -112,8 +113,13 @@ class Wakeups:
             self._sending = spawn(self._send(), name="notify")
 
     async def _send(self) -> None:
-        await asyncio.sleep(self.interval)
-        changes, self._changes = self._changes, {}
+        # Until nothing is left: a change announced during a send's round trip goes in the next one.
+        while self._changes:
+            await asyncio.sleep(self.interval)
+            changes, self._changes = self._changes, {}
+            await self._notify(changes)
+
+    async def _notify(self, changes: dict[int, int]) -> None:
         try:
             async with self.store.pool.acquire() as connection:
                 for payload in encode(int(time.time() * 1000), changes):
@@ -155,6 +161,10 @@ class Wakeups:
                         async with asyncio.timeout(1.0):
                             await self._lost.wait()
                     except TimeoutError:
+                        # A query a second: a half-open connection (no FIN, no RST) would otherwise hear
+                        # nothing for ever, and keep the sweeps' lock it may have lost.
+                        async with asyncio.timeout(self.keepalive_timeout):
+                            await connection.fetchval("SELECT 1")
                         if not self.leader:  # the leader may be gone: try to take over the sweeps
                             self.leader = bool(await connection.fetchval("SELECT pg_try_advisory_lock($1)", SWEEP_LOCK))
             except DATABASE_ERRORS as exc:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from plugin_streams.origin.storage.postgres.database import Database
+
+#: pg_advisory_xact_lock key of the change feed's writers ("ds-feed").
+FEED_LOCK: Final = 0x64732D66656564
 
 
 class ChangeFeed:
@@ -18,7 +22,10 @@ class ChangeFeed:
             return str(await connection.fetchval("SELECT value FROM ds_meta WHERE key = 'feed_epoch'"))
 
     async def add(self, events: Sequence[str]) -> None:
-        async with self.store.connection() as connection:
+        """Append events; numbers are taken under a lock, so they follow commit order (a reader
+        that saw event N+1 never misses an N committed after it)."""
+        async with self.store.connection() as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", FEED_LOCK)
             await connection.executemany("INSERT INTO ds_change (event) VALUES ($1)", [(e,) for e in events])
 
     async def after(self, seq: int, limit: int) -> list[tuple[int, str]]:

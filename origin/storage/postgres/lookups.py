@@ -40,13 +40,14 @@ class StreamLookups(Database):
         return None if row is None else StreamRow.decode(row)
 
     async def records_since(self, generation: int, first: int) -> tuple[StreamRow | None, list[RecordMeta]]:
-        """The stream's row and the records numbered `first` and above (sizes, accept times,
-        producers), read together: the row describes exactly the log those records end."""
+        """The stream's row and the records numbered `first` and above that are still kept (sizes,
+        accept times, producers), read together: the row describes exactly the log they end."""
         async with self.connection() as connection, connection.transaction(isolation="repeatable_read"):
             raw = await connection.fetchrow(f"SELECT {STREAM_COLUMNS} FROM ds_stream WHERE gen = $1", generation)
             if raw is None:
                 return None, []
             row = StreamRow.decode(raw)
+            first = max(first, row.first_record)  # records before it were dropped by retention
             if row.next_record <= first:
                 return row, []
             chunks = await connection.fetch(

@@ -121,6 +121,8 @@ class PostgresStore(StreamLookups):
         except StorageFailure as exc:
             if isinstance(exc.__cause__, asyncpg.UniqueViolationError):
                 raise PathTaken(config.path) from exc
+            if isinstance(exc.__cause__, asyncpg.ForeignKeyViolationError):  # the fork's source went
+                raise StreamMissing(str(config.fork.source_generation if config.fork else 0)) from exc
             raise
         self._bytes += len(batch.data)
 

@@ -2,7 +2,7 @@
 
 In-process: StreamService objects on one fresh database (the postgres_dsn fixture), the way two
 origin processes share it, so each race is arranged deterministically instead of hoped for.
-Tests of bugs not fixed yet are strict xfails: they turn red (XPASS) once the fix lands.
+Each test failed before its fix (origin/shared_registry.py, origin/wakeups.py, the change feed's lock).
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from multidict import CIMultiDict
 from plugin_streams.origin.replication.shared_changes import SharedChangeLog
 from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.storage.base import StorageFailure
-from plugin_streams.origin.storage.postgres.change_feed import ChangeFeed
+from plugin_streams.origin.storage.postgres.change_feed import FEED_LOCK, ChangeFeed
 from plugin_streams.origin.storage.postgres.store import PostgresStore
 from plugin_streams.origin.stream import StreamState
 from plugin_streams.origin.wakeups import Wakeups, decode
 from plugin_streams.shared import parse
+from plugin_streams.shared.aio.tasks import spawn
 from plugin_streams.shared.errors import Unavailable
 
 pytestmark = pytest.mark.timeout(60)
@@ -77,11 +78,6 @@ async def _until(condition: Callable[[], bool]) -> None:
 # -- 1: a catch-up across records another origin appended AND dropped (retention) --------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="catch_up_locked rebuilds the tail from the surviving chunks only: records another origin "
-    "appended and compacted away before this origin caught up are skipped, so its tail is short",
-)
 async def test_catch_up_over_records_already_dropped_by_retention_keeps_the_tail(
     origins: Callable[..., Any],
 ) -> None:
@@ -127,12 +123,6 @@ class _BlockingPool:
         self.payloads.append(payload)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Wakeups._announce starts a sender only when none runs, and _send takes the changes once, "
-    "before its round trip: a change announced during that round trip waits for the next append "
-    "on this origin (possibly never), so readers on other origins are not woken",
-)
 async def test_a_change_announced_while_a_notify_is_in_flight_is_sent() -> None:
     pool = _BlockingPool()
     store = SimpleNamespace(pool=pool, metrics=None)
@@ -153,11 +143,6 @@ async def test_a_change_announced_while_a_notify_is_in_flight_is_sent() -> None:
 # -- 3: evicting a cached state that a request holds ---------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SharedRegistry._evict forgets idle states through _detach, which marks them removed: an "
-    "append holding the state (its JSON body being parsed off the loop) then gets 404 for a live stream",
-)
 async def test_eviction_does_not_turn_an_append_in_progress_into_404(origins: Callable[..., Any]) -> None:
     a = await origins()
     b = await origins()
@@ -175,11 +160,6 @@ async def test_eviction_does_not_turn_an_append_in_progress_into_404(origins: Ca
 # -- 4: the change feed's numbers, committed out of order -----------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ds_change.seq is a bigserial: an event numbered earlier but committed later (another "
-    "origin's slower transaction) is behind a reader's cursor when it appears, and is never served",
-)
 async def test_change_feed_serves_an_event_committed_after_a_later_numbered_one(postgres_dsn: str) -> None:
     store = PostgresStore(postgres_dsn, pool_size=4)
     await store.prepare()
@@ -188,15 +168,21 @@ async def test_change_feed_serves_an_event_committed_after_a_later_numbered_one(
     slow = await asyncpg.connect(postgres_dsn)  # another origin's ChangeFeed.add, mid-commit
     try:
         async with slow.transaction():
+            await slow.execute("SELECT pg_advisory_xact_lock($1)", FEED_LOCK)  # as ChangeFeed.add does
             await slow.execute("INSERT INTO ds_change (event) VALUES ($1)", '{"type":"deleted","path":"a"}')
-            await ChangeFeed(store).add(['{"type":"created","path":"b"}'])  # numbered after, committed first
+            later = spawn(ChangeFeed(store).add(['{"type":"created","path":"b"}']), name="later-add")
+            await asyncio.sleep(0.2)
             log.refresh()
-            await _until(lambda: log.seq > 0)  # the reader has moved past the uncommitted number
-        log.refresh()  # as the slow origin's NOTIFY makes it
+            await asyncio.sleep(0.2)
+            # The later event waits for the earlier one's commit: it cannot be numbered, or seen, first.
+            assert not later.done() and log.seq == 0
+        await later
+        log.refresh()  # as the origins' NOTIFY makes it
+        await _until(lambda: log.seq > 0)
         await asyncio.sleep(0.2)
         events = log.since(log.epoch, 0)
         assert events is not None
-        assert sorted(json.loads(line)["path"] for line in events) == ["a", "b"]
+        assert [json.loads(line)["path"] for line in events] == ["a", "b"]
     finally:
         await slow.close()
         await store.close()
@@ -205,12 +191,6 @@ async def test_change_feed_serves_an_event_committed_after_a_later_numbered_one(
 # -- 5: a soft delete the database did not record ---------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SharedRegistry.delete marks the cached state soft-deleted before the database confirms "
-    "(state.mark_soft_deleted() is the argument of replace_config): if that write fails the client "
-    "gets 503, yet this origin answers 410 for the stream from then on while the others serve it",
-)
 async def test_a_failed_soft_delete_leaves_the_stream_live_on_the_origin_that_tried(
     origins: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
