@@ -89,7 +89,9 @@ def as_owner() -> dict[str, Any]:
     if os.geteuid() != 0:
         return {}
     owner = pwd.getpwnam(OWNER)
-    return {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
+    # cwd "/": the checkout may sit in a directory only root can enter (a CI clone in `mktemp -d`),
+    # and initdb, run by Patroni as postgres, fails where it cannot read its working directory.
+    return {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": [], "cwd": "/"}
 
 
 def owned_workdir(prefix: str) -> Path:
