@@ -24,8 +24,9 @@ from plugin_streams.origin.kv.queues import trim
 from plugin_streams.origin.kv.snapshotter import Snapshotter
 from plugin_streams.origin.reads import wait_for_data
 from plugin_streams.origin.service import StreamService
+from plugin_streams.origin.storage.base import StorageError
 from plugin_streams.shared.aio.tasks import cancel_all, spawn
-from plugin_streams.shared.errors import BadRequest
+from plugin_streams.shared.errors import BadRequest, Unavailable
 
 logger = logging.getLogger(__name__)
 _NAME: Final = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
@@ -145,6 +146,8 @@ class KvDatabases:
             for db in self.all():
                 try:
                     await self.sweep(db)
+                except (StorageError, Unavailable) as exc:
+                    logger.warning("KV database %s: sweep skipped: %s", db.name, exc)  # storage away: one line
                 except Exception:
                     logger.exception("KV database %s: the sweep failed", db.name)
 
@@ -162,15 +165,15 @@ class KvDatabases:
     async def _open_every_database(self) -> None:
         shared = self.service.shared
         assert shared is not None
-        start = KV_ROOT
+        last = KV_ROOT
         try:
-            while paths := [p for p in await shared.store.paths_from(start, 1000) if is_kv_path(p)]:
+            while paths := [p for p in await shared.store.paths_from(last, 1000, after=True) if is_kv_path(p)]:
                 for path in paths:
                     if path[len(KV_ROOT) :] not in self._open:
                         await self.open(path[len(KV_ROOT) :])
-                start = paths[-1] + "\x00"  # the first path after the last one
-        except Exception:
-            logger.exception("could not list the KV databases")
+                last = paths[-1]
+        except (StorageError, Unavailable) as exc:
+            logger.warning("could not list the KV databases: %s", exc)  # the next sweep tries again
 
     def _trim_due(self, db: KvDatabase) -> bool:
         now = self.monotonic_s()

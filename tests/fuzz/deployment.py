@@ -2,7 +2,8 @@
 
 Two deployments, each an origin with an edge in front: one open, one with `--auth-config` on
 both; plus an edge *without* a policy in front of the protected origin (a supported set-up in
-which the edge must still never serve what the origin would refuse).
+which the edge must still never serve what the origin would refuse); and an open origin on the
+postgres engine (a PostgreSQL server of its own), whose storage sees the same odd input.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import SplitResult, urlsplit
 from plugin_streams.shared.offsets import FIELD_WIDTH
 from tests.fuzz.strategies import Surface
 from tests.support.credentials import bearer
+from tests.support.postgres import PgServer, create_database, missing_postgres, require
 from tests.support.processes import ProcessGroup, ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +69,12 @@ class Deployment:
     group: ProcessGroup
     targets: dict[str, Target] = field(default_factory=dict)
     probe: Probe | None = None
+    database: PgServer | None = None  # of the postgres origin, closed with the processes
+
+    def stop(self) -> None:
+        self.group.stop_all()
+        if self.database is not None:
+            self.database.close()
 
 
 def start(tmp: Path) -> Deployment:
@@ -75,7 +83,7 @@ def start(tmp: Path) -> Deployment:
     try:
         _start_processes(tmp, deployment)
     except BaseException:
-        group.stop_all()
+        deployment.stop()
         raise
     return deployment
 
@@ -89,11 +97,17 @@ def _start_processes(tmp: Path, deployment: Deployment) -> None:
     auth_origin = group.origin("--fsync", "never", "--auth-config", str(policy), data_dir=tmp / "auth-data")
     auth_edge = group.edge(auth_origin.url, "--auth-config", str(policy))
     bare_edge = group.edge(auth_origin.url)
+    require(missing_postgres())
+    deployment.database = PgServer.create(name="fuzz")
+    pg_origin = group.origin(
+        "--engine", "postgres", "--database-url", create_database(deployment.database), data_dir=tmp / "pg-data"
+    )
     open_streams = seed(open_origin.url, None)
     auth_streams = seed(auth_origin.url, ADMIN)
     key = SIGNING_KEY.encode()
     for name, process, streams, tokens, signing, logs in (
         ("origin-open", open_origin, open_streams, (), None, [open_origin]),
+        ("origin-postgres", pg_origin, seed(pg_origin.url, None), (), None, [pg_origin]),
         ("edge-open", open_edge, open_streams, (), None, [open_edge, open_origin]),
         ("origin-auth", auth_origin, auth_streams, TOKENS, key, [auth_origin]),
         ("edge-auth", auth_edge, auth_streams, TOKENS, key, [auth_edge, auth_origin]),

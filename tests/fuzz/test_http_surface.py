@@ -35,7 +35,7 @@ from tests.fuzz.wire import Hang, Malformed, exchange
 FUZZ_SECONDS = float(os.environ.get("FUZZ_SECONDS", "60"))
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 FUZZ_SEED = int(os.environ.get("FUZZ_SEED", "0" if CI else str(random.SystemRandom().randrange(2**32))))
-TARGETS = ("origin-open", "edge-open", "origin-auth", "edge-auth", "bare-edge-auth-origin")
+TARGETS = ("origin-open", "edge-open", "origin-auth", "edge-auth", "bare-edge-auth-origin", "origin-postgres")
 BUDGET = FUZZ_SECONDS / len(TARGETS)
 # Generous on a loaded 2-core machine: the longest legitimate wait is a long-poll (0.3 s here).
 HEAD_TIMEOUT = 10.0
@@ -63,7 +63,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixture
             names = {t.process.url: t.name for t in d.targets.values()}
             line = ", ".join(f"{names.get(url, url)} {seconds * 1000:.0f} ms" for url, seconds in worst.items())
             request.config.stash.setdefault(TRIED, []).append(f"worst /healthz latency: {line}")
-        d.group.stop_all()
+        d.stop()
 
 
 class Run:

@@ -239,9 +239,13 @@ def deadline(sent: Sent) -> float:
 # ---- the run ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def fuzz_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginProcess]:
-    with OriginProcess(tmp_path_factory.mktemp("kv-fuzz") / "data", long_poll_timeout=0.5) as process:
+@pytest.fixture(params=["file", "postgres"])
+def fuzz_origin(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[OriginProcess]:
+    """An origin on each engine: the postgres one decides KV writes against the log as every origin wrote it."""
+    flags: tuple[str, ...] = ()
+    if request.param == "postgres":
+        flags = ("--engine", "postgres", "--database-url", request.getfixturevalue("postgres_dsn"))
+    with OriginProcess(tmp_path_factory.mktemp("kv-fuzz") / "data", *flags, long_poll_timeout=0.5) as process:
         yield process
 
 

@@ -90,11 +90,12 @@ class StreamLookups(Database):
             )
         return [row["path"] for row in rows]
 
-    async def paths_from(self, start: str, limit: int) -> list[str]:
-        """Paths held by an incarnation, in order, from `start` (included): listings."""
+    async def paths_from(self, start: str, limit: int, *, after: bool = False) -> list[str]:
+        """Paths held by an incarnation, in order, from `start` (included, or not: `after`): listings."""
+        comparison = ">" if after else ">="
         async with self.connection() as connection:
             rows = await connection.fetch(
-                "SELECT path FROM ds_stream WHERE state <> 'detached' AND path >= $1 ORDER BY path LIMIT $2",
+                f"SELECT path FROM ds_stream WHERE state <> 'detached' AND path {comparison} $1 ORDER BY path LIMIT $2",
                 start,
                 limit,
             )
