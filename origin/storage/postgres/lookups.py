@@ -7,7 +7,9 @@ one stream loaded as recovery would have loaded it, and listings (expired stream
 
 from __future__ import annotations
 
-from typing import Final
+import asyncio
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
 
 from plugin_streams.origin.storage.base import LoadedStream, StreamMissing
 from plugin_streams.origin.storage.postgres.database import Database
@@ -19,6 +21,11 @@ from plugin_streams.origin.storage.postgres.rows import (
     summary_of,
 )
 from plugin_streams.shared.producer import MAX_PRODUCERS_PER_STREAM
+
+#: Batch rows decoded on the event loop at most; a stream with more (a first lookup of a long
+#: stream, a catch-up after a long disconnection) is decoded in a thread, so other requests go on.
+DECODE_ON_LOOP: Final = 256
+T = TypeVar("T")
 
 _CHUNK_COLUMNS: Final = "first_rec, rec_lens, rec_times, producer_ids, producer_epochs, producer_seqs"
 
@@ -56,7 +63,7 @@ class StreamLookups(Database):
                 generation,
                 first,
             )
-        return row, record_metas(chunks, first)
+        return row, await _off_the_loop_if_big(len(chunks), record_metas, chunks, first)
 
     async def load(self, generation: int) -> LoadedStream | None:
         """One stream as recovery would have loaded it, or None if it is gone."""
@@ -74,10 +81,10 @@ class StreamLookups(Database):
                 generation,
                 MAX_PRODUCERS_PER_STREAM,
             )
-        metas = record_metas(chunks, row.first_record)
-        return LoadedStream(
-            row.config, summary_of(row, metas, producers), row.last_access_ms, row.first_record, row.first_position
+        summary = await _off_the_loop_if_big(
+            len(chunks), lambda: summary_of(row, record_metas(chunks, row.first_record), producers)
         )
+        return LoadedStream(row.config, summary, row.last_access_ms, row.first_record, row.first_position)
 
     async def expired(self, now_ms: int, limit: int = 1000) -> list[str]:
         """Paths whose incarnation's time is up (absolute expiry, or a sliding TTL not renewed)."""
@@ -100,3 +107,9 @@ class StreamLookups(Database):
                 limit,
             )
         return [row["path"] for row in rows]
+
+
+async def _off_the_loop_if_big(rows: int, decode: Callable[..., T], *args: Any) -> T:
+    if rows > DECODE_ON_LOOP:
+        return await asyncio.to_thread(decode, *args)
+    return decode(*args)
