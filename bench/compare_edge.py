@@ -148,12 +148,7 @@ class OursSystem:
             draining = proc.log_path.exists() and "stopping: draining" in proc.log_path.read_text(errors="replace")
             if draining:
                 self.problems.append(f"{proc.key} received SIGTERM/SIGINT from outside this script during the run")
-            rc = proc.stop()
-            if rc not in (0, None, -signal.SIGTERM):
-                self.problems.append(f"{proc.key} exit status {rc} after SIGTERM (0 expected)")
-            found = co.scan_log(proc.log_path)
-            if found:
-                self.problems.append(f"{len(found)} error/traceback lines in {proc.log_path.name}: {found[:3]}")
+            self.problems += co.stop_and_check(proc)
 
 
 class NodeSystem:

@@ -287,10 +287,7 @@ def bench_engine(engine: str, run: int, ctx: Ctx, database: Postgres | None) -> 
             flag = f"  PROBLEMS: {'; '.join(result['problems'])}" if result["problems"] else ""
             log(f"  {name}: {rate}p50 {co.fmt_ms(result['p50_ms'])} ms, p99 {co.fmt_ms(result['p99_ms'])} ms{flag}")
     finally:
-        rc = origin.stop()
-        if rc not in (0, None, -15):
-            out["problems"].append(f"origin exit status {rc} after SIGTERM")
-        out["problems"] += co.scan_log(origin.log_path)[:5]
+        out["problems"] += co.stop_and_check(origin)
         if database and dsn:
             database.drop_database(dsn)
     return out

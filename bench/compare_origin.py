@@ -759,6 +759,19 @@ def scan_log(path: Path) -> list[str]:
     return found
 
 
+def stop_and_check(server) -> list[str]:
+    """Stop a server started by a benchmark (SIGTERM) and say what went wrong: an exit status other
+    than a clean one, error or traceback lines in its log."""
+    problems = []
+    rc = server.stop()
+    if rc not in (0, None, -signal.SIGTERM):
+        problems.append(f"{server.key} exit status {rc} after SIGTERM (0 expected)")
+    found = scan_log(server.log_path)
+    if found:
+        problems.append(f"{len(found)} error/traceback lines in {server.log_path.name}: {found[:3]}")
+    return problems
+
+
 def bench_server(key: str, ctx: Ctx, args) -> dict:
     server = make_server(key, ctx, args)
     out: dict = {"key": key, "label": SERVER_LABELS[key], "cases": {}, "problems": []}
@@ -807,13 +820,8 @@ def bench_server(key: str, ctx: Ctx, args) -> dict:
                 "the server received SIGTERM/SIGINT from outside this script during the run "
                 "(its log says 'stopping: draining live connections' before we stopped it)"
             )
-        rc = server.stop()
-        if rc not in (0, None, -signal.SIGTERM):
-            out["problems"].append(f"server exit status {rc} after SIGTERM")
-        found = scan_log(server.log_path)
-        if found:
-            out["problems"].append(f"{len(found)} error/traceback lines in {server.log_path.name}: {found[:3]}")
-        log(f"stopped {SERVER_LABELS[key]} (exit status {rc})")
+        out["problems"] += stop_and_check(server)
+        log(f"stopped {SERVER_LABELS[key]}")
     return out
 
 

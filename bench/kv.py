@@ -176,10 +176,7 @@ def bench_system(key: str, ctx: Ctx) -> dict[str, Any]:
             for problem in case.problems:
                 log(f"    problem: {problem}")
     finally:
-        rc = server.stop()
-        if rc not in (0, None, -15):
-            out["problems"].append(f"exit code {rc} after SIGTERM")
-        out["problems"] += co.scan_log(server.log_path)[:5]
+        out["problems"] += co.stop_and_check(server)
     return out
 
 
@@ -214,10 +211,7 @@ def watch_system(ctx: Ctx, args: argparse.Namespace) -> dict[str, Any]:
         problems = []
         for proc in (edge, origin):
             if proc is not None:
-                rc = proc.stop()
-                if rc not in (0, None, -15):
-                    problems.append(f"{proc.key}: exit code {rc} after SIGTERM")
-                problems += [f"{proc.key}: {line}" for line in co.scan_log(proc.log_path)[:5]]
+                problems += co.stop_and_check(proc)
     result["problems"] += problems
     return result
 
