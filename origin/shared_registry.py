@@ -14,7 +14,6 @@ only if no fork reads the data (the foreign key on fork_source refuses it otherw
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,6 +24,7 @@ from plugin_streams.origin.storage.base import StorageError
 from plugin_streams.origin.storage.postgres.rows import StreamRow
 from plugin_streams.origin.storage.postgres.store import PostgresStore
 from plugin_streams.origin.stream import StreamState
+from plugin_streams.shared.aio.single_flight import SingleFlight
 from plugin_streams.shared.aio.tasks import spawn
 from plugin_streams.shared.clock import WallClock
 from plugin_streams.shared.errors import Unavailable
@@ -49,7 +49,7 @@ class SharedRegistry(Registry):
         self.clock_ms = clock_ms
         self.on_gone: Callable[[StreamState], None] = lambda state: None  # tell the other origins
         self.capacity = capacity
-        self._loading: dict[int, asyncio.Future[StreamState | None]] = {}
+        self._loading: SingleFlight[int, StreamState | None] = SingleFlight("stream-load")
 
     # -- lookups ----------------------------------------------------------------------------
 
@@ -86,21 +86,7 @@ class SharedRegistry(Registry):
         if state is not None:
             self._place(state)
             return state
-        loading = self._loading.get(generation)
-        if loading is not None:
-            return await asyncio.shield(loading)
-        future: asyncio.Future[StreamState | None] = asyncio.get_running_loop().create_future()
-        self._loading[generation] = future
-        try:
-            state = await self._load(generation)
-            future.set_result(state)
-            return state
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters re-raise it
-            raise
-        finally:
-            del self._loading[generation]
+        return await self._loading.run(generation, lambda: self._load(generation))
 
     async def _load(self, generation: int) -> StreamState | None:
         try:

@@ -25,6 +25,7 @@ from plugin_streams.origin.kv.snapshotter import Snapshotter
 from plugin_streams.origin.reads import wait_for_data
 from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.storage.base import StorageError
+from plugin_streams.shared.aio.single_flight import SingleFlight
 from plugin_streams.shared.aio.tasks import cancel_all, spawn
 from plugin_streams.shared.errors import BadRequest, Unavailable
 
@@ -63,7 +64,7 @@ class KvDatabases:
         self.monotonic_s = monotonic_s
         service.reserve(KV_ROOT)
         self._open: dict[str, KvDatabase] = {}
-        self._loading: dict[str, asyncio.Future[KvDatabase]] = {}
+        self._loading: SingleFlight[str, KvDatabase] = SingleFlight("kv-load")
         self._trimmed_at: dict[str, float] = {}
         self._followers: list[asyncio.Task[None]] = []
 
@@ -91,24 +92,7 @@ class KvDatabases:
         db = self._open.get(name)
         if db is not None:
             return db
-        loading = self._loading.get(name)
-        if loading is not None:
-            return await asyncio.shield(loading)
-        future: asyncio.Future[KvDatabase] = asyncio.get_running_loop().create_future()
-        self._loading[name] = future
-        try:
-            db = await self._load(name)
-            self._open[name] = db
-            if self.service.shared is not None:
-                self._followers.append(spawn(follow_other_origins(db), name=f"kv-follow:{name}"))
-            future.set_result(db)
-            return db
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters re-raise it, and no one else need
-            raise
-        finally:
-            del self._loading[name]
+        return await self._loading.run(name, lambda: self._load(name))
 
     async def _load(self, name: str) -> KvDatabase:
         db = KvDatabase(name, ChangeLog(self.service, name), self.service.clock_ms, self.on_durable)
@@ -118,6 +102,9 @@ class KvDatabases:
         await db.load(snapshot)
         if self.snapshots is not None:
             self.snapshots.loaded(db)
+        self._open[name] = db
+        if self.service.shared is not None:
+            self._followers.append(spawn(follow_other_origins(db), name=f"kv-follow:{name}"))
         logger.info(
             "KV database %s loaded in %.3f s: %s, then %d events replayed",
             name,
