@@ -63,10 +63,10 @@ class SharedRegistry(Registry):
             if cached is not None:
                 self._forget(cached)
             return None
-        if cached is not None and cached.generation != row.config.generation:
+        if cached is not None and cached.generation != row.generation:
             self._forget(cached)
             cached = None
-        state = cached if cached is not None else await self._attach(row.config.generation)
+        state = cached if cached is not None else await self._attach(row.generation)
         if state is None:
             return None
         await self.catch_up(state, row)
@@ -171,8 +171,8 @@ class SharedRegistry(Registry):
             state.retained_from = max(state.retained_from, state.retention_point(self.clock_ms()))
         state.closed, state.closed_by, state.stream_seq = row.closed, row.closed_by, row.stream_seq
         state.last_access_ms = max(state.last_access_ms, row.last_access_ms)
-        if row.config.soft_deleted != state.soft_deleted:  # the database's word, both ways
-            state.config = row.config
+        if (row.state == "soft_deleted") != state.soft_deleted:  # the database's word, both ways
+            state.config = row.config()
         if row.state == "detached":
             self._detach(state)
         state.rollback()  # the validation view starts again from what the database holds
@@ -244,4 +244,5 @@ class SharedRegistry(Registry):
 
 
 def _config_changed(state: StreamState, row: StreamRow) -> bool:
-    return row.config.soft_deleted != state.soft_deleted or row.state == "detached" or row.closed != state.closed
+    soft_deleted = row.state == "soft_deleted"  # (a detached row is a change whatever its configuration)
+    return soft_deleted != state.soft_deleted or row.state == "detached" or row.closed != state.closed

@@ -84,7 +84,7 @@ class StreamLookups(Database):
         summary = await _off_the_loop_if_big(
             len(chunks), lambda: summary_of(row, record_metas(chunks, row.first_record), producers)
         )
-        return LoadedStream(row.config, summary, row.last_access_ms, row.first_record, row.first_position)
+        return LoadedStream(row.config(), summary, row.last_access_ms, row.first_record, row.first_position)
 
     async def expired(self, now_ms: int, limit: int = 1000) -> list[str]:
         """Paths whose incarnation's time is up (absolute expiry, or a sliding TTL not renewed)."""

@@ -28,9 +28,13 @@ def bytes_text(data: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class StreamRow:
-    """One ds_stream row: what every origin agrees a stream incarnation is right now."""
+    """One ds_stream row: what every origin agrees a stream incarnation is right now.
 
-    config: StreamConfig
+    Every request reads one (SharedRegistry.find), and its configuration hardly ever changes: it is
+    kept as the row's JSON and decoded only when asked for (`config()`), mostly never."""
+
+    generation: int
+    config_json: str
     state: str  # live | soft_deleted | detached
     last_access_ms: int
     next_record: int
@@ -48,7 +52,8 @@ class StreamRow:
             closed_by = ProducerTuple(bytes_text(row["closed_by_id"]), row["closed_by_epoch"], row["closed_by_seq"])
         seq = row["stream_seq"]
         return cls(
-            config=config_from_fields(json.loads(row["config"])),
+            generation=row["gen"],
+            config_json=row["config"],
             state=row["state"],
             last_access_ms=row["last_access_ms"],
             next_record=row["next_rec"],
@@ -59,6 +64,9 @@ class StreamRow:
             closed_by=closed_by,
             stream_seq=None if seq is None else bytes_text(seq),
         )
+
+    def config(self) -> StreamConfig:
+        return config_from_fields(json.loads(self.config_json))
 
 
 def config_columns(config: StreamConfig) -> tuple[str, str, int | None, int | None, int | None]:
