@@ -479,8 +479,10 @@ def run_wrk(
         raise RuntimeError(f"wrk failed (exit {proc.returncode}): {proc.stderr.strip()[:300]} (see {raw_path})")
     result = json.loads(match.group(1))
     result["server_cpu_s"] = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
+    result["wall_s"] = wall
+    result["load_cpu_s"] = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     server_pct = 100 * result["server_cpu_s"] / wall if result["server_cpu_s"] is not None else None
-    load_pct = 100 * ((ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)) / wall
+    load_pct = 100 * result["load_cpu_s"] / wall
     return result, server_pct, load_pct
 
 
@@ -488,10 +490,26 @@ def _socket_errors(r: dict) -> int:
     return r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
 
 
-def append_case(server, url, ctx, ctype: str, producer: bool, conns: int) -> CaseResult:
+def read_back_problem(stored: int, acknowledged: int, conns: int, batch: int = 1) -> str | None:
+    """What is wrong with a stream that holds `stored` messages after `acknowledged` appends of
+    `batch` messages each on `conns` connections (None: nothing). wrk stops with up to `conns`
+    requests in flight, and the server may store those too."""
+    if acknowledged * batch <= stored <= (acknowledged + conns) * batch:
+        return None
+    each = f" of {batch} messages" if batch > 1 else ""
+    return f"stream holds {stored} records but {acknowledged} appends{each} were acknowledged"
+
+
+def append_case(server, url, ctx, ctype: str, producer: bool, conns: int, batch: int = 1) -> CaseResult:
+    """Appends of 100-byte messages; with `batch` > 1, JSON POSTs of `batch` messages each
+    (bench/lua/append_batch.lua), and `rate` counts messages/s."""
     kind = "JSON" if ctype == JSON_CT else "binary"
     name = f"{kind}{' + producer' if producer else ''}, c={conns}"
     slug = f"{kind.lower()}-{'prod' if producer else 'plain'}-c{conns}"
+    lua, lua_args = LUA_DIR / "append.lua", [ctype, "1" if producer else "0"]
+    if batch > 1:
+        name, slug = f"JSON batches of {batch}, c={conns}", f"json-batch{batch}-c{conns}"
+        lua, lua_args = LUA_DIR / "append_batch.lua", []
     res = CaseResult(name, "append")
     run_id = f"{server.key}-{slug}-{uuid.uuid4().hex[:8]}"
     path = f"/v1/stream/bench-{run_id}"
@@ -500,8 +518,8 @@ def append_case(server, url, ctx, ctype: str, producer: bool, conns: int) -> Cas
         create_stream(http_, path, ctype)
         r, spct, lpct = run_wrk(
             url + path,
-            LUA_DIR / "append.lua",
-            [ctype, "1" if producer else "0", run_id],
+            lua,
+            [*lua_args, run_id, *([str(batch)] if batch > 1 else [])],
             conns,
             ctx.duration,
             ctx.pinning,
@@ -511,11 +529,11 @@ def append_case(server, url, ctx, ctype: str, producer: bool, conns: int) -> Cas
         res.raw = r
         secs = r["duration_us"] / 1e6
         ok = r["s200"] + r["s204"] + r["s2xx_other"]
-        res.rate = ok / secs if secs > 0 else None
+        res.rate = ok * batch / secs if secs > 0 else None
         res.p50_ms, res.p99_ms = r["lat_p50_us"] / 1000, r["lat_p99_us"] / 1000
         res.server_cpu_pct, res.load_cpu_pct = spct, lpct
         if r["server_cpu_s"] is not None and r["requests"]:
-            res.server_cpu_us_per_op = 1e6 * r["server_cpu_s"] / r["requests"]
+            res.server_cpu_us_per_op = 1e6 * r["server_cpu_s"] / (r["requests"] * batch)
         bad = r["requests"] - ok
         if bad:
             detail = ", ".join(
@@ -532,9 +550,9 @@ def append_case(server, url, ctx, ctype: str, producer: bool, conns: int) -> Cas
         if server.alive():
             stored = count_records(http_, path, ctype, 100)
             res.raw["records_stored"] = stored
-            # wrk stops with up to `conns` requests in flight: the server may store those too.
-            if not (ok <= stored <= ok + conns):
-                res.problems.append(f"stream holds {stored} records but {ok} appends were acknowledged")
+            problem = read_back_problem(stored, ok, conns, batch)
+            if problem:
+                res.problems.append(problem)
     except Exception as exc:  # a failed case must not hide the others
         res.ok = False
         res.problems.append(f"case failed: {exc}")

@@ -508,13 +508,13 @@ class NativeReaders:
         return json.loads(line[len("RESULT ") :])
 
 
-def build_native() -> Path:
-    """bench/.build/sse_readers, rebuilt when the source is newer."""
-    binary = NATIVE_BUILD / "sse_readers"
-    if not binary.exists() or binary.stat().st_mtime < NATIVE_SOURCE.stat().st_mtime:
+def build_native(source: Path = NATIVE_SOURCE, flags: tuple[str, ...] = ("-lm",)) -> Path:
+    """bench/.build/<source's name> (sse_readers by default), rebuilt when the source is newer."""
+    binary = NATIVE_BUILD / source.stem
+    if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
         NATIVE_BUILD.mkdir(exist_ok=True)
         subprocess.run(
-            ["gcc", "-O2", "-Wall", "-o", str(binary), str(NATIVE_SOURCE), "-lm"], check=True, stdin=subprocess.DEVNULL
+            ["gcc", "-O2", "-Wall", "-o", str(binary), str(source), *flags], check=True, stdin=subprocess.DEVNULL
         )
     return binary
 
