@@ -17,6 +17,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from plugin_streams.origin.config import OriginConfig
+from plugin_streams.origin.fast_appends import AppendLane
 from plugin_streams.origin.handlers import StreamHandlers
 from plugin_streams.origin.kv.databases import KvDatabases
 from plugin_streams.origin.kv.routes import add_kv_routes
@@ -38,9 +39,10 @@ from plugin_streams.shared import headers as h
 from plugin_streams.shared.aio import expect
 from plugin_streams.shared.aio.access import access_middleware, load_policy, request_access
 from plugin_streams.shared.aio.cors import add_cors_routes, security_headers
+from plugin_streams.shared.aio.fast_lane import LANE
 from plugin_streams.shared.aio.forwarded import TrustedProxies
 from plugin_streams.shared.aio.http_errors import Handler, error_middleware
-from plugin_streams.shared.aio.observe import metrics_handler, observe_middleware
+from plugin_streams.shared.aio.observe import OBSERVER, Observer, metrics_handler, observing
 from plugin_streams.shared.aio.tasks import cancel_all, spawn
 from plugin_streams.shared.auth import AccessPolicy
 from plugin_streams.shared.clock import WallClock, wall_clock_ms
@@ -85,7 +87,8 @@ def build_app(
     registry = registry if registry is not None else CollectorRegistry()
     metrics = OriginMetrics(registry)
     policy = policy if policy is not None else load_policy(config.auth_config)
-    middlewares = [observe_middleware(metrics, access_log=config.access_log), error_middleware]
+    observer = Observer(metrics, access_log=config.access_log)
+    middlewares = [observing(observer), error_middleware]
     if policy.enabled:  # open (development) mode: every request is allowed and public anyway
         middlewares.append(access_middleware(policy))
     if config.rate_limit > 0:
@@ -102,6 +105,11 @@ def build_app(
         store.metrics = PostgresMetrics(registry)
     app[SERVICE] = service
     app[METRICS] = metrics
+    if config.fast_appends and not policy.enabled and config.rate_limit <= 0:
+        # Its answers skip the middlewares: only where the ones it would skip decide nothing
+        # (no access policy, no rate limit); observe's work is the connection's (OBSERVER).
+        app[LANE] = AppendLane(service, max_body=config.max_body)
+        app[OBSERVER] = observer
     handlers = StreamHandlers(
         service,
         config,

@@ -40,6 +40,12 @@ class OriginConfig:
     sse_keepalive: float = s.setting(15.0, type=s.positive_float, help="seconds between SSE keep-alives")
     chunk_size: int = s.setting(64 * 1024, type=s.positive_int, help="catch-up chunk boundary in bytes")
     max_body: int = s.setting(64 * 1024 * 1024, type=s.positive_int, help="largest request body in bytes (413 beyond)")
+    # origin.fast_appends (shared.aio.fast_lane)
+    fast_appends: bool = s.setting(
+        True,
+        type=s.boolean,
+        help="take small plain appends through the fast lane (false: every append takes aiohttp's way)",
+    )
     sweep_interval: float = s.setting(1.0, type=s.positive_float, help="seconds between expiry sweeps")
     shutdown_grace: float = s.setting(10.0, type=s.positive_float, help="seconds to drain on SIGTERM")
     access_log: bool = s.setting(False, type=s.boolean, help="log one line per request")

@@ -96,7 +96,7 @@ class StreamHandlers:
         body = await request.read()
         append = parse.parse_append(request.headers, body_empty=not body)
         result = await self.service.append(path, append, body)
-        return web.Response(status=_append_status(result, bool(body)), headers=_append_headers(result))
+        return web.Response(status=append_status(result, bool(body)), headers=append_headers(result))
 
     async def delete(self, request: web.Request, path: str) -> web.Response:
         await self.service.delete(path)
@@ -165,14 +165,14 @@ def _now_response(state: StreamState) -> web.Response:
     return web.Response(status=200, body=body, headers=out)
 
 
-def _append_status(result: AppendResult, has_body: bool) -> int:
+def append_status(result: AppendResult, has_body: bool) -> int:
     # PROTOCOL.md §5.2.1: a new append with producer headers is 200; duplicates and closes are 204.
     if result.appended and result.producer_epoch is not None and has_body:
         return 200
     return 204
 
 
-def _append_headers(result: AppendResult) -> CIMultiDict[str]:
+def append_headers(result: AppendResult) -> CIMultiDict[str]:
     out: CIMultiDict[str] = CIMultiDict()
     out[h.STREAM_NEXT_OFFSET] = str(result.state.offset_at(result.next_position))
     if result.closed:

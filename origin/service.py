@@ -50,6 +50,19 @@ class CreateResult:
     created: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Appending:
+    """An append decided on the event loop, whose answer waits for `waiting` (if not None) to be
+    done: its own record's durability, or, for an append that writes nothing (a duplicate, a
+    repeated close), that of every append accepted before it. `StreamService.settled` then gives
+    the answer."""
+
+    result: AppendResult
+    request: AppendRequest
+    record: Record | None
+    waiting: asyncio.Future[None] | None
+
+
 class StreamService:
     def __init__(
         self,
@@ -272,43 +285,87 @@ class StreamService:
         self._check_owner(path, owner, stored=stored)
         now = self.clock_ms()
         state = await self.registry.find_live(path, now)
+        self._admit(state, request, body, now)
+        payload = b""
+        if body:
+            payload = body if stored else await self._payload(state.config.content_type, body, allow_empty_array=False)
+        if self.shared is None:
+            # The stream may have changed while the body was validated: look again.
+            state = self.registry.live(path, self.clock_ms())
+            appending = self._decide(state, request, body, payload, expected_position)
+            waiting = appending.waiting
+            if waiting is not None and not waiting.done():
+                try:
+                    # Another append's write is shared, not owned: leaving must not cancel it.
+                    await (waiting if appending.record is not None else asyncio.shield(waiting))
+                except Exception:
+                    pass  # settled() turns a failed write into the answer
+            return self.settled(appending)
+        result = await self.shared.committer.submit(
+            state,
+            lambda current: decide_append(current, request, body, payload, self.clock_ms(), expected_position),
+            len(payload),
+        )
+        self._announce(result, request)
+        return result
+
+    def append_now(self, path: str, request: AppendRequest, body: bytes) -> Appending | None:
+        """`append` of a client's body, decided without leaving the event loop (for the fast lane):
+        the same checks in the same order, then the same commit. None if this append cannot be
+        decided that way (a shared engine asks the database; a large JSON body is validated off
+        the loop): then `append` decides it. Refusals raise, as in `append`, having changed nothing."""
+        if self.shared is not None:
+            return None
+        self._check_owner(path, None)
+        now = self.clock_ms()
+        state = self.registry.live(path, now)
+        json_mode = content_types.is_json(state.config.content_type)
+        if json_mode and len(body) > jsonmode.INLINE_BYTES:
+            return None
+        self._admit(state, request, body, now)
+        payload = body
+        if body and json_mode:
+            payload = jsonmode.encode_messages(jsonmode.parse_messages(body, allow_empty_array=False))
+        return self._decide(state, request, body, payload, None)
+
+    def settled(self, appending: Appending) -> AppendResult:
+        """The answer of an append once its `waiting` is done; a failed write raises Unavailable."""
+        waiting = appending.waiting
+        if waiting is not None:
+            failure = waiting.exception()
+            if isinstance(failure, Unavailable):
+                raise failure
+            if failure is not None:
+                raise Unavailable("storage failure", {RETRY_AFTER: "1"}) from failure
+        result = appending.result
+        if appending.record is None:
+            return replace(result, next_position=result.state.tail)
+        self._announce(result, appending.request)
+        return result
+
+    def _admit(self, state: StreamState, request: AppendRequest, body: bytes, now: int) -> None:
+        """What is checked before the body is looked at (it resets the sliding TTL first)."""
         self.touch(state, now)
         check_closed_and_type(state, request, body)
         if state.config.max_size is not None and len(body) > state.config.max_size:
             raise PayloadTooLarge(f"this stream accepts appends of at most {state.config.max_size} bytes")
-        payload = b""
-        if body:
-            payload = body if stored else await self._payload(state.config.content_type, body, allow_empty_array=False)
-        if self.shared is not None:
-            result = await self.shared.committer.submit(
-                state,
-                lambda current: decide_append(current, request, body, payload, self.clock_ms(), expected_position),
-                len(payload),
-            )
-        else:
-            # The stream may have changed while the body was validated: look again.
-            state = self.registry.live(path, self.clock_ms())
-            record, result = decide_append(state, request, body, payload, self.clock_ms(), expected_position)
-            if record is None:
-                await self._durable(state)
-                return replace(result, next_position=state.tail)
-            await self.committer.submit(state, record)
+
+    def _decide(
+        self, state: StreamState, request: AppendRequest, body: bytes, payload: bytes, expected: int | None
+    ) -> Appending:
+        record, result = decide_append(state, request, body, payload, self.clock_ms(), expected)
+        if record is None:
+            return Appending(result, request, None, state.last_write)
+        return Appending(result, request, record, self.committer.submit(state, record))
+
+    def _announce(self, result: AppendResult, request: AppendRequest) -> None:
+        """A durable append's news: to the registry's listeners, and to retention."""
         if result.appended:
-            if payload:
+            if result.stored:
                 self.registry.events.appended(result.state)
             if request.closed:
                 self.registry.events.closed(result.state)
             self.apply_retention(result.state, self.clock_ms())
-        return result
-
-    @staticmethod
-    async def _durable(state: StreamState) -> None:
-        try:
-            await state.durable()
-        except Unavailable:
-            raise
-        except Exception as exc:
-            raise Unavailable("storage failure", {RETRY_AFTER: "1"}) from exc
 
     # -- retention --------------------------------------------------------------------------
 

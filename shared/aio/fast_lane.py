@@ -25,6 +25,12 @@ more than 32 lane requests would wait forever for the rest of its answers. And t
 taking requests while the client does not read its answers (writing paused), as aiohttp's
 handlers wait for it: otherwise one client could pipeline answers without bound.
 
+Bodies: a lane with a `body_limit` (a positive int attribute) is also offered requests whose
+whole body, at most that many bytes, arrived with them (a small POST in one packet): aiohttp
+has already parsed it into the request's payload, and `conn.body` holds it while the lane
+decides. A body still on the way, or a larger one, is aiohttp's. A taken body is read out of
+its payload, as a handler would, so aiohttp's flow control sees it consumed.
+
 The lane works on aiohttp internals (`INTERNALS`); a server whose aiohttp lacks one of them
 runs without the lane and says so in its log, rather than wedging connections.
 """
@@ -39,7 +45,7 @@ from typing import Any, Final, Protocol
 
 from aiohttp import web
 from aiohttp.http_parser import HttpRequestParser, RawRequestMessage
-from aiohttp.streams import EMPTY_PAYLOAD
+from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import RequestHandler
 
 from plugin_streams.shared.aio.observe import OBSERVER, Observer
@@ -78,6 +84,7 @@ INTERNALS: Final = {
         "writing_paused",  # the client is not reading what is written
     ),
     HttpRequestParser: ("message_consumed",),  # frees the parser's slot for a request taken
+    StreamReader: ("_eof", "_buffer", "_buffer_offset"),  # a body wholly arrived, peeked at
 }
 #: Set on each web.Server (FastLaneServer copies them).
 SERVER_INTERNALS: Final = ("request_handler", "request_factory", "handler_cancellation", "_kwargs", "_loop")
@@ -95,6 +102,7 @@ class FastConnection(RequestHandler):
     __slots__ = (
         "_answering",
         "_behind",
+        "_body_limit",
         "_handling",
         "_lane",
         "_observer",
@@ -103,6 +111,7 @@ class FastConnection(RequestHandler):
         "_parked",
         "_remote",
         "_started",
+        "body",
     )
 
     def __init__(self, manager: web.Server, lane: Lane, observer: Observer | None = None, **kwargs: Any) -> None:
@@ -117,6 +126,9 @@ class FastConnection(RequestHandler):
         self._answering: RawRequestMessage | None = None  # the request `send` answers
         self._started = 0.0  # when it was offered (a parked one: its wait counts too)
         self._remote: str | None = None
+        limit = getattr(lane, "body_limit", 0)
+        self._body_limit = limit if type(limit) is int and limit > 0 else 0  # 0: bodiless requests only
+        self.body = b""  # the whole body of the request being offered
 
     def _handle_request(self, *args: Any) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
         # Called by aiohttp's loop as it takes a request off its queue, before the handler's
@@ -176,23 +188,42 @@ class FastConnection(RequestHandler):
                 # go on answering whatever the client sends.
                 return False
             message, payload = messages[0]
-            if payload is not EMPTY_PAYLOAD or type(message) is not RawRequestMessage or message.upgrade:
-                return False  # a body, a parse error or an upgrade: only aiohttp knows what follows
+            if type(message) is not RawRequestMessage or message.upgrade:
+                return False  # a parse error or an upgrade: only aiohttp knows what follows
+            body = b"" if payload is EMPTY_PAYLOAD else self._whole_body(payload)
+            if body is None:
+                return False  # a body still arriving, or too big for the lane
             messages.popleft()
             self._answering = message
+            self.body = body
             self._started = time.perf_counter()
             try:
                 taken = lane.take(message, self)
             finally:
                 self._answering = None
+                self.body = b""
             if not taken:
                 messages.appendleft((message, payload))
                 return False
+            if payload is not EMPTY_PAYLOAD:
+                payload.read_nowait()  # consumed, as a handler reads it (and reading resumes if it paused)
             if self._parser is not None:
                 # Taken off the queue: its parser slot is free (a parked one given back to
                 # aiohttp is queued again without one, which only lets the queue hold one more).
                 self._parser.message_consumed()
         return not messages and self._parked is None and self.transport is not None
+
+    def _whole_body(self, payload: Any) -> bytes | None:
+        """The request's body if all of it is in its payload and the lane takes bodies that big."""
+        limit = self._body_limit
+        if not limit or type(payload) is not StreamReader or not payload._eof or payload.exception() is not None:
+            return None
+        if payload.total_bytes > limit or payload._buffer_offset:
+            return None
+        buffer = payload._buffer
+        if len(buffer) == 1:
+            return buffer[0]
+        return b"".join(buffer)
 
     def _hold_behind(self) -> None:
         """Keep requests behind the parked one from aiohttp's loop, which would answer them first.

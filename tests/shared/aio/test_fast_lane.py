@@ -314,3 +314,92 @@ async def test_without_the_aiohttp_internals_it_needs_the_lane_stays_off(
         )
     finally:
         await runner.cleanup()
+
+
+# -- requests with bodies ----------------------------------------------------------------------
+
+
+def post(path: str, body: bytes) -> bytes:
+    return f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+class BodyLane:
+    """Takes POST /body with the body it was offered (echoing it); declines POST /echo."""
+
+    body_limit = 16
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def take(self, message: RawRequestMessage, conn: FastConnection) -> bool:
+        if message.path != "/body":
+            return False
+        self.bodies.append(conn.body)
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(conn.body), conn.body)
+        return True
+
+
+async def echo(request: web.Request) -> web.Response:
+    return web.Response(body=b"aiohttp:" + await request.read())
+
+
+async def body_connection(lane: object) -> tuple[FastConnection, Transport, web.AppRunner]:
+    app = web.Application()
+    app.router.add_post("/body", echo)
+    app.router.add_post("/echo", echo)
+    app[LANE] = lane  # type: ignore[misc]
+    runner = FastLaneRunner(app, access_log=None)
+    await runner.setup()
+    assert runner.server is not None
+    conn = runner.server()
+    assert isinstance(conn, FastConnection)
+    transport = Transport()
+    conn.connection_made(transport)
+    return conn, transport, runner
+
+
+async def test_a_body_that_came_whole_is_offered_to_a_lane_taking_bodies() -> None:
+    lane = BodyLane()
+    conn, transport, runner = await body_connection(lane)
+    try:
+        conn.data_received(post("/body", b"hello") + post("/echo", b"kept") + post("/body", b"again"))
+        out = await written(transport, 3)
+        # The declined one keeps its body for aiohttp (the lane only looked), and what follows
+        # a request aiohttp has is aiohttp's, in order.
+        assert bodies(out) == [b"hello", b"aiohttp:kept", b"aiohttp:again"]
+        assert lane.bodies == [b"hello"]
+    finally:
+        conn.connection_lost(None)
+        await runner.cleanup()
+
+
+async def test_a_body_still_arriving_or_over_the_limit_is_aiohttps() -> None:
+    lane = BodyLane()
+    conn, transport, runner = await body_connection(lane)
+    try:
+        whole = post("/body", b"split body")
+        conn.data_received(whole[:-4])  # the head and part of the body
+        await asyncio.sleep(0.01)
+        conn.data_received(whole[-4:])
+        out = await written(transport, 1)
+        conn.data_received(post("/body", b"x" * 17))  # one byte over the lane's limit
+        out = await written(transport, 2)
+        assert bodies(out) == [b"aiohttp:split body", b"aiohttp:" + b"x" * 17] and lane.bodies == []
+        conn.data_received(post("/body", b"x" * 16))  # and at the limit, the lane's
+        out = await written(transport, 3)
+        assert bodies(out)[2] == b"x" * 16 and lane.bodies == [b"x" * 16]
+    finally:
+        conn.connection_lost(None)
+        await runner.cleanup()
+
+
+async def test_a_lane_without_a_body_limit_never_sees_a_request_with_a_body() -> None:
+    lane = Lane()
+    conn, transport, runner = await connection(lane)
+    try:
+        conn.data_received(b"GET /fast HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\n\r\nabc")
+        out = await written(transport, 1)
+        assert bodies(out) == [b"ordinary"] and lane.taken == []
+    finally:
+        conn.connection_lost(None)
+        await runner.cleanup()
