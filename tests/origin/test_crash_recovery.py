@@ -8,9 +8,12 @@ What is verified, each time by reading back over HTTP after a restart on the sam
    producer's last sent seq answers 204 if it was persisted and 200 if not, and leaves it in the
    stream exactly once; seq + 1 is then accepted (200). The same holds for a graceful SIGTERM
    racing the appends, which must also exit 0.
-2. Torn tails (random garbage, a torn copy of a record, a short header, a record with a bad
-   checksum) appended to a stream's `log` are cut off on restart: the K records survive, nothing
-   else; later appends land right after them; a second restart changes nothing (idempotent).
+2. Torn tails are cut off on restart: random garbage, a torn copy of an index entry, a short
+   header, an entry with a bad checksum, a valid entry whose payloads never reached the data file
+   (all appended to a stream's `index`), and payloads whose entry never arrived (appended to its
+   `data`). The K records survive, nothing else; later appends land right after them; a second
+   restart changes nothing (idempotent). The files are parsed here from the documented format,
+   independently of the engine's code.
 3. Every Stream-Next-Offset handed out before a SIGKILL reads exactly the same bytes afterwards.
 4. Concurrent readers never see partial appends: snapshots are prefixes made of whole units and
    include every append acknowledged before they started (read-your-writes).
@@ -427,43 +430,71 @@ async def test_sigterm_during_concurrent_producer_appends(launch: Launch) -> Non
 # -- 2. torn tails --------------------------------------------------------------------------
 
 PREFIX = struct.Struct("<II")  # crc32 over everything after it, body length
+HEAD = struct.Struct("<QII")  # data_start, crc32 of the batch's payloads, record count
+LENGTH = struct.Struct("<I")
 
 
-def split_log(raw: bytes) -> tuple[list[bytes], int]:
-    """The valid records of a log (raw bytes, per the documented framing) and where they end."""
-    records: list[bytes] = []
+def split_index(raw: bytes) -> tuple[list[bytes], int]:
+    """The checksummed entries of an index file (raw bytes, per the documented format) and where they end."""
+    entries: list[bytes] = []
     pos = 0
     while pos + PREFIX.size <= len(raw):
         crc, body_len = PREFIX.unpack_from(raw, pos)
         end = pos + PREFIX.size + body_len
-        if body_len == 0 or end > len(raw) or zlib.crc32(raw[pos + 4 : end]) != crc:
+        if body_len < HEAD.size or end > len(raw) or zlib.crc32(raw[pos + 4 : end]) != crc:
             break
-        records.append(raw[pos:end])
+        entries.append(raw[pos:end])
         pos = end
-    return records, pos
+    return entries, pos
 
 
-def holds(records: list[bytes], payloads: list[bytes]) -> bool:
-    """One record per payload, in order: each body is flags + metadata (left uninterpreted) + payload."""
-    return len(records) == len(payloads) and all(
-        len(record) > PREFIX.size + len(payload) and record.endswith(payload)
-        for record, payload in zip(records, payloads, strict=True)
-    )
+def holds(entries: list[bytes], data: bytes, payloads: list[bytes]) -> bool:
+    """One entry per append (one record each), naming exactly that payload where the data file has it."""
+    if len(entries) != len(payloads) or data != b"".join(payloads):
+        return False
+    at = 0
+    for entry, payload in zip(entries, payloads, strict=True):
+        data_start, data_crc, count = HEAD.unpack_from(entry, PREFIX.size)
+        (length,) = LENGTH.unpack_from(entry, PREFIX.size + HEAD.size)
+        if (data_start, data_crc, count, length) != (at, zlib.crc32(payload), 1, len(payload)):
+            return False
+        at += len(payload)
+    return True
 
 
-def garbage(kind: str, last_record: bytes, rng: random.Random) -> bytes:
+def entry_without_payload(data_end: int, rng: random.Random) -> bytes:
+    """A valid entry for a payload that never reached the data file."""
+    payload = rng.randbytes(50)
+    body = HEAD.pack(data_end, zlib.crc32(payload), 1) + LENGTH.pack(len(payload)) + b"\x00"
+    size = LENGTH.pack(len(body))
+    return LENGTH.pack(zlib.crc32(size + body)) + size + body
+
+
+def garbage(kind: str, last_entry: bytes, data_end: int, rng: random.Random) -> tuple[bytes, bytes]:
+    """What a crash left at the end of (index, data)."""
     if kind == "random":
-        return rng.randbytes(rng.randint(1, 300))
-    if kind == "torn_record":  # a valid record whose last byte never reached the disk
-        return last_record[:-1]
+        return rng.randbytes(rng.randint(1, 300)), b""
+    if kind == "torn_entry":  # a valid entry whose last byte never reached the disk
+        return last_entry[:-1], b""
     if kind == "short_header":  # less than the 8-byte crc + length prefix
-        return last_record[:6]
-    if kind == "bad_checksum":  # complete, but one payload byte flipped
-        return last_record[:-1] + bytes([last_record[-1] ^ 0xFF])
+        return last_entry[:6], b""
+    if kind == "bad_checksum":  # complete, but one byte flipped
+        return last_entry[:-1] + bytes([last_entry[-1] ^ 0xFF]), b""
+    if kind == "entry_without_payload":
+        return entry_without_payload(data_end, rng), b""
+    if kind == "payload_without_entry":
+        return b"", rng.randbytes(rng.randint(1, 3000))
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize("kind", ["random", "torn_record", "short_header", "bad_checksum"])
+KINDS = ["random", "torn_entry", "short_header", "bad_checksum", "entry_without_payload", "payload_without_entry"]
+
+
+def read_files(directory: Path) -> tuple[bytes, bytes]:
+    return (directory / "index").read_bytes(), (directory / "data").read_bytes()
+
+
+@pytest.mark.parametrize("kind", KINDS)
 async def test_torn_tail_is_cut_off_and_recovery_is_idempotent(launch: Launch, data_dir: Path, kind: str) -> None:
     rng = random.Random()
     first = [f"record {i} ".encode() + rng.randbytes(rng.randint(1, 2000)) for i in range(20)]
@@ -475,12 +506,13 @@ async def test_torn_tail_is_cut_off_and_recovery_is_idempotent(launch: Launch, d
         for payload in first:
             tail = await append_ok(session, url, payload)
     assert process.stop() == 0
-    log = stream_dir(data_dir, offset) / "log"
-    clean = log.read_bytes()
-    records, end = split_log(clean)
-    assert end == len(clean) and holds(records, first), "log does not match the documented framing"
-    tail_garbage = garbage(kind, records[-1], rng)
-    log.write_bytes(clean + tail_garbage)
+    directory = stream_dir(data_dir, offset)
+    clean_index, clean_data = read_files(directory)
+    entries, end = split_index(clean_index)
+    assert end == len(clean_index) and holds(entries, clean_data, first), "files do not match the documented format"
+    index_garbage, data_garbage = garbage(kind, entries[-1], len(clean_data), rng)
+    (directory / "index").write_bytes(clean_index + index_garbage)
+    (directory / "data").write_bytes(clean_data + data_garbage)
 
     process = launch()
     async with client() as session:
@@ -488,25 +520,25 @@ async def test_torn_tail_is_cut_off_and_recovery_is_idempotent(launch: Launch, d
         read = await read_all(session, url)
         assert read.data == b"".join(first)
         assert await head_offset(session, url) == tail
-        assert log.read_bytes() == clean, "recovery did not cut the log back to its valid records"
-        assert f"discarded {len(tail_garbage)} bytes" in server_log(process)
+        assert read_files(directory) == (clean_index, clean_data), "recovery did not cut the files back"
+        assert f"discarded {len(index_garbage) + len(data_garbage)} bytes" in server_log(process)
         for payload in more:
             await append_ok(session, url, payload)
         assert (await read_all(session, url)).data == b"".join(first + more)
     assert process.stop() == 0
-    after = log.read_bytes()
-    records, end = split_log(after)
-    assert end == len(after), "bytes after the last valid record"
-    assert holds(records, first + more), "the log does not hold exactly the appended records"
+    after = read_files(directory)
+    entries, end = split_index(after[0])
+    assert end == len(after[0]), "bytes after the last valid entry"
+    assert holds(entries, after[1], first + more), "the files do not hold exactly the appended records"
     discards = server_log(process).count("discarded")
 
     process = launch()  # nothing appended in between: recovery must change nothing
     async with client() as session:
         url = process.stream_url + "torn"
         assert (await read_all(session, url)).data == b"".join(first + more)
-        assert log.read_bytes() == after
+        assert read_files(directory) == after
     assert process.stop() == 0
-    assert log.read_bytes() == after
+    assert read_files(directory) == after
     assert server_log(process).count("discarded") == discards, "the second recovery discarded something"
 
 

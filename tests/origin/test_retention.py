@@ -88,9 +88,9 @@ async def test_file_engine_reclaims_disk_and_keeps_it_across_restarts(
     stream_dir = next((tmp_path / "streams").iterdir())
 
     def log_bytes() -> int:
-        """Bytes of log files once no compaction is half-way (old and new file both present)."""
+        """Bytes of data files once no compaction is half-way (old and new file both present)."""
         for _ in range(100):
-            logs = [f for f in stream_dir.iterdir() if f.name.startswith("log")]
+            logs = [f for f in stream_dir.iterdir() if f.name.startswith("data")]
             if len(logs) == 1:
                 return logs[0].stat().st_size
             time.sleep(0.01)
@@ -115,8 +115,8 @@ async def test_file_engine_reclaims_disk_and_keeps_it_across_restarts(
     r = await client.get(S + "big", params={"offset": offsets[-1]})
     assert r.headers["Stream-Next-Offset"] == more[-1]
     for _ in range(50):  # a compaction may be between writing the new file and removing the old
-        logs = [f for f in os.listdir(stream_dir) if f.startswith("log")]
-        if len(logs) == 1:
+        logs = [f for f in os.listdir(stream_dir) if f.startswith(("data", "index"))]
+        if len(logs) == 2:
             break
         await asyncio.sleep(0.05)
-    assert len(logs) == 1
+    assert len(logs) == 2

@@ -4,10 +4,12 @@ Layout under the data directory:
     store.json                 generations reserved so far (never reused across restarts)
     streams/<generation>/      one directory per stream incarnation
         manifest.json          configuration; its presence commits the create
-        log                    framed records (segment.py), appended only
+        data                   the payloads back to back, appended only (batch_index.py)
+        index                  one checksummed entry per written batch, appended only
     trash/                     removed incarnations awaiting deletion
 
-Appends are acknowledged after write + fdatasync. The service hands each stream's appends over
+A read of any run of records is one `pread` of the data file. Appends are acknowledged after
+write + fdatasync of both files. The service hands each stream's appends over
 in batches (group commit), one batch in flight per stream, so concurrent writers share one
 fdatasync; different streams sync in parallel on the I/O threads, never behind a global lock.
 """
@@ -19,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final, TypeVar
@@ -30,17 +33,18 @@ from plugin_streams.origin.storage.base import (
     StorageFailure,
     StreamConfig,
     StreamMissing,
+    Summary,
 )
-from plugin_streams.origin.storage.file import manifest, segment
+from plugin_streams.origin.storage.file import batch_index, manifest
 from plugin_streams.origin.storage.file.handles import HandlePool
-from plugin_streams.origin.storage.file.manifest import LogState
-from plugin_streams.origin.storage.file.recovery import LogIndex, empty_index, recover_stream
+from plugin_streams.origin.storage.file.log_files import LogIndex, mapped, read_range, write_all, write_batch
+from plugin_streams.origin.storage.file.manifest import LogState, carried_over
+from plugin_streams.origin.storage.file.recovery import recover_stream
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 GENERATION_BLOCK: Final = 1024
-IOV_MAX: Final = 1024
 STORE_FILE: Final = "store.json"
 
 
@@ -85,9 +89,13 @@ class FileStore:
     def _dir(self, generation: int) -> str:
         return os.path.join(self._streams_dir, f"{generation:016d}")
 
-    def _open_log(self, key: tuple[int, int]) -> int:
-        generation, file_no = key
-        return os.open(os.path.join(self._dir(generation), manifest.log_file_name(file_no)), os.O_RDWR)
+    def _open_log(self, key: tuple[int, int, str]) -> int:
+        generation, file_no, kind = key
+        return os.open(os.path.join(self._dir(generation), manifest.numbered(kind, file_no)), os.O_RDWR)
+
+    def _forget_files(self, generation: int, file_no: int) -> None:
+        for kind in ("data", "index"):
+            self._handles.forget((generation, file_no, kind))
 
     # -- recovery and generations -----------------------------------------------------------
 
@@ -151,7 +159,7 @@ class FileStore:
     # -- writes -----------------------------------------------------------------------------
 
     async def create(self, config: StreamConfig, records: Sequence[Record]) -> None:
-        index = empty_index()
+        index = LogIndex()
         await self._run(self._create, config, records, index)
         self._index[config.generation] = index
         self._configs[config.generation] = config
@@ -160,11 +168,20 @@ class FileStore:
     def _create(self, config: StreamConfig, records: Sequence[Record], index: LogIndex) -> None:
         directory = self._dir(config.generation)
         os.makedirs(directory)
-        fd = os.open(os.path.join(directory, index.log.file_name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
+        data_fd = os.open(os.path.join(directory, index.log.data_name), flags, 0o644)
         try:
-            _write_records(fd, 0, records, index, sync=True)
+            index_fd = os.open(os.path.join(directory, index.log.index_name), flags, 0o644)
+            try:
+                if records:
+                    write_batch(data_fd, index_fd, index, records, sync=True)
+                else:
+                    os.fsync(data_fd)
+                    os.fsync(index_fd)
+            finally:
+                os.close(index_fd)
         finally:
-            os.close(fd)
+            os.close(data_fd)
         manifest.write_atomically(directory, config, access_ms=config.created_ms)  # the commit point
         manifest.fsync_directory(self._streams_dir)
 
@@ -175,12 +192,19 @@ class FileStore:
         await self._run(self._append, generation, records, index)
 
     def _append(self, generation: int, records: Sequence[Record], index: LogIndex) -> None:
-        key = (generation, index.log.file_no)
-        fd = self._handles.borrow(key)
+        if not records:
+            return
+        data_key = (generation, index.log.file_no, "data")
+        index_key = (generation, index.log.file_no, "index")
+        data_fd = self._handles.borrow(data_key)
         try:
-            _write_records(fd, index.end, records, index, sync=self._fsync)
+            index_fd = self._handles.borrow(index_key)
+            try:
+                write_batch(data_fd, index_fd, index, records, sync=self._fsync)
+            finally:
+                self._handles.give_back(index_key)
         finally:
-            self._handles.give_back(key)
+            self._handles.give_back(data_key)
 
     async def replace_config(self, config: StreamConfig) -> None:
         index = self._index.get(config.generation)
@@ -200,38 +224,42 @@ class FileStore:
         access_ms = self._last_access.get(generation, config.created_ms)
         new_index = await self._run(self._compact, config, record, position, index, access_ms)
         self._index[generation] = new_index
-        self._handles.forget((generation, index.log.file_no))
+        self._forget_files(generation, index.log.file_no)
 
     def _compact(self, config: StreamConfig, record: int, position: int, index: LogIndex, access_ms: int) -> LogIndex:
-        """Copy the kept records into a new log file, commit it in the manifest, drop the old."""
+        """Copy the kept records into the next file number, commit it in the manifest, drop the old.
+
+        The kept payloads are one range of the data file, copied as is; the kept index entries
+        are copied with their data positions moved down, and the one batch the cut goes
+        through is written again for its kept records.
+        """
         directory = self._dir(config.generation)
         skip = record - index.log.first_record
-        log = LogState(index.log.file_no + 1, record, position)
-        new = empty_index(log)
-        if skip < len(index.payload_pos):
-            # A record's header starts where the previous record ends.
-            start = index.payload_pos[skip - 1] + index.payload_len[skip - 1]
-            for pos, length in zip(index.payload_pos[skip:], index.payload_len[skip:], strict=True):
-                new.payload_pos.append(pos - start)
-                new.payload_len.append(length)
-            new.end = index.end - start
-        else:
-            start = index.end
-        source = os.open(os.path.join(directory, index.log.file_name), os.O_RDONLY)
-        target = os.open(os.path.join(directory, log.file_name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        start = index.byte_range(skip, skip + 1)[0] if skip < len(index.ends) else index.data_end
+        old = index.log
+        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC
+        source = os.open(os.path.join(directory, old.data_name), os.O_RDONLY)
+        entries = os.open(os.path.join(directory, old.index_name), os.O_RDONLY)
+        data_fd = os.open(os.path.join(directory, manifest.numbered("data", old.file_no + 1)), flags, 0o644)
+        index_fd = os.open(os.path.join(directory, manifest.numbered("index", old.file_no + 1)), flags, 0o644)
         try:
-            copied = 0
-            while copied < index.end - start:
-                done = os.copy_file_range(source, target, index.end - start - copied, start + copied, copied)
-                if done == 0:
-                    raise OSError("short copy while compacting")
-                copied += done
-            os.fsync(target)
+            _copy_range(source, data_fd, start, index.data_end)
+            with mapped(entries) as view:
+                kept, carried = _split_entries(view[: index.index_end], skip, start, source, old.carried)
+            new = LogIndex(log=LogState(old.file_no + 1, record, position, carried))
+            write_all(index_fd, kept, 0)
+            for end in index.ends[skip:]:
+                new.ends.append(end - start)
+            new.data_end = index.data_end - start
+            new.index_end = sum(len(entry) for entry in kept)
+            os.fsync(data_fd)
+            os.fsync(index_fd)
         finally:
-            os.close(source)
-            os.close(target)
-        manifest.write_atomically(directory, config, access_ms, log)  # the commit point
-        os.unlink(os.path.join(directory, index.log.file_name))
+            for fd in (source, entries, data_fd, index_fd):
+                os.close(fd)
+        manifest.write_atomically(directory, config, access_ms, new.log)  # the commit point
+        os.unlink(os.path.join(directory, old.data_name))
+        os.unlink(os.path.join(directory, old.index_name))
         manifest.fsync_directory(directory)
         return new
 
@@ -245,7 +273,7 @@ class FileStore:
         await self._run(self._remove, generation, index.log.file_no)
 
     def _remove(self, generation: int, file_no: int) -> None:
-        self._handles.forget((generation, file_no))
+        self._forget_files(generation, file_no)
         trashed = os.path.join(self._trash_dir, f"{generation:016d}")
         os.replace(self._dir(generation), trashed)
         manifest.fsync_directory(self._streams_dir)
@@ -266,24 +294,16 @@ class FileStore:
         last -= index.log.first_record
         if first < 0:
             raise RecordsDropped(f"records of stream {generation} were dropped by retention")
-        pos, lengths = index.payload_pos, index.payload_len
-        start = pos[first]
-        end = pos[last - 1] + lengths[last - 1]
-        key = (generation, index.log.file_no)
+        start, end = index.byte_range(first, last)
+        key = (generation, index.log.file_no, "data")
         fd = self._handles.borrow(key)
         try:
-            data = os.pread(fd, end - start, start)
+            return read_range(fd, start, end)
         finally:
             self._handles.give_back(key)
-        if len(data) != end - start:
-            raise OSError(f"short read in stream {generation}")
-        if last - first == 1:
-            return data
-        view = memoryview(data)
-        return b"".join(view[pos[i] - start : pos[i] - start + lengths[i]] for i in range(first, last))
 
     def disk_bytes(self) -> int:
-        return sum(index.end for index in self._index.values())
+        return sum(index.data_end + index.index_end for index in self._index.values())
 
     # -- access times -----------------------------------------------------------------------
 
@@ -317,40 +337,39 @@ class FileStore:
         self._read_executor.shutdown(wait=True)
 
 
-def _write_records(fd: int, at: int, records: Sequence[Record], index: LogIndex, *, sync: bool) -> None:
-    """Blocking: write framed records at `at`, sync, then extend the index.
+def _copy_range(source: int, target: int, start: int, end: int) -> None:
+    copied = 0
+    while copied < end - start:
+        done = os.copy_file_range(source, target, end - start - copied, start + copied, copied)
+        if done == 0:
+            raise OSError("short copy while compacting")
+        copied += done
 
-    On any failure the file is cut back to `at`, so a failed batch leaves no trace.
+
+def _split_entries(
+    entries: memoryview, skip: int, start: int, source: int, carried: Summary | None
+) -> tuple[list[bytes], Summary]:
+    """Index entries of the records from number `skip` on (their data moved down by `start`),
+    and what the records before it leave behind (added to what earlier compactions carried).
+
+    Blocking. The entries were written and synced by this process: their payload checksums are
+    carried over, except for the batch the cut goes through, whose kept part is read again.
     """
-    buffers: list[bytes] = []
-    positions: list[tuple[int, int]] = []
-    cursor = at
-    for record in records:
-        header, header_len = segment.encode(record)
-        buffers.append(header)
-        positions.append((cursor + header_len, len(record.payload)))
-        if record.payload:
-            buffers.append(record.payload)
-        cursor += header_len + len(record.payload)
-    try:
-        written = at
-        for i in range(0, len(buffers), IOV_MAX):
-            chunk = buffers[i : i + IOV_MAX]
-            expected = sum(len(b) for b in chunk)
-            done = os.pwritev(fd, chunk, written)
-            while done < expected:  # short write: finish it byte-exactly
-                rest = b"".join(chunk)[done:]
-                done += os.pwrite(fd, rest, written + done)
-            written += expected
-        if sync:
-            os.fdatasync(fd)
-    except BaseException:
-        try:
-            os.ftruncate(fd, at)
-        except OSError:
-            logger.exception("could not cut back a failed append")
-        raise
-    for payload_start, payload_len in positions:
-        index.payload_pos.append(payload_start)
-        index.payload_len.append(payload_len)
-    index.end = cursor
+    kept: list[bytes] = []
+    dropped = carried_over(carried)
+    first = 0  # number of the batch's first record
+    for batch in batch_index.scan(entries, None):
+        count = len(batch.lengths)
+        for length, meta in zip(batch.lengths[: max(skip - first, 0)], batch.records, strict=False):
+            dropped.apply(length, meta)
+        if first >= skip:
+            crc = batch.payload_crc
+            kept.append(batch_index.encode_lengths(batch.data_start - start, batch.lengths, batch.records, crc))
+        elif first + count > skip:
+            cut = skip - first
+            lengths = batch.lengths[cut:]
+            data_start = batch.data_start + sum(batch.lengths[:cut])
+            crc = zlib.crc32(read_range(source, data_start, data_start + sum(lengths)))
+            kept.append(batch_index.encode_lengths(data_start - start, lengths, batch.records[cut:], crc))
+        first += count
+    return kept, carried_over(dropped)

@@ -1,41 +1,23 @@
 """Start-up recovery of one stream directory: checksums, torn-tail truncation, state rebuilt.
 
 Blocking code, run off the event loop. Recovery is idempotent: a second run over its own
-output finds every record valid and changes nothing. Log files other than the one the
-manifest names (left by a compaction that crashed before or after its commit point) are removed.
+output finds every batch valid and changes nothing. Record files other than the ones the
+manifest names (left by a compaction or an upgrade that crashed before or after its commit
+point) are removed. A directory still in format 1 is upgraded first (file/upgrade.py).
 """
 
 from __future__ import annotations
 
 import logging
-import mmap
 import os
-from array import array
 from dataclasses import dataclass
 
 from plugin_streams.origin.storage.base import LoadedStream, Summary
-from plugin_streams.origin.storage.file import manifest, segment
-from plugin_streams.origin.storage.file.manifest import LogState
+from plugin_streams.origin.storage.file import batch_index, manifest, upgrade
+from plugin_streams.origin.storage.file.log_files import LogIndex, mapped
+from plugin_streams.origin.storage.file.manifest import carried_over
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class LogIndex:
-    """Where each kept record's payload lies in the current log file, and where the log ends.
-
-    Entry i describes record number `log.first_record + i`. An index is never changed in place
-    by a compaction: a new one replaces it, so a read holding the old one stays consistent.
-    """
-
-    payload_pos: array[int]
-    payload_len: array[int]
-    end: int
-    log: LogState
-
-
-def empty_index(log: LogState | None = None) -> LogIndex:
-    return LogIndex(array("q"), array("q"), 0, log or LogState())
 
 
 @dataclass(slots=True)
@@ -46,45 +28,62 @@ class RecoveredStream:
 
 
 def recover_stream(directory: str) -> RecoveredStream:
-    with open(os.path.join(directory, manifest.MANIFEST), "rb") as f:
-        config, log = manifest.from_json(f.read())
-        access_ns = os.fstat(f.fileno()).st_mtime_ns
+    found = read_manifest(directory)
+    if found.version == manifest.LEGACY_VERSION:
+        upgrade.upgrade_stream(directory, found)
+        found = read_manifest(directory)
+    log = found.log
+    config = found.config
     for name in os.listdir(directory):
-        if name.startswith("log") and name != log.file_name:
+        if manifest.is_record_file(name) and name not in (log.data_name, log.index_name):
             os.unlink(os.path.join(directory, name))
-    fd = os.open(os.path.join(directory, log.file_name), os.O_RDWR | os.O_CREAT, 0o644)
+    data_fd = os.open(os.path.join(directory, log.data_name), os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        index, summary, size = _scan(fd, log)
-        discarded = size - index.end
-        if discarded:
-            logger.warning(
-                "recovery: stream %r (generation %d): discarded %d bytes of torn or corrupt tail",
-                config.path,
-                config.generation,
-                discarded,
-            )
-            os.ftruncate(fd, index.end)
-            os.fsync(fd)
+        index_fd = os.open(os.path.join(directory, log.index_name), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            index, summary, sizes = _scan(data_fd, index_fd, log)
+            discarded = sizes[0] - index.data_end + sizes[1] - index.index_end
+            if discarded:
+                logger.warning(
+                    "recovery: stream %r (generation %d): discarded %d bytes of torn or corrupt tail",
+                    config.path,
+                    config.generation,
+                    discarded,
+                )
+                for fd, end in ((data_fd, index.data_end), (index_fd, index.index_end)):
+                    os.ftruncate(fd, end)
+                    os.fsync(fd)
+        finally:
+            os.close(index_fd)
     finally:
-        os.close(fd)
-    loaded = LoadedStream(config, summary, access_ns // 1_000_000, log.first_record, log.first_position)
+        os.close(data_fd)
+    access_ms = found.access_ns // 1_000_000
+    loaded = LoadedStream(config, summary, access_ms, log.first_record, log.first_position)
     return RecoveredStream(loaded, index, discarded)
 
 
-def _scan(fd: int, log: LogState) -> tuple[LogIndex, Summary, int]:
-    size = os.fstat(fd).st_size
-    index = empty_index(log)
-    summary = Summary()
-    if size == 0:
-        return index, summary, 0
-    with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mapped:
-        view = memoryview(mapped)
-        try:
-            for found in segment.scan(view):
-                index.payload_pos.append(found.payload_start)
-                index.payload_len.append(found.payload_len)
-                index.end = found.end
-                summary.apply(found.payload_len, found.record)
-        finally:
-            view.release()
-    return index, summary, size
+@dataclass(frozen=True, slots=True)
+class FoundManifest(manifest.Manifest):
+    access_ns: int
+
+
+def read_manifest(directory: str) -> FoundManifest:
+    with open(os.path.join(directory, manifest.MANIFEST), "rb") as f:
+        parsed = manifest.from_json(f.read())
+        access_ns = os.fstat(f.fileno()).st_mtime_ns
+    return FoundManifest(parsed.config, parsed.log, parsed.version, access_ns)
+
+
+def _scan(data_fd: int, index_fd: int, log: manifest.LogState) -> tuple[LogIndex, Summary, tuple[int, int]]:
+    index = LogIndex(log=log)
+    summary = carried_over(log.carried)
+    with mapped(data_fd) as data, mapped(index_fd) as entries:
+        for batch in batch_index.scan(entries, data):
+            end = batch.data_start
+            for length, record in zip(batch.lengths, batch.records, strict=True):
+                end += length
+                index.ends.append(end)
+                summary.apply(length, record)
+            index.data_end = end
+            index.index_end = batch.entry_end
+        return index, summary, (len(data), len(entries))

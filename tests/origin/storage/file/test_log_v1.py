@@ -1,4 +1,4 @@
-"""Log record framing (origin/storage/file/segment.py): pure bytes, encode → scan round trips."""
+"""Format 1 record framing (origin/storage/file/log_v1.py): pure bytes, encode → scan round trips."""
 
 from __future__ import annotations
 
@@ -9,16 +9,9 @@ import zlib
 import pytest
 
 from plugin_streams.origin.storage import Record
-from plugin_streams.origin.storage.file import segment
-from plugin_streams.origin.storage.file.segment import (
-    FLAG_CLOSED,
-    FLAG_PRODUCER,
-    FLAG_STREAM_SEQ,
-    PREFIX_SIZE,
-    Scanned,
-    encode,
-    scan,
-)
+from plugin_streams.origin.storage.file import log_v1 as segment
+from plugin_streams.origin.storage.file.log_v1 import PREFIX_SIZE, Scanned, encode, scan
+from plugin_streams.origin.storage.file.record_meta import FLAG_CLOSED, FLAG_PRODUCER, FLAG_STREAM_SEQ
 from plugin_streams.shared.producer import ProducerTuple
 
 RECORDS = [
