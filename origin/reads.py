@@ -9,7 +9,7 @@ that stopped because the next record crossed the boundary can never change: it i
 from __future__ import annotations
 
 import asyncio
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,7 +53,8 @@ def _plan(state: StreamState, start: int, chunk_size: int) -> tuple[list[_Span],
 
     The chunk window is anchored at the start of the record holding `start`, so a read from
     inside a record ends exactly where a read from that record's start does: a cache holding
-    the latter can answer the former with a slice.
+    the latter can answer the former with a slice. Found by bisection, so planning costs the
+    same whatever the number of records in the chunk.
     """
     boundary = -1
     spans: list[_Span] = []
@@ -68,18 +69,27 @@ def _plan(state: StreamState, start: int, chunk_size: int) -> tuple[list[_Span],
         skip = end - member.starts[first] if first < len(member.starts) else 0
         if boundary < 0:
             boundary = ((start - skip) // chunk_size + 1) * chunk_size
-        index = first
-        while index < len(member.starts) and member.starts[index] < upper:
-            record_end = member.record_end(index)
-            if record_end > boundary and end > start:
-                if index > first:
-                    spans.append(_span(member, first, index, skip))
-                return spans, end, True
-            end = record_end
-            index += 1
-        if index > first:
-            spans.append(_span(member, first, index, skip))
+        below = bisect_left(member.starts, upper, first)  # records of this member the read may reach
+        fits = max(first, min(below, _records_ending_by(member, boundary)))
+        reached = member.record_end(fits - 1) if fits > first else end
+        if reached == start and fits < below:
+            fits += 1  # no bytes yet: the next record is returned whole, however big
+            reached = member.record_end(fits - 1)
+        if fits > first:
+            spans.append(_span(member, first, fits, skip))
+            end = reached
+        if fits < below:
+            return spans, end, True  # the next record would cross the boundary
     return spans, end, False
+
+
+def _records_ending_by(member: StreamState, position: int) -> int:
+    """How many of the member's records end at or before `position` (records ends never decrease)."""
+    starts = member.starts
+    after = bisect_right(starts, position)  # records starting at or before `position`
+    if after == len(starts) and member.tail <= position:
+        return after
+    return max(after - 1, 0)
 
 
 async def read(store: Store, state: StreamState, start: int, chunk_size: int) -> ReadResult:

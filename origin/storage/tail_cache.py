@@ -12,7 +12,8 @@ in an LRU of `range_bytes`: records never change, so a kept range is never stale
 
 from __future__ import annotations
 
-from collections import deque
+from array import array
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -25,9 +26,52 @@ PER_STREAM_BYTES = 1024 * 1024
 
 @dataclass(slots=True)
 class _Tail:
+    """A stream's newest payloads back to back, so any run of them is one slice.
+
+    Byte positions count from the first record ever held, `base` being that of `data[0]`.
+    The front is trimmed once the held bytes reach twice the budget, back to the budget: each
+    byte is moved at most once, so keeping the tail costs O(1) per appended byte.
+    """
+
     first: int  # number of the oldest record held
-    payloads: deque[bytes] = field(default_factory=deque)
-    size: int = 0
+    data: bytearray = field(default_factory=bytearray)
+    ends: array[int] = field(default_factory=lambda: array("q"))  # where each held record ends
+    base: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def count(self) -> int:
+        return len(self.ends)
+
+    def add(self, payload: bytes) -> None:
+        self.data += payload
+        self.ends.append(self.base + len(self.data))
+
+    def slice(self, first: int, last: int) -> bytes:
+        """Records [first, last), which must be held: one copy out of the buffer."""
+        i, j = first - self.first, last - self.first
+        start = self.ends[i - 1] if i > 0 else self.base
+        with memoryview(self.data) as view:
+            return bytes(view[start - self.base : self.ends[j - 1] - self.base])
+
+    def trim(self, budget: int) -> None:
+        """Drop the oldest records until at most `budget` bytes are held (the newest always stays)."""
+        over = self.base + len(self.data) - budget  # dropping must reach at least this position
+        if over > self.base:
+            self.drop(min(bisect_left(self.ends, over) + 1, len(self.ends) - 1))
+
+    def drop(self, count: int) -> None:
+        """Forget the `count` oldest records."""
+        if count <= 0:
+            return
+        new_base = self.ends[count - 1]
+        del self.data[: new_base - self.base]
+        del self.ends[:count]
+        self.base = new_base
+        self.first += count
 
 
 class TailCachedStore:
@@ -51,14 +95,12 @@ class TailCachedStore:
         count = self._counts.get(generation, 0)
         self._counts[generation] = count + len(records)
         tail = self._tails.pop(generation, None)
-        if tail is None or tail.first + len(tail.payloads) != count:
+        if tail is None or tail.first + tail.count != count:
             tail = _Tail(count)
         for record in records:
-            tail.payloads.append(record.payload)
-            tail.size += len(record.payload)
-        while tail.size > self._per_stream and len(tail.payloads) > 1:
-            tail.size -= len(tail.payloads.popleft())
-            tail.first += 1
+            tail.add(record.payload)
+        if tail.size > 2 * self._per_stream:
+            tail.trim(self._per_stream)
         if tail.size + 64 <= self._tails.maxsize:
             self._tails[generation] = tail  # re-inserted, so its size and recency are current
 
@@ -81,12 +123,12 @@ class TailCachedStore:
         self._remember(generation, records)
 
     async def read(self, generation: int, first: int, last: int) -> bytes:
+        if first >= last:
+            return b""
         tail = self._tails.get(generation)
-        if tail is not None and first >= tail.first and last <= tail.first + len(tail.payloads):
+        if tail is not None and first >= tail.first and last <= tail.first + tail.count:
             self.hits += 1
-            if last - first == 1:
-                return tail.payloads[first - tail.first]
-            return b"".join([tail.payloads[i - tail.first] for i in range(first, last)])
+            return tail.slice(first, last)
         key = (generation, first, last)
         data = self._ranges.get(key)
         if data is not None:
@@ -103,9 +145,8 @@ class TailCachedStore:
         for key in [k for k in self._ranges if k[0] == generation and k[1] < record]:
             del self._ranges[key]  # (rare: retention compaction) dropped records read as dropped
         tail = self._tails.get(generation)
-        while tail is not None and tail.payloads and tail.first < record:
-            tail.size -= len(tail.payloads.popleft())
-            tail.first += 1
+        if tail is not None:
+            tail.drop(min(record - tail.first, tail.count))
 
     async def replace_config(self, config: StreamConfig) -> None:
         await self.inner.replace_config(config)
