@@ -77,6 +77,11 @@ class _Starts:
         i = bisect_right(starts, position) - 1
         return ChunkKey(scope, generation, starts[i]) if i >= 0 else None
 
+    def in_scope(self, scope: str) -> list[ChunkKey]:
+        """Every chunk of `scope`, in any generation."""
+        pairs = self._by_path.get(_path_of(scope), ())
+        return [ChunkKey(s, g, start) for s, g in pairs if s == scope for start in self._starts[(s, g)]]
+
     def scopes_of(self, path: str) -> list[tuple[str, int]]:
         return list(self._by_path.get(path, ()))
 
@@ -122,11 +127,37 @@ class ChunkCache:
         return int(self._memory.currsize)
 
     def put(self, chunk: Chunk) -> None:
+        self._keep_in_memory(chunk)
+        if self.disk is not None:
+            self.disk.put_soon(chunk)
+
+    def _keep_in_memory(self, chunk: Chunk) -> None:
         if len(chunk.body) + OVERHEAD <= self._memory.maxsize:
             self._memory[chunk.key] = chunk
             self._starts.add(chunk.key)
-        if self.disk is not None:
-            self.disk.put_soon(chunk)
+
+    def put_start(self, chunk: Chunk) -> None:
+        """Keep `chunk` as the start page of its scope (edge.start_pages), in place of any earlier
+        one; in memory only, as it lives no longer than a second or so."""
+        self._drop_scope(chunk.key.scope)
+        self._keep_in_memory(chunk)
+
+    def start_page(self, scope: str) -> Chunk | None:
+        """The fresh start page of `scope` (a start-page scope), if any; an expired one is dropped."""
+        keys = self._starts.in_scope(scope)
+        chunk = self._memory.get(keys[0]) if len(keys) == 1 else None
+        if chunk is None:
+            return None
+        now = time.time()
+        if now >= chunk.expires:
+            self._drop_scope(scope)
+            return None
+        return chunk if self.freshness.fresh(chunk, now) else None
+
+    def _drop_scope(self, scope: str) -> None:
+        for key in self._starts.in_scope(scope):
+            self._memory.pop(key, None)
+            self._starts.discard(key)
 
     async def find(
         self, scope: str, generation: int, position: int, *, unverified: bool = False
@@ -141,9 +172,7 @@ class ChunkCache:
             chunk = await self.disk.find(scope, generation, position, unverified=unverified)
             if chunk is not None:
                 self.served(chunk, "disk")
-                if len(chunk.body) + OVERHEAD <= self._memory.maxsize:
-                    self._memory[chunk.key] = chunk
-                    self._starts.add(chunk.key)
+                self._keep_in_memory(chunk)
                 return chunk, "disk"
         return None
 

@@ -41,6 +41,15 @@ def rest_scope(owner: str, variant: str) -> str:
     return owner + REST_PAGES + variant
 
 
+#: Marks a cache scope that holds a stream's start page (edge.start_pages): the origin's answer
+#: to a read from `offset=-1`, "<scope>\0start". It answers only reads from the start.
+START_PAGE = "\0start"
+
+
+def start_scope(owner: str) -> str:
+    return owner + START_PAGE
+
+
 #: Bytes of a JSON chunk scanned for message boundaries (once, on the loop). A read starting
 #: past them is not answered from the chunk but asked of the origin, which indexes its records.
 BOUNDARY_SCAN_BYTES = 64 * 1024
@@ -107,7 +116,7 @@ class Chunk:
     def covers(self, position: int) -> bool:
         if position == self.key.start:
             return True
-        if not self.key.start < position < self.end or REST_PAGES in self.key.scope:
+        if not self.key.start < position < self.end or REST_PAGES in self.key.scope or START_PAGE in self.key.scope:
             return False
         return self.boundaries is None or self.boundaries.is_end(self.body, position - self.key.start)
 

@@ -4,8 +4,9 @@ Only plain requests take the lane: an anonymous HTTP/1.1 keep-alive GET of a str
 If-None-Match, Authorization or signature, whose path needs no decoding. For those the answer
 depends on the target alone, so each target is parsed once (with the same `shared` rules the
 handlers use) and remembered. Then:
-- a catch-up read from the start of a chunk in the memory cache gets the chunk's rendered head
-  and the cached body, with no copy;
+- a catch-up read from the start of a chunk in the memory cache, or from the start of the
+  stream while its start page is kept (edge.start_pages), gets the chunk's rendered head and the
+  cached body, with no copy;
 - a long-poll is decided as the handlers decide it (edge.long_poll_plan): one whose answer is
   already known (a recent shared poll) gets it at once; one that joins or starts a shared poll
   is parked on the connection, and when the poll returns every parked client is answered in one
@@ -28,7 +29,7 @@ from aiohttp.http_parser import RawRequestMessage
 from cachetools import LRUCache
 
 from plugin_streams.edge.cache import ChunkCache
-from plugin_streams.edge.chunks import ChunkKey
+from plugin_streams.edge.chunks import Chunk, ChunkKey, start_scope
 from plugin_streams.edge.long_poll_plan import (
     STOPPING,
     AfterFlight,
@@ -40,7 +41,7 @@ from plugin_streams.edge.long_poll_plan import (
     StartFlight,
 )
 from plugin_streams.edge.metrics import EdgeMetrics
-from plugin_streams.edge.reads import EdgeReads, chunk_answer, explicit
+from plugin_streams.edge.reads import EdgeReads, chunk_answer, explicit, from_start
 from plugin_streams.edge.scope import ReadScope
 from plugin_streams.edge.upstream import Reply
 from plugin_streams.shared import headers as h
@@ -64,7 +65,14 @@ class CatchUp:
     offset: Offset
 
 
-Route = CatchUp | PollRequest | None  # None: not for the lane (a PollRequest: a long-poll)
+@dataclass(frozen=True, slots=True)
+class FromStart:
+    """A catch-up read from the start (`offset=-1`, or none), answered by a start page."""
+
+    scope: ReadScope
+
+
+Route = CatchUp | FromStart | PollRequest | None  # None: not for the lane (a PollRequest: a long-poll)
 
 
 class _Parked:
@@ -126,6 +134,8 @@ class FastReads:
             return False
         if type(route) is CatchUp:
             return self._catch_up(route, conn)
+        if type(route) is FromStart:
+            return self._from_start(route, conn)
         return self._long_poll(route, message, conn)  # type: ignore[arg-type]
 
     # -- catch-up --------------------------------------------------------------------------
@@ -135,18 +145,30 @@ class FastReads:
         chunk = self.cache.in_memory(route.scope.path, offset.generation, offset.position)  # fresh only
         if chunk is None or offset.position != chunk.key.start:
             return False  # a miss, another tier or a slice: the handlers do it
+        self._send_whole(chunk, route.scope, conn)
+        return True
+
+    def _from_start(self, route: FromStart, conn: FastConnection) -> bool:
+        chunk = self.cache.start_page(start_scope(route.scope.public))  # fresh only
+        if chunk is None:
+            return False  # not kept (or no longer): the handlers ask the origin
+        self._send_whole(chunk, route.scope, conn)
+        return True
+
+    def _send_whole(self, chunk: Chunk, scope: ReadScope, conn: FastConnection) -> None:
+        """Answer with all of `chunk`: its rendered head, then its body as cached (one write, no copy)."""
         # The head names the copy's Age (whole seconds): rendered again once a second at most.
         age = chunk.age(time.time())
-        known = self._heads.get((chunk.key, offset.position))
+        start = chunk.key.start
+        known = self._heads.get((chunk.key, start))
         if known is None or known[0] != chunk.stored or known[1] != age:
-            body, headers = chunk_answer(chunk, offset.position, route.scope)
-            known = self._heads[(chunk.key, offset.position)] = (chunk.stored, age, Rendered(200, headers, len(body)))
+            body, headers = chunk_answer(chunk, start, scope)
+            known = self._heads[(chunk.key, start)] = (chunk.stored, age, Rendered(200, headers, len(body)))
         rendered = known[2]
         self._memory_hits.inc()
         self.cache.served(chunk, "memory")
         conn.send(rendered.head(), chunk.body)  # counted and logged by the connection's observer
         self._lane_catch_up.inc()
-        return True
 
     # -- long-poll -------------------------------------------------------------------------
 
@@ -264,10 +286,13 @@ def _route(message: RawRequestMessage, policy: AccessPolicy) -> Route:
         return None
     if SIGNATURE_PARAM in query or read.live == h.LIVE_SSE:
         return None
-    offset = explicit(query.get(h.QUERY_OFFSET))
+    scope = ReadScope(path, None, signed=False)
+    offset_text = query.get(h.QUERY_OFFSET)
+    if read.live is None and from_start(offset_text):
+        return FromStart(scope)
+    offset = explicit(offset_text)
     if offset is None:
         return None
-    scope = ReadScope(path, None, signed=False)
     if read.live == h.LIVE_LONG_POLL:
         return PollRequest(scope, offset, query[h.QUERY_OFFSET], read.cursor)
     return CatchUp(scope, offset)

@@ -7,8 +7,10 @@
   waiting at one offset share one upstream long-poll and are answered together when it
   returns. Each gets its own cursor under the spec's monotonic rule (shared.cursor), which is
   deterministic, so clients at the same place still share cache keys downstream.
-- Everything else (`offset=-1`, `offset=now`, the tail) is coalesced but not stored: it can
-  change at any moment, and the edge must show a client its own writes.
+- A read from the start (`offset=-1`) that stops before the tail is kept for the second the
+  origin allows (edge.start_pages): every walk of a stream begins there.
+- Everything else (`offset=now`, the tail) is coalesced but not stored: it can change at any
+  moment, and the edge must show a client its own writes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from plugin_streams.edge.cache import ChunkCache
-from plugin_streams.edge.chunks import Chunk, ChunkKey, is_immutable
+from plugin_streams.edge.chunks import Chunk, ChunkKey, is_immutable, start_scope
 from plugin_streams.edge.coalesce import shared_headers
 from plugin_streams.edge.long_poll_plan import (
     STOPPING,
@@ -36,6 +38,7 @@ from plugin_streams.edge.long_poll_plan import (
 )
 from plugin_streams.edge.metrics import EdgeMetrics
 from plugin_streams.edge.scope import ReadScope
+from plugin_streams.edge.start_pages import start_page
 from plugin_streams.edge.upstream import Reply, Upstream, end_to_end
 from plugin_streams.shared import caching
 from plugin_streams.shared import headers as h
@@ -51,6 +54,11 @@ def explicit(offset_text: str | None) -> Offset | None:
     if offset_text is None or offset_text in (h.OFFSET_START, h.OFFSET_NOW):
         return None
     return parse_offset(offset_text)
+
+
+def from_start(offset_text: str | None) -> bool:
+    """Whether a catch-up read with this `offset` (None: none given) reads from the start."""
+    return offset_text is None or offset_text == h.OFFSET_START
 
 
 def respond(reply: Reply, request: web.Request) -> web.Response:
@@ -92,6 +100,24 @@ class EdgeReads:
         )
         self.cache.put(chunk)
 
+    def _store_start(self, scope: ReadScope, reply: Reply) -> None:
+        owner = scope.for_response(reply.headers.get(h.CACHE_CONTROL, ""))
+        chunk = start_page(owner, reply) if owner is not None else None
+        if chunk is not None:
+            self.cache.put_start(chunk)
+
+    def cached_start(self, scope: ReadScope) -> Chunk | None:
+        """The kept answer to a read from the start (edge.start_pages) this client may see, if any."""
+        for owner in (scope.public, scope.credential):
+            if owner is None or (owner == scope.public and scope.signed):
+                continue
+            chunk = self.cache.start_page(start_scope(owner))
+            if chunk is not None:
+                self.cache.served(chunk, "memory")
+                self.metrics.cache_hits.labels("memory").inc()
+                return chunk
+        return None
+
     async def cached(self, scope: ReadScope, offset: Offset | None, *, unverified: bool = False) -> Chunk | None:
         if offset is None:
             return None
@@ -105,11 +131,17 @@ class EdgeReads:
         self.metrics.cache_misses.inc()
         return None
 
-    async def _fetch(self, headers: Mapping[str, str], scope: ReadScope, offset: Offset | None, path_qs: str) -> Reply:
+    async def _fetch(
+        self, headers: Mapping[str, str], scope: ReadScope, offset: Offset | None, path_qs: str, *, start: bool
+    ) -> Reply:
+        """The origin's answer to a catch-up read from `offset` (`start`: from the start)."""
         self.metrics.upstream.labels("catch_up").inc()
         # Shared by every caller of the flight: no one caller's conditionals (respond() applies each's).
         reply = await self.upstream.request("GET", path_qs, shared_headers(headers))
-        self._store(scope, offset, reply)
+        if start:
+            self._store_start(scope, reply)
+        else:
+            self._store(scope, offset, reply)
         return reply
 
     def shutdown(self) -> None:
@@ -127,14 +159,20 @@ class EdgeReads:
         return self._stopped
 
     async def catch_up(self, http: web.Request, scope: ReadScope, request: ReadRequest) -> web.Response:
-        offset = explicit(http.query.get(h.QUERY_OFFSET))
+        offset_text = http.query.get(h.QUERY_OFFSET)
+        start = from_start(offset_text)
+        if start:
+            page = self.cached_start(scope)
+            if page is not None:
+                return _chunk_response(page, page.key.start, http, scope)
+        offset = explicit(offset_text)
         chunk = await self.cached(scope, offset)
         if chunk is not None and offset is not None:
             return _chunk_response(chunk, offset.position, http, scope)
         key = self.planner.flight_key(scope, http.query_string)
         try:
             reply = await self.catch_up_flights.run(
-                key, lambda: self._fetch(http.headers, scope, offset, http.raw_path)
+                key, lambda: self._fetch(http.headers, scope, offset, http.raw_path, start=start)
             )
         except Unavailable:
             # The origin cannot be asked whether the stream still exists: a copy within its
@@ -147,16 +185,19 @@ class EdgeReads:
 
     async def read_at(self, http: web.Request, scope: ReadScope, offset_text: str) -> Reply:
         """A catch-up read from `offset_text` as a value (used by SSE catch-up), cache first."""
+        start = from_start(offset_text)
         offset = explicit(offset_text)
-        chunk = await self.cached(scope, offset)
-        if chunk is not None and offset is not None:
-            body, headers = chunk.answer(offset.position)
+        chunk = self.cached_start(scope) if start else await self.cached(scope, offset)
+        if chunk is not None:
+            body, headers = chunk.answer(chunk.key.start if offset is None else offset.position)
             return Reply(200, headers, body)
         query = {k: v for k, v in http.rel_url.query.items() if k not in (h.QUERY_CURSOR, h.QUERY_LIVE)}
         query[h.QUERY_OFFSET] = offset_text
         path_qs = http.rel_url.with_query(query).raw_path_qs
         key = self.planner.flight_key(scope, f"offset={offset_text}")
-        return await self.catch_up_flights.run(key, lambda: self._fetch(http.headers, scope, offset, path_qs))
+        return await self.catch_up_flights.run(
+            key, lambda: self._fetch(http.headers, scope, offset, path_qs, start=start)
+        )
 
     async def long_poll(self, http: web.Request, scope: ReadScope, request: ReadRequest) -> web.Response:
         offset_text = http.query.get(h.QUERY_OFFSET, "")
