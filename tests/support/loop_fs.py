@@ -25,18 +25,20 @@ filesystem has not yet sent to it (dirty page cache, uncommitted journal) is not
 4. FITHAW; the old mount is then unmounted (its late writes land on the old image, already copied).
 
 Why not the simpler ways: copying device.img while writes continue (after a SIGKILL the flusher
-and the journal thread still write) can combine blocks from different moments, for example a
-journal commit block without the blocks it commits, a disk no power cut produces; `fsfreeze` of
-the disk under test itself would first write back its whole page cache (the opposite of a power
-cut); dropping caches (`drop_caches`) discards only clean pages; there is no device-mapper here
-(dm-flakey, dm-snapshot) nor nbd/ublk for a device of our own; `losetup --direct-io` changes how
-the loop driver writes, not when a copy may be taken.
+and the journal thread still write) combines blocks from different moments, a disk no power cut
+produces. Measured here (two threads creating, fsyncing and deleting files, 12 captures 0.3 s
+apart): 4 of 12 plain copies needed repairs beyond an unclean shutdown's ("Block bitmap
+differences", group free counts wrong), 0 of 12 frozen ones. `fsfreeze` of the disk under test
+itself would first write back its whole page cache (the opposite of a power cut); `drop_caches`
+discards only clean pages, never dirty ones; there is no device-mapper here (dm-flakey,
+dm-snapshot) nor nbd/ublk for a device of our own; `losetup --direct-io` changes how the loop
+driver writes, not when a copy may be taken.
 
 What the model is: a device that keeps every write it completed (no volatile write cache, or one
 with power-loss protection). It drops exactly what a power cut drops from the operating system:
-dirty pages and journal transactions not yet written. It does not model a disk that loses
-completed but unflushed writes; flushes still have to reach the device, since the inner ext4
-waits for them before an fdatasync returns.
+dirty pages and journal transactions not yet written. It does not model a disk whose volatile
+cache loses writes it had completed but not yet flushed: here a completed write counts, flush or
+not (so a missing fdatasync is caught, a missing cache flush of a write already sent is not).
 
 `recover()` is what the next boot does: `e2fsck -f -y` replays the journal and checks the whole
 filesystem. The only repairs accepted are those of a normal unclean shutdown (the superblock's
