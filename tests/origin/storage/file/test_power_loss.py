@@ -35,9 +35,10 @@ import re
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -73,38 +74,51 @@ def json_batch(writer: str, n: int) -> list[dict[str, object]]:
     return [{"w": writer, "n": n, "i": i, "of": count, "pad": pad} for i, pad in enumerate(pads)]
 
 
-def parse_binary(data: bytes) -> tuple[list[tuple[str, int]], list[str]]:
-    """The appends a binary stream holds, in order, and what in it is no whole append (torn)."""
-    units: list[tuple[str, int]] = []
+Unit = tuple[str, int]  # (writer, n)
+
+
+def parse_units(
+    content: Sequence[Any], start_of: Callable[[Sequence[Any], int], Unit | None], unit_of: Callable[[str, int], Any]
+) -> tuple[list[Unit], list[str]]:
+    """The appends a stream holds, in order, and where it holds something that is no whole append (torn).
+
+    `content` is a binary stream's bytes or a JSON stream's messages; `start_of` names the append
+    that starts at a position (None: none does), `unit_of` rebuilds what that append sent.
+    """
+    units: list[Unit] = []
     pos = 0
-    while pos < len(data):
-        match = UNIT_HEADER.match(data, pos)
-        if match is None:
-            return units, [f"byte {pos}: no append starts here: {data[pos : pos + 40]!r}"]
-        writer, n = match.group(1).decode(), int(match.group(2))
-        expected = binary_unit(writer, n)
-        if data[pos : pos + len(expected)] != expected:
-            return units, [f"byte {pos}: {writer}#{n} is torn or corrupt ({len(data) - pos} bytes left)"]
-        units.append((writer, n))
+    while pos < len(content):
+        unit = start_of(content, pos)
+        if unit is None:
+            return units, [f"at {pos}: no append starts here: {content[pos : pos + 40]!r:.120}"]
+        expected = unit_of(*unit)
+        if content[pos : pos + len(expected)] != expected:
+            return units, [f"at {pos}: {unit[0]}#{unit[1]} is torn or corrupt ({len(content) - pos} left)"]
+        units.append(unit)
         pos += len(expected)
     return units, []
 
 
-def parse_json(messages: list[object]) -> tuple[list[tuple[str, int]], list[str]]:
-    """The batches a JSON stream holds, in order; a batch with a message missing or altered is torn."""
-    units: list[tuple[str, int]] = []
-    pos = 0
-    while pos < len(messages):
-        first = messages[pos]
-        if not isinstance(first, dict) or first.get("i") != 0:
-            return units, [f"message {pos} starts no batch: {str(first)[:80]}"]
-        writer, n = str(first.get("w")), int(first.get("n", -1))
-        expected = json_batch(writer, n)
-        if messages[pos : pos + len(expected)] != expected:
-            return units, [f"message {pos}: batch {writer}#{n} is torn or corrupt"]
-        units.append((writer, n))
-        pos += len(expected)
-    return units, []
+def binary_start(data: Sequence[Any], pos: int) -> Unit | None:
+    match = UNIT_HEADER.match(bytes(data[pos : pos + 32]))
+    return (match.group(1).decode(), int(match.group(2))) if match else None
+
+
+def json_start(messages: Sequence[Any], pos: int) -> Unit | None:
+    """A batch starts with its message i=0."""
+    first = messages[pos]
+    if isinstance(first, dict) and first.get("i") == 0 and isinstance(first.get("n"), int):
+        return str(first.get("w")), first["n"]
+    return None
+
+
+def parse_binary(data: bytes) -> tuple[list[Unit], list[str]]:
+    return parse_units(data, binary_start, binary_unit)
+
+
+def parse_json(messages: list[object]) -> tuple[list[Unit], list[str]]:
+    """A JSON batch is one append: all of its messages, in order, or it is torn."""
+    return parse_units(messages, json_start, json_batch)
 
 
 # -- what the writers were told ------------------------------------------------------------------
@@ -162,7 +176,7 @@ class Damage:
         return not (self.gone or self.lost or self.torn or self.duplicated or self.out_of_order)
 
 
-def check_units(units: list[tuple[str, int]], writers: list[Writer]) -> Damage:
+def check_units(units: list[Unit], writers: list[Writer]) -> Damage:
     """Compare what a stream holds with what its writers sent and were acknowledged."""
     damage = Damage()
     for writer in writers:
@@ -462,3 +476,29 @@ async def test_power_loss_without_fsync_loses_acknowledged_appends(disk: PowerCu
     finally:
         run.stop_all()
     assert damage.lost, "no acknowledged append was lost without fsync: the capture did not drop the page cache"
+
+
+def test_the_checks_find_torn_lost_duplicated_and_reordered_appends() -> None:
+    """The verdicts the power-loss rounds rely on, on streams damaged on purpose."""
+    b0, b1 = binary_unit("b0", 0), binary_unit("b0", 1)
+    assert parse_binary(b0 + b1) == ([("b0", 0), ("b0", 1)], [])
+    units, torn = parse_binary(b0 + b1[:-1])
+    assert units == [("b0", 0)] and torn and "b0#1 is torn" in torn[0]
+    assert parse_binary(b0 + b"\0" * 10)[1], "zeros after the last append (an unwritten block) are torn"
+    n = next(n for n in itertools.count() if len(json_batch("j0", n)) > 1)
+    j0, big = json_batch("j0", 0), json_batch("j0", n)
+    assert parse_json(j0 + big) == ([("j0", 0), ("j0", n)], [])
+    assert parse_json(j0 + big[:-1])[1], "a batch missing its last message is torn"
+    assert parse_json(big[1:] + j0)[1], "a batch missing its first message is torn"
+
+    writer = Writer("b0", {0: Append(0, 1), 1: Append(2, 3), 2: Append(4)})
+    assert check_units([("b0", 0), ("b0", 1)], [writer]).clean()
+    assert check_units([("b0", 0), ("b0", 1), ("b0", 2)], [writer]).clean(), "an unacknowledged append may survive"
+    assert check_units([("b0", 0)], [writer]).lost == ["b0#1"]
+    assert check_units([("b0", 0), ("b0", 1), ("b0", 1)], [writer]).duplicated
+    assert check_units([("b0", 1), ("b0", 0)], [writer]).out_of_order
+    assert check_units([("b0", 0), ("b0", 1), ("b0", 3)], [writer]).torn, "an append never sent"
+    # Across writers: b1#0 was sent after b0#0 was acknowledged, so it cannot come first.
+    other = Writer("b1", {0: Append(5, 6)})
+    assert check_units([("b0", 0), ("b0", 1), ("b1", 0)], [writer, other]).clean()
+    assert check_units([("b1", 0), ("b0", 0), ("b0", 1)], [writer, other]).out_of_order
