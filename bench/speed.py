@@ -369,6 +369,22 @@ def fanout_settings(args: argparse.Namespace) -> dict[str, int]:
     }
 
 
+def estimate_minutes(args: argparse.Namespace, fan: dict[str, int]) -> float:
+    """A lower bound of the run's length, from the selected rows and servers (measured overheads)."""
+    rows = [sr.ROW_BY_CASE[c] for c in args.case_list if c in sr.ROW_BY_CASE]
+    per_server = 3 + args.warmup if rows else 0
+    per_server += sum(args.duration + 2 for r in rows if r.kind == "append")
+    per_server += sum(args.duration + WALK_WARMUP_S + 1 for r in rows if r.kind == "walk")
+    seconds = per_server * len(args.server_list) + 5  # + the fills, Node dataDir's at about 1k appends/s
+    if "ours" in args.server_list:
+        seconds += sum(args.duration + WALK_WARMUP_S + 2 for r in rows if r.kind == "edge")
+    if "longpoll" in args.case_list:  # compare_edge.py's: both systems, the writer paced at 10/s
+        seconds += 2 * (fan["lp_readers"] / 1000 + fan["lp_appends"] * 0.1 + 12)
+    if "sse" in args.case_list:
+        seconds += fan["sse_readers"] / 700 + fan["sse_readers"] / 2500 + fan["sse_events"] * 0.1 + 11
+    return seconds / 60
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     missing = [tool for tool in ("wrk", "gcc") if shutil.which(tool) is None]
@@ -391,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     cw.walker_binary()  # built before any server starts (a compile error stops the run here)
     machine = co.machine_info(data_root)
     log(f"servers {args.server_list}; cases {args.case_list}; {args.duration} s per case; raw output in {out_dir}")
-    log(f"{pinning.note}")
+    log(f"{pinning.note}; estimated about {estimate_minutes(args, settings):.0f} min")
     baseline = json.loads(Path(args.baseline).read_text()) if args.baseline else None
     t0 = time.monotonic()
     table_rows = [c for c in ctx.cases if c in sr.ROW_BY_CASE]

@@ -26,6 +26,8 @@ LABELS = {
 #: the issue's figure for ours (empty reads at the tail, c=16), the baseline without --baseline
 ISSUE_TAIL_READS_PER_S = 10_700.0
 SLOWER_ALLOWED = 0.05
+#: a load generator this busy may be what limits the figure (flagged in the CPU table)
+GENERATOR_BUSY_PCT = 90
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,8 @@ def cpu_cell(row: Row, res: dict[str, Any] | None) -> str:
         scale, unit = (1000, "ms") if row.op == "MiB" else (1, "µs")
         load = f" (load {load_per_op / scale:,.2f})" if load_per_op is not None else ""
         parts.append(f"{per_op / scale:,.2f}{load} {unit}/{row.op}")
+    if res["cpu_pct"].get("load", 0) >= GENERATOR_BUSY_PCT:
+        parts.append(f"⚠ load generator ≥ {GENERATOR_BUSY_PCT}% of its core: it may be the limit")
     return ", ".join(parts)
 
 
