@@ -58,7 +58,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 #: ioctl numbers of linux/fs.h: _IOWR('X', 119, int) and _IOWR('X', 120, int).
@@ -71,6 +71,8 @@ TOOLS = ("losetup", "mkfs.ext4", "e2fsck", "mount", "umount", "cp", "sync")
 NORMAL_REPAIRS = re.compile(
     r"\Ajournal replayed\Z|\AFree (blocks|inodes) count wrong \(|\A(Clearing|Truncating) orphaned inode|\AOrphan file"
 )
+#: Where the tools live, also when the caller's PATH lacks the sbin directories (a non-login shell).
+SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", "/usr/bin", "/bin"])
 QUESTION = re.compile(r"\? yes\s*\Z")
 
 
@@ -85,16 +87,22 @@ def missing_tools() -> str | None:
     if not Path("/dev/loop-control").exists():
         return "no /dev/loop-control: this kernel or container offers no loop devices"
     for tool in TOOLS:
-        if shutil.which(tool) is None:
+        if shutil.which(tool, path=SEARCH_PATH) is None:
             return f"{tool} is not installed (Debian packages e2fsprogs, mount, coreutils)"
     if "ext4" not in Path("/proc/filesystems").read_text():
         return "the kernel does not offer ext4"
     return None
 
 
+def attempt(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run a tool, whatever its exit code (its output captured)."""
+    env = os.environ | {"PATH": SEARCH_PATH}
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False, env=env)
+
+
 def run(*args: str, timeout: float = 60.0) -> str:
     """Run a tool; its combined output, or LoopFsError with that output when it exits non-zero."""
-    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    done = attempt(*args, timeout=timeout)
     if done.returncode != 0:
         raise LoopFsError(f"{' '.join(args)} exited with {done.returncode}:\n{done.stdout}{done.stderr}")
     return done.stdout + done.stderr
@@ -190,9 +198,7 @@ class PowerCutDisk:
         Returns what e2fsck did (fsck_repairs); LoopFsError if it repaired more than an unclean
         shutdown explains.
         """
-        done = subprocess.run(
-            ["e2fsck", "-f", "-y", str(captured)], capture_output=True, text=True, timeout=120, check=False
-        )
+        done = attempt("e2fsck", "-f", "-y", str(captured), timeout=120)
         output = done.stdout + done.stderr
         # 0: clean, 1: errors corrected; 2 and above: reboot needed, uncorrected errors, or failure.
         if done.returncode > 1:
@@ -209,24 +215,18 @@ class PowerCutDisk:
     def close(self) -> None:
         """Undo everything, whatever state a failure left (thawed, lazy unmounts, loop devices freed)."""
         if self.outer_mounted:
-            try:
-                outer = os.open(self.outer_mount, os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    fcntl.ioctl(outer, FITHAW, 0)
-                except OSError:
-                    pass  # EINVAL: it was not frozen
-                finally:
-                    os.close(outer)
-            except OSError:
-                pass
+            outer = os.open(self.outer_mount, os.O_RDONLY | os.O_DIRECTORY)
+            with suppress(OSError):  # EINVAL: it was not frozen (cut_power thaws on its own way out)
+                fcntl.ioctl(outer, FITHAW, 0)
+            os.close(outer)
         for mounted, point in ((self.mounted, self.mount_point), (self.outer_mounted, self.outer_mount)):
             if mounted:
-                subprocess.run(["umount", "-l", str(point)], capture_output=True, timeout=60, check=False)
+                attempt("umount", "-l", str(point))
         self.mounted = self.outer_mounted = False
         # After a lazy unmount the device may still be busy: `losetup -d` then frees it when released.
         for loop in (self.loop, self.outer_loop):
             if loop is not None:
-                subprocess.run(["losetup", "-d", loop], capture_output=True, timeout=60, check=False)
+                attempt("losetup", "-d", loop)
         self.loop = self.outer_loop = None
 
 

@@ -434,6 +434,7 @@ async def power_cut_rounds(run: Run, rounds: int) -> Damage:
                 return total  # the writers' view no longer matches the disk: later rounds would only echo this
             retried = await check_producers(session, streams, run, last_sent)
             print(f"    producers: {retried} of {len(last_sent)} retried seqs had been persisted")
+    run.started[-1].assert_loop_never_blocked()
     print(f"power loss (fsync={run.fsync}): {rounds} cuts, {acked_total(run.writers)} acknowledged, {total.counts()}")
     return total
 
