@@ -263,7 +263,7 @@ class StreamService:
             return await asyncio.get_running_loop().run_in_executor(
                 self._executor, lambda: jsonmode.stored_batch(body, allow_empty_array=allow_empty_array)
             )
-        return jsonmode.encode_messages(jsonmode.parse_messages(body, allow_empty_array=allow_empty_array))
+        return jsonmode.stored_messages(body, allow_empty_array=allow_empty_array)
 
     # -- append and close -------------------------------------------------------------------
 
@@ -325,7 +325,7 @@ class StreamService:
         self._admit(state, request, body, now)
         payload = body
         if body and json_mode:
-            payload = jsonmode.encode_messages(jsonmode.parse_messages(body, allow_empty_array=False))
+            payload = jsonmode.stored_messages(body, allow_empty_array=False)
         return self._decide(state, request, body, payload, None)
 
     def settled(self, appending: Appending) -> AppendResult:

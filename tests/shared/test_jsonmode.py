@@ -6,6 +6,8 @@ import json
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from plugin_streams.shared import jsonmode
 from plugin_streams.shared.errors import BadRequest
@@ -258,3 +260,51 @@ def test_a_large_batch_built_one_message_at_a_time_is_stored_the_same(body: str,
 
     whole = stored(lambda: encode_messages(parse_messages(body.encode(), allow_empty_array=allow_empty_array)))
     assert stored(lambda: stored_batch(body.encode(), allow_empty_array=allow_empty_array)) == whole
+
+
+_BODIES_OF_ALL_KINDS = [
+    "[]",
+    " [ ] ",
+    "[1, 2, 3]",
+    '[[1,[2]],{"a":"b"}, "x\\u0000", -0.0, 1.5e3, 1e16, 1e-7, true, null]',
+    '["\\ud800", "é"]',
+    '["é", {"k": "\\udfff"}]',
+    '{"a":[1,2]}',
+    '"s"',
+    "123456789012345678901234567890",
+    "[1,]",
+    "[1e400]",
+    "[NaN]",
+    "\ufeff[1]",
+    "\ufeff\ufeff[1]",
+    "[" + "[" * 5000 + "]" * 5000 + "]",
+    "",
+]
+
+
+@pytest.mark.parametrize("body", _BODIES_OF_ALL_KINDS)
+@pytest.mark.parametrize("allow_empty_array", [True, False])
+def test_stored_messages_is_the_stored_form_of_the_parsed_messages(body: str, allow_empty_array: bool) -> None:
+    def stored(parse: Callable[[], bytes]) -> bytes | str:
+        try:
+            return parse()
+        except BadRequest as exc:
+            return f"400 {exc.reason}"
+
+    raw = body.encode("utf-8", "surrogatepass")
+    whole = stored(lambda: encode_messages(parse_messages(raw, allow_empty_array=allow_empty_array)))
+    assert stored(lambda: jsonmode.stored_messages(raw, allow_empty_array=allow_empty_array)) == whole
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda kids: st.lists(kids) | st.dictionaries(st.text(), kids),
+    max_leaves=20,
+)
+
+
+@given(_VALUES)
+def test_stored_messages_agrees_with_one_message_at_a_time_for_any_value(value: object) -> None:
+    body = json.dumps(value).encode("utf-8", "surrogatepass")
+    expected = encode_messages(parse_messages(body, allow_empty_array=True))
+    assert jsonmode.stored_messages(body, allow_empty_array=True) == expected
