@@ -46,7 +46,10 @@ logger = logging.getLogger(__name__)
 #: Largest body the lane takes: a small append arrives whole in a packet or two; larger ones
 #: gain nothing from the lane and go the ordinary way.
 BODY_LIMIT: Final = 64 * 1024
-MAX_PATHS: Final = 16_384  # remembered request targets (a few hundred bytes each)
+MAX_PATHS: Final = 16_384  # remembered request targets...
+#: ...of at most this many characters, so that what is remembered stays a few MiB whatever
+#: targets clients send (a longer one is judged again each time: a few microseconds).
+MAX_REMEMBERED_TARGET: Final = 256
 #: Request headers that aiohttp acts on before the handler runs: such requests go its way.
 _NOT_PLAIN: Final = (hdrs.EXPECT, hdrs.CONTENT_ENCODING, hdrs.TRANSFER_ENCODING)
 _SUBSCRIPTIONS: Final = ROUTE_PREFIX[len(STREAM_PREFIX) :]  # "__ds": routed to the subscription API
@@ -62,19 +65,12 @@ class AppendLane:
         self._templates: dict[tuple[int, tuple[str, ...]], Template] = {}
 
     def take(self, message: RawRequestMessage, conn: FastConnection) -> bool:
-        if message.method != "POST" or message.version != HttpVersion11 or message.should_close or message.chunked:
+        if not _plain_post(message):
             return False
-        headers = message.headers
-        for name in _NOT_PLAIN:
-            if name in headers:
-                return False
-        target = message.path
-        try:
-            path = self._paths[target]
-        except KeyError:
-            path = self._paths[target] = stream_path(target)
+        path = self._path(message.path)
         if path is None:
             return False
+        headers = message.headers
         body = conn.body
         try:
             appending = self.service.append_now(path, parse.parse_append(headers, body_empty=not body), body)
@@ -93,6 +89,15 @@ class AppendLane:
         conn.park(message)
         waiting.add_done_callback(lambda _: self._answer_parked(conn, appending, has_body))
         return True
+
+    def _path(self, target: str) -> str | None:
+        try:
+            return self._paths[target]
+        except KeyError:
+            path = stream_path(target)
+            if len(target) <= MAX_REMEMBERED_TARGET:
+                self._paths[target] = path
+            return path
 
     def _answer_parked(self, conn: FastConnection, appending: Appending, has_body: bool) -> None:
         head, body = self._answer(appending, has_body)  # settles the append even if nobody reads it
@@ -114,6 +119,14 @@ class AppendLane:
             holes = {name: HOLES[i] for i, name in enumerate(names)}
             template = self._templates[(status, names)] = Template(status, holes)
         return template.head(*headers.values()), b""
+
+
+def _plain_post(message: RawRequestMessage) -> bool:
+    """A keep-alive HTTP/1.1 POST with a Content-Length body and nothing aiohttp acts on first."""
+    if message.method != "POST" or message.version != HttpVersion11 or message.should_close or message.chunked:
+        return False
+    headers = message.headers
+    return not any(name in headers for name in _NOT_PLAIN)
 
 
 def stream_path(target: str) -> str | None:
