@@ -6,7 +6,8 @@ depends on the target alone, so each target is parsed once (with the same `share
 handlers use) and remembered. Then:
 - a catch-up read from the start of a chunk in the memory cache, or from the start of the
   stream while its start page is kept (edge.start_pages), gets the chunk's rendered head and the
-  cached body, with no copy;
+  cached body, with no copy; one no tier can answer (the tail, mostly) is parked on the shared
+  upstream read and answered with the other readers of it (edge.parked_reads);
 - a long-poll is decided as the handlers decide it (edge.long_poll_plan): one whose answer is
   already known (a recent shared poll) gets it at once; one that joins or starts a shared poll
   is parked on the connection, and when the poll returns every parked client is answered in one
@@ -41,6 +42,7 @@ from plugin_streams.edge.long_poll_plan import (
     StartFlight,
 )
 from plugin_streams.edge.metrics import EdgeMetrics
+from plugin_streams.edge.parked_reads import ParkedReads
 from plugin_streams.edge.reads import EdgeReads, chunk_answer, explicit, from_start
 from plugin_streams.edge.scope import ReadScope
 from plugin_streams.edge.upstream import Reply
@@ -110,6 +112,7 @@ class FastReads:
         self.enabled = True
         self._routes: LRUCache[str, Route] = LRUCache(MAX_ROUTES)
         self._parked: dict[FlightKey, _Parked] = {}
+        self.parked = ParkedReads(reads, metrics)  # catch-up reads the cache cannot answer
         # Per chunk start: (the copy's stored time, its Age, the head naming both).
         self._heads: LRUCache[tuple[ChunkKey, int], tuple[float, int, Rendered]] = LRUCache(MAX_ROUTES)
         self._recent_heads: LRUCache[PollRequest, tuple[Reply, int, Rendered]] = LRUCache(MAX_ROUTES)
@@ -133,25 +136,28 @@ class FastReads:
         if route is None:
             return False
         if type(route) is CatchUp:
-            return self._catch_up(route, conn)
+            return self._catch_up(route, message, conn)
         if type(route) is FromStart:
-            return self._from_start(route, conn)
+            return self._from_start(route, message, conn)
         return self._long_poll(route, message, conn)  # type: ignore[arg-type]
 
     # -- catch-up --------------------------------------------------------------------------
 
-    def _catch_up(self, route: CatchUp, conn: FastConnection) -> bool:
+    def _catch_up(self, route: CatchUp, message: RawRequestMessage, conn: FastConnection) -> bool:
         offset = route.offset
         chunk = self.cache.in_memory(route.scope.path, offset.generation, offset.position)  # fresh only
-        if chunk is None or offset.position != chunk.key.start:
-            return False  # a miss, another tier or a slice: the handlers do it
-        self._send_whole(chunk, route.scope, conn)
-        return True
+        if chunk is not None and offset.position == chunk.key.start:
+            self._send_whole(chunk, route.scope, conn)
+            return True
+        if chunk is not None or self.cache.may_have(route.scope.path, offset.generation, offset.position):
+            return False  # a slice, or another tier: the handlers do it
+        self.metrics.cache_misses.inc()
+        return self.parked.park(message, conn, route.scope, offset, start=False)  # (the tail, mostly)
 
-    def _from_start(self, route: FromStart, conn: FastConnection) -> bool:
+    def _from_start(self, route: FromStart, message: RawRequestMessage, conn: FastConnection) -> bool:
         chunk = self.cache.start_page(start_scope(route.scope.public))  # fresh only
-        if chunk is None:
-            return False  # not kept (or no longer): the handlers ask the origin
+        if chunk is None:  # not kept (or no longer): asked of the origin, with whoever asks too
+            return self.parked.park(message, conn, route.scope, None, start=True)
         self._send_whole(chunk, route.scope, conn)
         return True
 

@@ -144,6 +144,12 @@ class EdgeReads:
             self._store(scope, offset, reply)
         return reply
 
+    def catch_up_work(
+        self, headers: Mapping[str, str], scope: ReadScope, offset: Offset | None, path_qs: str, *, start: bool
+    ) -> Callable[[], Awaitable[Reply]]:
+        """The upstream read a catch-up flight runs for a client asking `path_qs` (edge.parked_reads)."""
+        return lambda: self._fetch(headers, scope, offset, path_qs, start=start)
+
     def shutdown(self) -> None:
         """Answer every waiting long-poll now (204), so clients move to another edge."""
         self._stopped = True
