@@ -11,6 +11,7 @@ import os
 import urllib.parse
 from dataclasses import dataclass
 
+from plugin_streams.origin.embed import DEFAULT_CHUNK_SIZE
 from plugin_streams.shared.aio import settings as s
 
 
@@ -119,4 +120,10 @@ class EdgeConfig:
         5.0,
         type=s.positive_float,
         help="with --region: seconds between heartbeats of a replicated stream's log feed while it is idle",
+    )
+    replica_chunk_size: int = s.setting(
+        DEFAULT_CHUNK_SIZE,
+        type=s.positive_int,
+        help="with --region: catch-up chunk boundary of local reads; must be the origin's --chunk-size "
+        "(while the origin says otherwise, reads go to the origin)",
     )

@@ -31,7 +31,7 @@ from plugin_streams.origin.service import StreamService
 from plugin_streams.origin.storage import FileStore, MemoryStore, Store
 from plugin_streams.origin.storage.postgres.metrics import PostgresMetrics
 from plugin_streams.origin.storage.postgres.store import PostgresStore
-from plugin_streams.origin.storage.tail_cache import TailCachedStore
+from plugin_streams.origin.storage.tail_cache import PER_STREAM_BYTES, TailCachedStore
 from plugin_streams.origin.subscriptions.routes import add_subscription_routes
 from plugin_streams.origin.sweeper import sweep_forever
 from plugin_streams.shared import caching
@@ -61,7 +61,11 @@ def make_store(config: OriginConfig) -> Store:
     engine: Store = (
         MemoryStore() if config.engine == "memory" else FileStore(config.data_dir, fsync=config.fsync == "always")
     )
-    return TailCachedStore(engine, config.tail_cache_bytes) if config.tail_cache_bytes > 0 else engine
+    if config.tail_cache_bytes <= 0:
+        return engine
+    # A stream's tail holds at least its current chunk: a reader catching up from the chunk's start
+    # is answered from memory too.
+    return TailCachedStore(engine, config.tail_cache_bytes, max(PER_STREAM_BYTES, config.chunk_size))
 
 
 def rate_limit_middleware(limiter: RateLimiter, proxies: TrustedProxies) -> web.middleware:  # type: ignore[valid-type]
@@ -166,5 +170,5 @@ def build_app(
     databases = KvDatabases(service, on_durable=metrics.kv.on_durable, snapshots=snapshotter_for(config))
     metrics.kv.watch(databases.all)
     add_kv_routes(app, databases, handlers)
-    add_replication_routes(app, service, policy)
+    add_replication_routes(app, service, policy, config.chunk_size)
     return app

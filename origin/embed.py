@@ -23,7 +23,7 @@ from typing import Protocol
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from plugin_streams.origin.config import OriginConfig
+from plugin_streams.origin.config import DEFAULT_CHUNK_SIZE, OriginConfig
 from plugin_streams.origin.handlers import StreamHandlers
 from plugin_streams.origin.limits import LiveLimiter
 from plugin_streams.origin.metrics import OriginMetrics
@@ -47,6 +47,7 @@ from plugin_streams.shared.replication import RecordFrame
 # origin's own parser, so both sides agree field by field. StreamState: the handle of a local
 # incarnation, which the replica holds and reads (tail, closed, removed, chain) but never writes.
 __all__ = [
+    "DEFAULT_CHUNK_SIZE",
     "Diverged",
     "EmbeddedOrigin",
     "LocalReads",
@@ -98,9 +99,11 @@ class ReadSettings:
     sse_keepalive: float
     sse_client_buffer: int
     sse_write_timeout: float
+    chunk_size: int = DEFAULT_CHUNK_SIZE  # must be the origin's: chunk windows and ETags must match
 
     def origin_config(self) -> OriginConfig:
         return OriginConfig(
+            chunk_size=self.chunk_size,
             long_poll_timeout=self.long_poll_timeout,
             sse_max_age=self.sse_max_age,
             sse_keepalive=self.sse_keepalive,

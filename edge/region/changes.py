@@ -35,6 +35,7 @@ class ChangeFollower:
         # Until the origin says otherwise, assume it checks credentials: then a region without the
         # policy never answers reads itself (it could not tell who may read what).
         self.access_control = True
+        self.chunk_size: int | None = None  # the origin's catch-up chunk size, once it said it
 
     async def run(self) -> None:
         backoff = 0.05
@@ -59,6 +60,8 @@ class ChangeFollower:
         replica = self.replica
         if kind in (r.HELLO, r.RESYNC):
             self.access_control = bool(event.get("access_control"))
+            said = event.get("chunk_size")
+            self.chunk_size = said if isinstance(said, int) and not isinstance(said, bool) else None
             if kind == r.RESYNC or self.epoch is None:
                 await replica.resync()
             self.epoch = str(event["epoch"])

@@ -71,8 +71,9 @@ async def open_region(
         sse_keepalive=config.sse_keepalive,
         sse_client_buffer=config.sse_client_buffer,
         sse_write_timeout=config.sse_write_timeout,
+        chunk_size=config.replica_chunk_size,
     )
-    gate = ReadGate(config.region, replica, changes, metrics, policy)
+    gate = ReadGate(config.region, replica, changes, metrics, policy, config.replica_chunk_size)
     writes = RegionWrites(config.region, replica, link, metrics)
     router = RegionRouter(gate, writes, local.read_handlers(settings))
     rest = RegionRest(gate, writes, local.rest_handlers(settings, policy))

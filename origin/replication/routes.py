@@ -47,10 +47,11 @@ def _number(request: web.Request, name: str, default: float, low: float, high: f
 
 
 class ReplicationRoutes:
-    def __init__(self, service: StreamService, changes: ChangeLog, policy: AccessPolicy) -> None:
+    def __init__(self, service: StreamService, changes: ChangeLog, policy: AccessPolicy, chunk_size: int) -> None:
         self.service = service
         self.changes = changes
         self.policy = policy
+        self.chunk_size = chunk_size  # told to replicas: their chunk windows must be the same
 
     def _authorize(self, request: web.Request) -> None:
         """`read` on every path (the empty prefix), whatever stream the route names."""
@@ -73,20 +74,20 @@ class ReplicationRoutes:
         response.headers[CACHE_CONTROL] = "no-store"
         response.headers[X_ACCEL_BUFFERING] = "no"
         changes = self.changes
-        access_control = self.policy.enabled
+        said = {"access_control": self.policy.enabled, "chunk_size": self.chunk_size}
         try:
             await response.prepare(request)
             lines = changes.since(epoch, after)
             if lines is None:
-                await response.write(changes.control(r.RESYNC, access_control=access_control))
+                await response.write(changes.control(r.RESYNC, **said))
             else:
-                await response.write(changes.control(r.HELLO, access_control=access_control) + b"".join(lines))
+                await response.write(changes.control(r.HELLO, **said) + b"".join(lines))
             after = changes.seq
             while not self.service.stopping:
                 await changes.wait(after, heartbeat)
                 lines = changes.since(changes.epoch, after)
                 if lines is None:  # fell out of the window while this response was slow
-                    await response.write(changes.control(r.RESYNC, access_control=access_control))
+                    await response.write(changes.control(r.RESYNC, **said))
                 elif lines:
                     await response.write(b"".join(lines))
                 else:
@@ -187,14 +188,16 @@ async def _bounded_body(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def add_replication_routes(app: web.Application, service: StreamService, policy: AccessPolicy) -> ChangeLog:
+def add_replication_routes(
+    app: web.Application, service: StreamService, policy: AccessPolicy, chunk_size: int
+) -> ChangeLog:
     changes = ChangeLog()
     if service.shared is not None:  # one feed for every origin on the database
         shared_changes = SharedChangeLog(ChangeFeed(service.shared.store))
         service.shared.follow_changes(shared_changes)
         changes = shared_changes
     service.registry.events = changes
-    routes = ReplicationRoutes(service, changes, policy)
+    routes = ReplicationRoutes(service, changes, policy, chunk_size)
     app.router.add_get(r.CHANGES_PATH, routes.changes_feed, allow_head=False)
     app.router.add_get(r.STREAMS_PATH, routes.streams, allow_head=False)
     app.router.add_get(r.STREAMS_PATH + "/{path:.+}", routes.describe_one, allow_head=False)

@@ -43,12 +43,12 @@ def _run_and_check(url: str, label: str, *, subscriptions: bool = False) -> None
 def test_conformance_fresh_then_after_restart(tmp_path: Path) -> None:
     ensure_installed()
     data_dir = tmp_path / "data"
-    first = OriginProcess(data_dir, long_poll_timeout=0.5).start()
+    first = OriginProcess(data_dir, long_poll_timeout=0.5, chunk_size=None).start()
     try:
         _run_and_check(first.url, "fresh data directory", subscriptions=True)
     finally:
         assert first.stop() == 0
-    second = OriginProcess(data_dir, long_poll_timeout=0.5).start()
+    second = OriginProcess(data_dir, long_poll_timeout=0.5, chunk_size=None).start()
     try:
         _run_and_check(second.url, "after restart on the same data directory", subscriptions=True)
     finally:

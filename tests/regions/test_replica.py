@@ -175,3 +175,21 @@ async def test_a_stream_with_retention_is_copied_from_the_earliest_record_the_or
             async with session.get(url, params={"offset": first}) as r:
                 assert r.status == 410 and r.headers["Stream-Earliest-Offset"] == earliest, (url, r.status)
         assert await _local_reads(session, replica.url) > 0
+
+
+async def test_a_replica_cutting_other_chunks_than_the_origin_sends_reads_to_the_origin(regions: Regions) -> None:
+    # The origin cuts 64 KiB chunks (the test default); this replica was told 1 KiB.
+    replica = regions.replica("--replicate", "logs/**", "--replica-chunk-size", "1024")
+    origin_url = regions.origin.stream_url + "logs/other-chunks"
+    replica_url = replica.stream_url + "logs/other-chunks"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        await create(session, origin_url, TEXT)
+        for i in range(10):
+            await append(session, origin_url, TEXT, f"{i:04d}".encode() * 200)
+        tail = (await _read_all(session, origin_url))[1][-1][0]
+        await wait_metric(session, replica.url, "ds_region_streams_replicated", 1, 10, region="eu")
+        before = await _local_reads(session, replica.url)
+        assert await _read_all(session, replica_url) == await _read_all(session, origin_url)
+        assert (await _read_all(session, replica_url))[1][-1][0] == tail
+        assert await _local_reads(session, replica.url) == before  # none answered with its own windows
+    assert "is not the origin's --chunk-size 65536" in replica.log_path.read_text()

@@ -111,17 +111,41 @@ class ServerProcess:
             self.stop()
 
 
+#: The catch-up chunk size of test origins (and of test edges' regional replicas): small, so a few
+#: hundred KiB of test data make several complete (immutable, cacheable) chunks. `chunk_size=None`
+#: runs the production default (4 MiB), as the conformance tests do; a `--chunk-size` (or
+#: `--replica-chunk-size`) in `extra` wins over both.
+TEST_CHUNK_SIZE = 64 * 1024
+
+
 class OriginProcess(ServerProcess):
-    def __init__(self, data_dir: str | os.PathLike[str], *extra: str, long_poll_timeout: float = 0.5) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *extra: str,
+        long_poll_timeout: float = 0.5,
+        chunk_size: int | None = TEST_CHUNK_SIZE,
+    ) -> None:
         self.data_dir = str(data_dir)
         args = [CLI, "origin", "--host", "127.0.0.1", "--port", "0", "--data-dir", self.data_dir]
+        if chunk_size is not None:
+            args += ["--chunk-size", str(chunk_size)]
         args += ["--long-poll-timeout", str(long_poll_timeout), *extra]
         super().__init__(args, Path(self.data_dir).with_name(Path(self.data_dir).name + ".origin.log"))
 
 
 class EdgeProcess(ServerProcess):
-    def __init__(self, origin_url: str, log_dir: str | os.PathLike[str], *extra: str, long_poll_timeout: float = 0.5):
+    def __init__(
+        self,
+        origin_url: str,
+        log_dir: str | os.PathLike[str],
+        *extra: str,
+        long_poll_timeout: float = 0.5,
+        chunk_size: int | None = TEST_CHUNK_SIZE,
+    ):
         args = [CLI, "edge", "--host", "127.0.0.1", "--port", "0", "--origin", origin_url]
+        if chunk_size is not None:  # a regional replica's chunk windows are the test origin's
+            args += ["--replica-chunk-size", str(chunk_size)]
         args += ["--long-poll-timeout", str(long_poll_timeout), *extra]
         log = Path(log_dir) / f"edge-{os.getpid()}-{id(self)}.log"
         super().__init__(args, log)
