@@ -113,7 +113,7 @@ class ServerProcess:
 
 #: The catch-up chunk size of test origins (and of test edges' regional replicas): small, so a few
 #: hundred KiB of test data make several complete (immutable, cacheable) chunks. `chunk_size=None`
-#: runs the production default (4 MiB), as the conformance tests do; a `--chunk-size` (or
+#: runs the production default (1 MiB), as the conformance tests do; a `--chunk-size` (or
 #: `--replica-chunk-size`) in `extra` wins over both.
 TEST_CHUNK_SIZE = 64 * 1024
 

@@ -12,6 +12,7 @@ import mmap
 import os
 from array import array
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Final
@@ -60,8 +61,7 @@ def write_batch(data_fd: int, index_fd: int, index: LogIndex, records: Sequence[
         write_all(data_fd, [p for p in payloads if p], index.data_end)
         write_all(index_fd, [entry], index.index_end)
         if sync:
-            os.fdatasync(data_fd)
-            os.fdatasync(index_fd)
+            sync_both(data_fd, index_fd)
     except BaseException:
         for fd, at in ((data_fd, index.data_end), (index_fd, index.index_end)):
             try:
@@ -75,6 +75,21 @@ def write_batch(data_fd: int, index_fd: int, index: LogIndex, records: Sequence[
         index.ends.append(end)
     index.data_end += size
     index.index_end += len(entry)
+
+
+#: Syncs the index file while the writing thread syncs the data file: the two need no order
+#: (recovery checks each batch against both), so an append waits for one sync, not two.
+#: (bench/speed.py, 100 B appends at c=1, p50: 0.42 and 0.38 ms this way, 0.46 and 0.41 ms one
+#: sync after the other, runs interleaved).
+_INDEX_SYNCS = ThreadPoolExecutor(8, thread_name_prefix="store-sync")
+
+
+def sync_both(data_fd: int, index_fd: int) -> None:
+    index_synced = _INDEX_SYNCS.submit(os.fdatasync, index_fd)
+    try:
+        os.fdatasync(data_fd)
+    finally:
+        index_synced.result()  # raises the index sync's OSError, if any
 
 
 def write_all(fd: int, buffers: Sequence[bytes], at: int) -> None:
