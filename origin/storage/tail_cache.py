@@ -142,6 +142,10 @@ class TailCachedStore:
 
     async def drop_before(self, generation: int, record: int, position: int) -> None:
         await self.inner.drop_before(generation, record, position)
+        if generation in self._counts and self._counts[generation] < record:
+            # A cut past every record (a replica installed past the origin's dropped start):
+            # the engine numbers the next append `record`, and so must the tail.
+            self._counts[generation] = record
         for key in [k for k in self._ranges if k[0] == generation and k[1] < record]:
             del self._ranges[key]  # (rare: retention compaction) dropped records read as dropped
         tail = self._tails.get(generation)

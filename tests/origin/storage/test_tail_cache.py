@@ -62,3 +62,23 @@ def test_reads_match_the_records(
     sizes: list[list[int]], per_stream: int, total: int, reads: list[tuple[int, int]], cut: int
 ) -> None:
     asyncio.run(exercise(sizes, per_stream, total, reads, cut))
+
+
+def test_a_stream_installed_past_its_first_records_is_numbered_like_its_engine() -> None:
+    """A region replica installs a stream whose start the origin no longer keeps: created empty,
+    then cut before record 1 (origin/embed.py install). Its appends are records 1, 2, ... in the
+    engine; the tail must number them the same, or it answers a record with its successor's bytes."""
+
+    async def run() -> None:
+        store = TailCachedStore(MemoryStore(), total_bytes=10**6)
+        await store.open()
+        generation = await store.allocate_generation()
+        await store.create(StreamConfig(generation, "s", "application/octet-stream", None, None, 0), [])
+        await store.drop_before(generation, 1, 500)
+        await store.append(generation, [Record(b"first")])
+        await store.append(generation, [Record(b"second")])
+        assert await store.read(generation, 1, 2) == b"first"
+        assert await store.read(generation, 2, 3) == b"second"
+        assert await store.read(generation, 1, 3) == b"firstsecond"
+
+    asyncio.run(run())
