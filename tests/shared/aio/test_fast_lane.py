@@ -107,9 +107,14 @@ async def connection(lane: Lane, observer: Observer | None = None) -> tuple[Fast
     app.router.add_get("/slow", slow)
     app.router.add_get("/fast", ordinary)
     app.router.add_get("/park", released)
-    app[LANE] = lane
     if observer is not None:
         app[OBSERVER] = observer
+    return await connected(app, lane)
+
+
+async def connected(app: web.Application, lane: object) -> tuple[FastConnection, Transport, web.AppRunner]:
+    """One connection to `app` served by FastLaneRunner with `lane`, over a fake transport."""
+    app[LANE] = lane  # type: ignore[misc]
     runner = FastLaneRunner(app, access_log=None)
     await runner.setup()
     assert runner.server is not None
@@ -347,15 +352,7 @@ async def body_connection(lane: object) -> tuple[FastConnection, Transport, web.
     app = web.Application()
     app.router.add_post("/body", echo)
     app.router.add_post("/echo", echo)
-    app[LANE] = lane  # type: ignore[misc]
-    runner = FastLaneRunner(app, access_log=None)
-    await runner.setup()
-    assert runner.server is not None
-    conn = runner.server()
-    assert isinstance(conn, FastConnection)
-    transport = Transport()
-    conn.connection_made(transport)
-    return conn, transport, runner
+    return await connected(app, lane)
 
 
 async def test_a_body_that_came_whole_is_offered_to_a_lane_taking_bodies() -> None:
