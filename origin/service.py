@@ -355,7 +355,10 @@ class StreamService:
     ) -> Appending:
         record, result = decide_append(state, request, body, payload, self.clock_ms(), expected)
         if record is None:
-            return Appending(result, request, None, state.last_write)
+            # Only a write still in flight is waited for: one already done (even a failed one,
+            # whose records were rolled back) has no bearing on a duplicate or repeated close.
+            last = state.last_write
+            return Appending(result, request, None, last if last is not None and not last.done() else None)
         return Appending(result, request, record, self.committer.submit(state, record))
 
     def _announce(self, result: AppendResult, request: AppendRequest) -> None:

@@ -285,3 +285,20 @@ def test_no_lane_where_middlewares_decide_or_when_turned_off(settings: dict[str,
 )
 def test_stream_path_takes_only_targets_the_stream_handlers_get_undecoded(target: str, path: str | None) -> None:
     assert stream_path(target) == path
+
+
+@pytest.mark.parametrize("lane", [True, False])
+async def test_a_duplicate_after_a_failed_write_is_still_a_duplicate(lane: bool) -> None:
+    """A producer's retry of an acknowledged append depends on no later write: once a later
+    write has failed (and nothing was written since), the retry is still answered 204, not 503."""
+    store = FailingStore()
+    async with Connection(lane=lane, store=store) as conn:
+        await conn.send(put("b", BINARY))
+        (acked,) = await conn.send(post("b", b"a", extra=producer(0)))
+        assert acked.startswith(b"HTTP/1.1 200")
+        store.failing = True
+        (failed,) = await conn.send(post("b", b"b", extra=producer(1)))
+        assert failed.startswith(b"HTTP/1.1 503")
+        store.failing = False
+        (retry,) = await conn.send(post("b", b"a", extra=producer(0)))
+        assert retry.startswith(b"HTTP/1.1 204"), retry
