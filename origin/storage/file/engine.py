@@ -73,6 +73,10 @@ class FileStore:
         # One reservation at a time: concurrent creates reaching a block's end would otherwise
         # write the same store.json.tmp together and all but one rename would fail (ENOENT).
         self._reserving = asyncio.Lock()
+        # A stream's manifest changes (compaction, soft delete) one at a time, each written from
+        # the stream's newest state: one written from a state read before another's could name
+        # files a compaction has removed, or drop a soft delete.
+        self._manifest_locks: dict[int, asyncio.Lock] = {}
         self._access: dict[int, int] = {}  # access times noted since the last flush
         self._last_access: dict[int, int] = {}  # newest known access time of every stream
         self.discarded_bytes = 0  # torn tails cut off by the last recovery
@@ -206,25 +210,33 @@ class FileStore:
         finally:
             self._handles.give_back(data_key)
 
+    def _manifest_lock(self, generation: int) -> asyncio.Lock:
+        lock = self._manifest_locks.get(generation)
+        if lock is None:
+            lock = self._manifest_locks[generation] = asyncio.Lock()
+        return lock
+
     async def replace_config(self, config: StreamConfig) -> None:
-        index = self._index.get(config.generation)
-        if index is None:
-            raise StreamMissing(str(config.generation))
-        self._configs[config.generation] = config
-        access_ms = self._last_access.get(config.generation, config.created_ms)
-        await self._run(manifest.write_atomically, self._dir(config.generation), config, access_ms, index.log)
+        async with self._manifest_lock(config.generation):
+            index = self._index.get(config.generation)
+            if index is None:
+                raise StreamMissing(str(config.generation))
+            self._configs[config.generation] = config
+            access_ms = self._last_access.get(config.generation, config.created_ms)
+            await self._run(manifest.write_atomically, self._dir(config.generation), config, access_ms, index.log)
 
     async def drop_before(self, generation: int, record: int, position: int) -> None:
-        index = self._index.get(generation)
-        if index is None:
-            raise StreamMissing(str(generation))
-        if record <= index.log.first_record:
-            return
-        config = self._configs[generation]
-        access_ms = self._last_access.get(generation, config.created_ms)
-        new_index = await self._run(self._compact, config, record, position, index, access_ms)
-        self._index[generation] = new_index
-        self._forget_files(generation, index.log.file_no)
+        async with self._manifest_lock(generation):
+            index = self._index.get(generation)
+            if index is None:
+                raise StreamMissing(str(generation))
+            if record <= index.log.first_record:
+                return
+            config = self._configs[generation]
+            access_ms = self._last_access.get(generation, config.created_ms)
+            new_index = await self._run(self._compact, config, record, position, index, access_ms)
+            self._index[generation] = new_index
+            self._forget_files(generation, index.log.file_no)
 
     def _compact(self, config: StreamConfig, record: int, position: int, index: LogIndex, access_ms: int) -> LogIndex:
         """Copy the kept records into the next file number, commit it in the manifest, drop the old.
@@ -264,7 +276,9 @@ class FileStore:
         return new
 
     async def remove(self, generation: int) -> None:
-        index = self._index.pop(generation, None)
+        async with self._manifest_lock(generation):  # not under a compaction's feet
+            index = self._index.pop(generation, None)
+            self._manifest_locks.pop(generation, None)
         if index is None:
             return
         self._access.pop(generation, None)

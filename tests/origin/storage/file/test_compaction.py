@@ -7,7 +7,11 @@ the kept records with the numbering and positions they had.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
+
+import pytest
 
 from plugin_streams.origin.storage import FileStore, LoadedStream, Record, RecordsDropped, StreamConfig
 from plugin_streams.shared.producer import ProducerState, ProducerTuple
@@ -96,3 +100,35 @@ async def test_appends_and_a_second_compaction_after_the_first(tmp_path: Path) -
         assert await store.read(generation, 5, 10) == b"".join(r.payload for r in [*RECORDS[5:], *more])
     finally:
         await store.close()
+
+
+async def test_a_soft_delete_during_a_compaction_loses_neither(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DELETE of a stream that forks still read (a soft delete: the manifest is replaced) may
+    arrive while a retention compaction of it runs on another I/O thread. Whichever manifest
+    write comes last must name the compaction's files and say the stream is soft-deleted: a
+    manifest naming the old, unlinked files would restart as an empty stream."""
+    from dataclasses import replace
+
+    from plugin_streams.origin.storage.file import engine, manifest
+
+    write_atomically = manifest.write_atomically
+
+    def slow_old_writes(directory: str, config: StreamConfig, access_ms: int, log: manifest.LogState) -> None:
+        if log.file_no == 0:
+            time.sleep(0.3)  # the soft delete's write, scheduled before the compaction's, lands after it
+        write_atomically(directory, config, access_ms, log)
+
+    cut = 3
+    store, generation = await written(tmp_path)
+    monkeypatch.setattr(engine.manifest, "write_atomically", slow_old_writes)
+    config = store._configs[generation]
+    await asyncio.gather(
+        store.replace_config(replace(config, soft_deleted=True)),
+        store.drop_before(generation, cut, position_of(cut)),
+    )
+    await store.close()
+    monkeypatch.setattr(engine.manifest, "write_atomically", write_atomically)
+    store, loaded = await open_store(tmp_path)
+    assert loaded[generation].config.soft_deleted
+    await assert_kept(store, generation, cut)
+    await store.close()
