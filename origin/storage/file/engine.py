@@ -270,6 +270,8 @@ class FileStore:
             for fd in (source, entries, data_fd, index_fd):
                 os.close(fd)
         manifest.write_atomically(directory, config, access_ms, new.log)  # the commit point
+        # In place before the old files go, so a read that finds them gone finds this (_read).
+        self._index[config.generation] = new
         os.unlink(os.path.join(directory, old.data_name))
         os.unlink(os.path.join(directory, old.index_name))
         manifest.fsync_directory(directory)
@@ -304,13 +306,20 @@ class FileStore:
         return await self._run(self._read, generation, first, last, index, reading=True)
 
     def _read(self, generation: int, first: int, last: int, index: LogIndex) -> bytes:
-        first -= index.log.first_record
-        last -= index.log.first_record
-        if first < 0:
+        kept_first = first - index.log.first_record
+        if kept_first < 0:
             raise RecordsDropped(f"records of stream {generation} were dropped by retention")
-        start, end = index.byte_range(first, last)
+        start, end = index.byte_range(kept_first, last - index.log.first_record)
         key = (generation, index.log.file_no, "data")
-        fd = self._handles.borrow(key)
+        try:
+            fd = self._handles.borrow(key)
+        except FileNotFoundError:
+            # A compaction removed the files `index` names after this read took it: the records
+            # live on in the files of the index that replaced it (or were dropped: RecordsDropped).
+            current = self._index.get(generation)
+            if current is None or current is index:
+                raise
+            return self._read(generation, first, last, current)
         try:
             return read_range(fd, start, end)
         finally:

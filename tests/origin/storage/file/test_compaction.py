@@ -132,3 +132,28 @@ async def test_a_soft_delete_during_a_compaction_loses_neither(tmp_path: Path, m
     assert loaded[generation].config.soft_deleted
     await assert_kept(store, generation, cut)
     await store.close()
+
+
+async def test_a_read_queued_behind_a_compaction_reads_the_kept_records(tmp_path: Path) -> None:
+    """A read planned with the index from before a compaction may run on its I/O thread after
+    the compaction removed the files that index names: it still reads the records (they were
+    kept), rather than failing with a storage error."""
+    import threading
+
+    store = FileStore(str(tmp_path), io_threads=1, max_open_files=1)
+    await store.open()
+    generation = await store.allocate_generation()
+    await store.create(StreamConfig(generation, "s", "application/octet-stream", None, None, 0), BATCHES[0])
+    for batch in BATCHES[1:]:
+        await store.append(generation, batch)
+    loop = asyncio.get_running_loop()
+    gate = threading.Event()
+    blocker = loop.run_in_executor(store._read_executor, gate.wait)  # the one read thread is busy
+    cut = 3
+    queued = asyncio.ensure_future(store.read(generation, cut + 1, len(RECORDS)))
+    await asyncio.sleep(0.05)  # the read has taken the index and waits for the thread
+    await store.drop_before(generation, cut, position_of(cut))
+    gate.set()
+    await blocker
+    assert await queued == b"".join(r.payload for r in RECORDS[cut + 1 :])
+    await store.close()
