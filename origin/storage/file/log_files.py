@@ -55,8 +55,8 @@ def write_batch(data_fd: int, index_fd: int, index: LogIndex, records: Sequence[
     failed batch leaves no trace.
     """
     payloads = [record.payload for record in records]
-    entry = batch_index.encode(index.data_end, records)
-    size = sum(len(payload) for payload in payloads)
+    lengths = [len(payload) for payload in payloads]
+    entry = batch_index.encode_lengths(index.data_end, lengths, records, batch_index.data_crc(payloads))
     try:
         write_all(data_fd, [p for p in payloads if p], index.data_end)
         write_all(index_fd, [entry], index.index_end)
@@ -70,10 +70,10 @@ def write_batch(data_fd: int, index_fd: int, index: LogIndex, records: Sequence[
                 logger.exception("could not cut back a failed append")
         raise
     end = index.data_end
-    for payload in payloads:
-        end += len(payload)
+    for length in lengths:
+        end += length
         index.ends.append(end)
-    index.data_end += size
+    index.data_end = end
     index.index_end += len(entry)
 
 
